@@ -47,8 +47,15 @@ def make_venv(name: str, requirements: list[str], base_python: str | None = None
         else:
             subprocess.run([base_python, "-m", "venv", "--clear", str(path)], check=True)
         subprocess.run(
-            [str(_venv_python(path)), "-m", "pip", "install", "-q",
-             "--disable-pip-version-check", *requirements],
+            [
+                str(_venv_python(path)),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                *requirements,
+            ],
             check=True,
         )
         marker.write_text(wanted)

@@ -1,0 +1,3 @@
+"""Fixtures shared by every package's tests. Real parts are found through `parts`."""
+
+from __future__ import annotations
