@@ -1,0 +1,63 @@
+"""The contract every benchmark scenario follows.
+
+A scenario is a script `benchmarks/scenarios/<name>.py` that imports only the public
+`execnet` API, so the same file runs under this project's packages and under execnet
+2.1.2 (each in its own virtual environment). It defines CASES, a dict from case name to
+a function that performs one measured run and returns a `Measure` (setup excluded from
+the elapsed time), and ends with `run_cli(CASES)`.
+
+    python benchmarks/scenarios/serializer.py --list
+    python benchmarks/scenarios/serializer.py --case ints --repeat 5
+
+prints one JSON object per line: {"case", "seconds": [...], "unit", "amount", "extra"}.
+`amount` in `unit`s per run turns seconds into a rate (items/s, MiB/s); `extra` holds
+case-specific figures such as peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+
+class Measure(NamedTuple):
+    seconds: float
+    unit: str = "run"
+    amount: float = 1.0
+    extra: Optional[Dict[str, float]] = None
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_cli(cases: Dict[str, Callable[[], Measure]], argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case", action="append", help="case to run (default: all)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--list", action="store_true", help="print the case names")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(cases))
+        return
+    for name in args.case or list(cases):
+        if name not in cases:
+            parser.error(f"unknown case {name!r}; known: {', '.join(cases)}")
+        runs = [cases[name]() for _ in range(args.repeat)]
+        extra: Dict[str, float] = {}
+        for run in runs:
+            for key, value in (run.extra or {}).items():
+                extra[key] = max(extra.get(key, value), value)
+        record = {
+            "case": name,
+            "seconds": [run.seconds for run in runs],
+            "unit": runs[0].unit,
+            "amount": runs[0].amount,
+            "extra": extra,
+        }
+        print(json.dumps(record), flush=True)
+    sys.stdout.flush()
