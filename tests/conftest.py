@@ -1,3 +1,5 @@
 """Fixtures shared by every package's tests. Real parts are found through `parts`."""
 
 from __future__ import annotations
+
+from sshd import sshd  # noqa: F401  (the real-OpenSSH fixture, tests/sshd.py)

@@ -1,0 +1,111 @@
+"""XSpec: the parsed form of a gateway spec string such as ``popen//python=pypy3//id=w1``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+__all__ = ["XSpec"]
+
+# Every key API.md documents; they read as None when the spec does not give them.
+KNOWN_KEYS = (
+    "popen",
+    "ssh",
+    "socket",
+    "vagrant_ssh",
+    "via",
+    "id",
+    "python",
+    "chdir",
+    "nice",
+    "execmodel",
+    "dont_write_bytecode",
+    "ssh_config",
+    "installvia",
+)
+
+# The keys that say how the interpreter is reached; a spec names exactly one of them.
+GATEWAY_TYPES = ("popen", "ssh", "socket", "vagrant_ssh")
+
+
+class XSpec:
+    """A gateway specification: ``key=value`` pairs joined by ``//``.
+
+    A key without ``=value`` means True; ``env:NAME=value`` keys collect in ``env``.
+    Every key API.md names reads as None when absent, and so does any other name
+    (plugins read their own keys); ``str(spec)`` is the original string, which also
+    decides equality and hashing.
+
+        >>> spec = XSpec("ssh=-p 2222 host//python=python3.12//env:LANG=C//id=w1")
+        >>> spec.ssh, spec.python, spec.env, spec.id, spec.chdir
+        ('-p 2222 host', 'python3.12', {'LANG': 'C'}, 'w1', None)
+        >>> spec == XSpec(str(spec))
+        True
+    """
+
+    popen: Any
+    ssh: Any
+    socket: Any
+    vagrant_ssh: Any
+    via: Any
+    id: Any
+    python: Any
+    chdir: Any
+    nice: Any
+    execmodel: Any
+    dont_write_bytecode: Any
+    ssh_config: Any
+    installvia: Any
+    env: Dict[str, str]
+
+    def __init__(self, string: str) -> None:
+        if not isinstance(string, str):
+            raise TypeError(f"XSpec needs a string, not {type(string).__name__}: {string!r}")
+        self._spec = string
+        self.env = {}
+        seen = set()
+        for part in string.split("//"):
+            if not part:
+                raise ValueError(f"empty key in gateway spec {string!r} (a '//' too many?)")
+            key, eq, value = part.partition("=")
+            if not key:
+                raise ValueError(f"missing key before '=' in gateway spec {string!r}")
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r} in gateway spec {string!r}")
+            seen.add(key)
+            if key.startswith("env:"):
+                name = key[4:]
+                if not name or not eq:
+                    raise ValueError(
+                        f"{key!r} in gateway spec {string!r} needs the form env:NAME=value"
+                    )
+                self.env[name] = value
+                continue
+            if key.startswith("_"):
+                raise AttributeError(f"key {key!r} in gateway spec {string!r}: '_' keys are private")
+            if key == "env":
+                raise ValueError(f"key 'env' in gateway spec {string!r}: use env:NAME=value")
+            setattr(self, key, value if eq else True)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not set: every public key reads as None when absent.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return None
+
+    def __str__(self) -> str:
+        return self._spec
+
+    def __repr__(self) -> str:
+        return f"<XSpec {self._spec!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, XSpec):
+            return NotImplemented
+        return self._spec == other._spec
+
+    def __hash__(self) -> int:
+        return hash(self._spec)
+
+    def _samefilesystem(self) -> bool:
+        """True when the gateway runs on this host in this directory (popen without chdir)."""
+        return bool(self.popen and not self.chdir and not self.via)
