@@ -1,7 +1,69 @@
-"""Rapid multi-Python deployment: the execnet API, rebuilt as small typed packages."""
+"""execnet: start Python interpreters on demand, run code there, talk to it over channels.
+
+    import execnet
+
+    gw = execnet.makegateway("popen")
+    channel = gw.remote_exec("channel.send(channel.receive() * 2)")
+    channel.send(21)
+    assert channel.receive() == 42
+
+The documented API, gathered from the packages that hold it: execnet_serial (dumps,
+loads, dump, load and their errors), execnet_channel (Channel, RemoteError,
+TimeoutError), execnet_transport (Gateway, XSpec, HostNotFound), execnet_group (Group,
+MultiChannel, default_group, makegateway, set_execmodel) and execnet_rsync (RSync).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .__about__ import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from execnet_channel import Channel, RemoteError, TimeoutError
+    from execnet_group import Group, MultiChannel, default_group, makegateway, set_execmodel
+    from execnet_rsync import RSync
+    from execnet_serial import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
+    from execnet_transport import Gateway, HostNotFound, XSpec
+
+# TEMPORARY while the lower packages are written: resolve names on first use.
+_HOMES = {
+    **dict.fromkeys(["Channel", "RemoteError", "TimeoutError"], "execnet_channel"),
+    **dict.fromkeys(["Group", "MultiChannel", "default_group", "makegateway", "set_execmodel"], "execnet_group"),
+    "RSync": "execnet_rsync",
+    **dict.fromkeys(["DataFormatError", "DumpError", "LoadError", "dump", "dumps", "load", "loads"], "execnet_serial"),
+    **dict.fromkeys(["Gateway", "HostNotFound", "XSpec"], "execnet_transport"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'execnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+__all__ = [
+    "makegateway",
+    "set_execmodel",
+    "default_group",
+    "Group",
+    "MultiChannel",
+    "Gateway",
+    "Channel",
+    "XSpec",
+    "HostNotFound",
+    "RemoteError",
+    "TimeoutError",
+    "RSync",
+    "dumps",
+    "loads",
+    "dump",
+    "load",
+    "DataFormatError",
+    "DumpError",
+    "LoadError",
+    "__version__",
+]

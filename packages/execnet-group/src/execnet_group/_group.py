@@ -1,0 +1,325 @@
+"""Group: the gateways a program has open, their ids, and their end."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
+
+from execnet_channel import get_execmodel, trace
+from execnet_transport import XSpec, make_gateway
+
+from ._multichannel import MultiChannel
+from ._termination import TerminateReport, terminate_gateways
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from execnet_channel import ExecModel
+    from execnet_transport import Gateway
+
+#: How long each group is given to end at interpreter exit before its children are killed.
+ATEXIT_TIMEOUT = 1.0
+
+SpecLike = Union[XSpec, str]
+
+
+class _Pending:
+    """A gateway being bootstrapped: its id is taken, its place in the order fixed."""
+
+    def __init__(self, spec: XSpec, seq: int) -> None:
+        self.spec = spec
+        self.seq = seq
+        self.done = threading.Event()
+        self.gateway: Gateway | None = None
+        self.error: BaseException | None = None
+
+
+class Group:
+    """The gateways a program has open, by id: create, find, run code on all, end.
+
+    >>> group = Group()
+    >>> gw = group.makegateway("popen//id=worker")
+    >>> group["worker"] is gw, "worker" in group, len(group)
+    (True, True, 1)
+    >>> group.remote_exec("channel.send(42)").receive_each()
+    [42]
+    >>> group.terminate(timeout=5)
+
+    `defaultspec` ('popen') is used when makegateway gets no spec. Gateways get ids
+    gw0, gw1, ... unless their spec names one. Every group is terminated (with a short
+    timeout) when the interpreter exits, so no child outlives its parent.
+    """
+
+    defaultspec: str = "popen"
+
+    def __init__(self, xspecs: Iterable[SpecLike] = (), execmodel: str = "thread") -> None:
+        self._lock = threading.RLock()
+        self._gateways: List[Gateway] = []
+        self._seqs: Dict[int, int] = {}  # id(gateway) -> order of creation
+        self._pending: Dict[str, _Pending] = {}
+        self._exited: List[Gateway] = []  # exited by the user, perhaps not yet ended
+        self._autoidcounter = 0
+        self._seq = 0
+        self.execmodel: ExecModel
+        self.remote_execmodel: ExecModel
+        self.set_execmodel(execmodel)
+        _live_groups.add(self)
+        specs = list(xspecs)
+        if specs:
+            self.makegateways(specs)
+
+    def __repr__(self) -> str:
+        return f"<Group {[gw.id for gw in self]!r}>"
+
+    # -- looking gateways up ---------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._gateways)
+
+    def __iter__(self) -> Iterator[Gateway]:
+        with self._lock:
+            return iter(list(self._gateways))
+
+    def __getitem__(self, key: Union[int, str]) -> Gateway:
+        """`group['gw0']` by id, `group[0]` by position (in order of creation)."""
+        with self._lock:
+            if isinstance(key, int):
+                return self._gateways[key]
+            for gateway in self._gateways:
+                if gateway.id == key:
+                    return gateway
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        """`'gw0' in group` by id, `gateway in group`; anything else is False."""
+        with self._lock:
+            if isinstance(key, str):
+                return any(gateway.id == key for gateway in self._gateways)
+            return any(gateway is key for gateway in self._gateways)
+
+    # -- execution models ------------------------------------------------------------
+
+    def set_execmodel(self, execmodel: str, remote_execmodel: Optional[str] = None) -> None:
+        """Choose the local execution model and the default one of new remotes.
+
+        `remote_execmodel` defaults to `execmodel`; a spec's own `execmodel=` wins.
+        Only possible while the group has no gateway: a ValueError after.
+        """
+        with self._lock:
+            if self._gateways or self._pending:
+                ids = [gw.id for gw in self._gateways] + list(self._pending)
+                raise ValueError(
+                    f"cannot set the execution model of a group that already has gateways "
+                    f"{ids}: call set_execmodel() before the first makegateway()"
+                )
+            self.execmodel = get_execmodel(execmodel)
+            self.remote_execmodel = get_execmodel(remote_execmodel or execmodel)
+
+    # -- creating gateways -----------------------------------------------------------
+
+    def allocate_id(self, spec: XSpec) -> None:
+        """Give `spec` an id now (gw0, gw1, ...) unless it has one.
+
+        Ids already used in the group are skipped. pytest-xdist calls this before
+        makegateway, and again after `spec.id = None` to clone a crashed worker.
+        """
+        with self._lock:
+            if spec.id is not None:
+                return
+            while True:
+                candidate = f"gw{self._autoidcounter}"
+                self._autoidcounter += 1
+                if not self._id_taken(candidate):
+                    spec.id = candidate
+                    return
+
+    def _id_taken(self, gateway_id: str) -> bool:
+        return gateway_id in self._pending or any(gw.id == gateway_id for gw in self._gateways)
+
+    def _reserve(self, spec: SpecLike | None) -> _Pending:
+        if spec is None:
+            spec = self.defaultspec
+        if not isinstance(spec, XSpec):
+            spec = XSpec(spec)
+        with self._lock:
+            self.allocate_id(spec)
+            assert spec.id is not None
+            if self._id_taken(spec.id):
+                raise ValueError(f"a gateway with id {spec.id!r} is already in the group (spec {str(spec)!r})")
+            if spec.execmodel is None and self.remote_execmodel.backend != "thread":
+                spec.execmodel = self.remote_execmodel.backend
+            self._seq += 1
+            pending = _Pending(spec, self._seq)
+            self._pending[spec.id] = pending
+            return pending
+
+    def _resolve(self, gateway_id: str, key: str, me: _Pending) -> Gateway:
+        """The gateway `gateway_id` for `via=`/`installvia=`, waiting if it is being made."""
+        spec = me.spec
+        with self._lock:
+            pending = self._pending.get(gateway_id)
+            if pending is not None and pending.seq >= me.seq:
+                raise ValueError(
+                    f"{key}={gateway_id}: names a gateway made later or itself (spec {str(spec)!r})"
+                )
+            if pending is None:
+                for gateway in self._gateways:
+                    if gateway.id == gateway_id:
+                        return gateway
+                raise ValueError(f"{key}={gateway_id}: no gateway with that id in the group (spec {str(spec)!r})")
+        pending.done.wait()
+        if pending.gateway is None:
+            raise ValueError(f"{key}={gateway_id}: that gateway could not be made (spec {str(spec)!r})")
+        return pending.gateway
+
+    def _bootstrap(self, pending: _Pending) -> None:
+        spec = pending.spec
+        try:
+            via = self._resolve(spec.via, "via", pending) if spec.via else None
+            installvia = self._resolve(spec.installvia, "installvia", pending) if spec.installvia else None
+            pending.gateway = make_gateway(spec, execmodel=self.execmodel, via=via, installvia=installvia)
+        except BaseException as exc:
+            pending.error = exc
+        finally:
+            pending.done.set()
+
+    def _register(self, pending: _Pending) -> Gateway:
+        """Put a made gateway in its place, or release the id of a failed one."""
+        assert pending.spec.id is not None
+        with self._lock:
+            del self._pending[pending.spec.id]
+            gateway = pending.gateway
+            if gateway is None:
+                assert pending.error is not None
+                raise pending.error
+            gateway._group = self
+            self._seqs[id(gateway)] = pending.seq
+            index = len(self._gateways)
+            while index and self._seqs[id(self._gateways[index - 1])] > pending.seq:
+                index -= 1
+            self._gateways.insert(index, gateway)
+            trace(f"group: added {gateway!r}")
+            return gateway
+
+    def makegateway(self, spec: SpecLike | None = None) -> Gateway:
+        """Open a gateway for `spec` (an XSpec or a spec string; None: `defaultspec`).
+
+        `via=ID` and `installvia=ID` name gateways of this group. A duplicate `id=` is
+        refused with ValueError before anything starts; a spec that fails leaves
+        nothing in the group. Safe to call from several threads at once: the bootstraps
+        run side by side.
+        """
+        pending = self._reserve(spec)
+        self._bootstrap(pending)
+        return self._register(pending)
+
+    def makegateways(self, specs: Iterable[SpecLike | None]) -> List[Gateway]:
+        """Open a gateway per spec, bootstrapping them all at once.
+
+        Ids and order are those of calling makegateway for each spec in turn (specs
+        may go `via=` one made earlier in the list). If one fails, the gateways before
+        it stay in the group, those after it are exited, and its error is raised.
+        """
+        pendings: List[_Pending] = []
+        try:
+            for spec in specs:
+                pendings.append(self._reserve(spec))
+        except BaseException:
+            with self._lock:
+                for pending in pendings:
+                    del self._pending[pending.spec.id]  # type: ignore[arg-type]
+            raise
+        threads = [
+            threading.Thread(target=self._bootstrap, args=(pending,), name=f"execnet-bootstrap-{pending.spec.id}", daemon=True)
+            for pending in pendings
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        made: List[Gateway] = []
+        failure: BaseException | None = None
+        for pending in pendings:
+            if failure is not None and pending.gateway is not None:
+                pending.gateway.exit()
+                self._exited.append(pending.gateway)
+                pending.gateway = None
+                pending.error = failure
+            try:
+                made.append(self._register(pending))
+            except BaseException as exc:
+                if failure is None:
+                    failure = exc
+        if failure is not None:
+            raise failure
+        return made
+
+    def _unregister(self, gateway: Gateway) -> None:
+        """Called by Gateway.exit(): the gateway leaves the group (terminate still ends it)."""
+        with self._lock:
+            if gateway in self._gateways:
+                self._gateways.remove(gateway)
+                self._seqs.pop(id(gateway), None)
+                self._exited.append(gateway)
+
+    # -- using and ending them -------------------------------------------------------
+
+    def remote_exec(self, source: Union[str, Callable[..., Any], ModuleType], **kwargs: Any) -> MultiChannel:
+        """Run `source` on every gateway; a MultiChannel of the channels, in group order."""
+        return MultiChannel([gateway.remote_exec(source, **kwargs) for gateway in self])
+
+    def terminate(self, timeout: Optional[float] = None) -> TerminateReport:
+        """End every gateway and its process; return what it took.
+
+        Each gateway is told to exit (gateways that go `via=` a proxy before the
+        proxy), then terminate waits for its receiver and its local process. After
+        `timeout` seconds the processes still running are killed; None waits as long
+        as it takes. Returns after about twice `timeout` at most, even if a kill
+        hangs. Calling it again (or with no gateways) does nothing.
+
+        >>> report = group.terminate(timeout=3)
+        >>> report.exited, report.killed
+        (['gw0'], [])
+        """
+        with self._lock:
+            gateways = list(self._gateways) + [gw for gw in self._exited if gw not in self._gateways]
+            self._exited = []
+        report = terminate_gateways(gateways, timeout)
+        with self._lock:
+            for gateway in gateways:
+                if gateway in self._gateways:
+                    self._gateways.remove(gateway)
+                    self._seqs.pop(id(gateway), None)
+            # A gateway that could not be ended stays known, so a later call retries.
+            self._exited.extend(gw for gw in gateways if gw.id in report.unresponsive)
+        return report
+
+
+# Groups to end at interpreter exit. Weak: a group nobody uses any more (no references,
+# no live gateways) is not kept alive just for this.
+_live_groups: weakref.WeakSet[Group] = weakref.WeakSet()
+
+
+def _terminate_all(timeout: float = ATEXIT_TIMEOUT) -> None:
+    for group in list(_live_groups):
+        try:
+            group.terminate(timeout)
+        except Exception as exc:
+            trace(f"atexit: terminating {group!r} failed: {exc!r}")
+
+
+atexit.register(_terminate_all)
+
+default_group = Group()
+
+
+def makegateway(spec: SpecLike | None = None) -> Gateway:
+    """Open a gateway in `default_group`: `execnet.makegateway("popen")`."""
+    return default_group.makegateway(spec)
+
+
+def set_execmodel(execmodel: str, remote_execmodel: Optional[str] = None) -> None:
+    """Set the execution models of `default_group` (before its first gateway)."""
+    default_group.set_execmodel(execmodel, remote_execmodel)

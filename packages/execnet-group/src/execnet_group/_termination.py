@@ -1,0 +1,173 @@
+"""Ending a set of gateways for sure: exit, wait, kill, and say what it took.
+
+Every wait runs against a deadline, and the calls that could block (exit on a stuck
+stream, a kill that hangs) are abandoned at the deadline: terminate(timeout) returns
+after about twice `timeout` at most, whatever the gateways do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+
+from execnet_channel import trace
+
+if TYPE_CHECKING:
+    from execnet_transport import Gateway
+
+EXITED = "exited"
+KILLED = "killed"
+UNRESPONSIVE = "unresponsive"
+
+
+@dataclass(frozen=True)
+class GatewayTermination:
+    """How one gateway ended: `outcome` is 'exited', 'killed' or 'unresponsive'.
+
+    'exited': the receiver finished and the process (if any) ended by itself within the
+    timeout (also when it had died before). 'killed': it was still running after the
+    timeout and its process was killed. 'unresponsive': it was still running when
+    terminate gave up (a kill that did not take, or a remote that cannot be killed).
+    """
+
+    id: str
+    outcome: str
+    pid: Optional[int] = None
+    status: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class TerminateReport:
+    """What Group.terminate had to do, gateway by gateway.
+
+    >>> report = group.terminate(timeout=2)
+    >>> report.killed
+    []
+    >>> bool(report)        # True when every gateway is gone (exited or killed)
+    True
+    """
+
+    gateways: Tuple[GatewayTermination, ...] = ()
+
+    def _ids(self, outcome: str) -> List[str]:
+        return [item.id for item in self.gateways if item.outcome == outcome]
+
+    @property
+    def exited(self) -> List[str]:
+        """Ids of the gateways that ended by themselves."""
+        return self._ids(EXITED)
+
+    @property
+    def killed(self) -> List[str]:
+        """Ids of the gateways whose process had to be killed."""
+        return self._ids(KILLED)
+
+    @property
+    def unresponsive(self) -> List[str]:
+        """Ids of the gateways that may still be running."""
+        return self._ids(UNRESPONSIVE)
+
+    def __bool__(self) -> bool:
+        return not self.unresponsive
+
+    def __str__(self) -> str:
+        parts = [f"{outcome} {ids}" for outcome in (EXITED, KILLED, UNRESPONSIVE) if (ids := self._ids(outcome))]
+        return "terminated: " + ("; ".join(parts) if parts else "no gateways")
+
+
+def _depth(gateway: Gateway) -> int:
+    depth, via = 0, getattr(gateway, "_via", None)
+    while via is not None and depth < 100:
+        depth, via = depth + 1, getattr(via, "_via", None)
+    return depth
+
+
+def _bounded(what: str, func: Callable[[], object], deadline: float | None) -> None:
+    """Call func, but stop waiting for it at `deadline` (it goes on in the background).
+
+    Exit and kill should not block, but a send stuck on a full pipe or a kill that
+    hangs must not hold up terminate. Where no thread can be started any more (at
+    interpreter exit on Python 3.12+), func is called directly.
+    """
+
+    def call() -> None:
+        try:
+            func()
+        except Exception as exc:  # a stream that is already gone, a process reaped
+            trace(f"terminate: {what} raised {exc!r}")
+
+    if deadline is None:
+        call()
+        return
+    thread = threading.Thread(target=call, name=f"execnet-terminate-{what}", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # interpreter shutdown
+        call()
+        return
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if thread.is_alive():
+        trace(f"terminate: {what} still blocked at the deadline; giving up on it")
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _State:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.pid: int | None = getattr(gateway, "_pid", None)
+        self.status: int | None = None
+        self.ended = False
+
+    def wait(self, deadline: float | None) -> bool:
+        """Wait for the receiver and the process until deadline; True once both ended."""
+        if self.ended:
+            return True
+        gateway = self.gateway
+        gateway.join(_left(deadline))
+        if gateway.hasreceiver():
+            return False
+        if self.pid is not None:
+            self.status = gateway._wait_process(_left(deadline))
+            if self.status is None:
+                return False
+        self.ended = True
+        return True
+
+
+def terminate_gateways(gateways: Sequence[Gateway], timeout: float | None) -> TerminateReport:
+    """Exit every gateway, proxies after those that go through them; see Group.terminate.
+
+    Phase one tells each gateway to exit, deepest `via=` level first, and waits for
+    receivers and processes until `timeout`; phase two kills the local processes still
+    running and waits up to another `timeout` for them to go.
+    """
+    if not gateways:
+        return TerminateReport()
+    start = time.monotonic()
+    clean_deadline = None if timeout is None else start + timeout
+    hard_deadline = None if timeout is None else start + 2 * timeout + 0.2
+    states = [_State(gw) for gw in gateways]
+    levels = sorted({_depth(gw) for gw in gateways}, reverse=True)
+    for level in levels:
+        here = [state for state in states if _depth(state.gateway) == level]
+        for state in here:
+            _bounded(f"exit of {state.gateway.id}", state.gateway.exit, clean_deadline)
+        for state in here:
+            state.wait(clean_deadline)
+    outcomes = {id(state): EXITED for state in states if state.ended}
+    stuck = [state for state in states if not state.ended]
+    for state in stuck:
+        trace(f"terminate: {state.gateway.id} still running after {timeout}s; killing pid {state.pid}")
+        _bounded(f"kill of {state.gateway.id}", state.gateway._kill_process, hard_deadline)
+    for state in stuck:
+        outcomes[id(state)] = KILLED if state.wait(hard_deadline) else UNRESPONSIVE
+    report = TerminateReport(
+        tuple(GatewayTermination(s.gateway.id, outcomes[id(s)], s.pid, s.status) for s in states)
+    )
+    trace(str(report))
+    return report

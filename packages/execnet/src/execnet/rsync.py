@@ -1,0 +1,7 @@
+"""Old module path: `execnet.rsync.RSync`."""
+
+from __future__ import annotations
+
+from execnet_rsync import RSync
+
+__all__ = ["RSync"]

@@ -1,0 +1,1 @@
+"""Old package path of execnet's scripts: `python -m execnet.script.socketserver`."""

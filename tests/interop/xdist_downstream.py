@@ -1,0 +1,200 @@
+"""pytest-xdist's own test suite, run against an execnet of our choice.
+
+The downstream proof of the umbrella package: a virtual environment holds pytest-xdist
+3.8.0 and its dependencies, with either our six packages (``ours``) or the original
+execnet 2.1.2 (``oracle``); pytest-xdist's sdist is downloaded from the package index and
+its ``testing/`` folder runs in that environment. Outcomes are collected per test id by a
+tiny plugin, so two runs compare test by test.
+
+    python tests/interop/xdist_downstream.py ours      # prints a summary, writes JSON
+    python tests/interop/xdist_downstream.py oracle
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT))
+from tools.oracle import VENVS, make_venv  # noqa: E402
+
+XDIST_VERSION = "3.8.0"
+PACKAGES = [
+    "execnet-serial",
+    "execnet-channel",
+    "execnet-transport",
+    "execnet-group",
+    "execnet-rsync",
+    "execnet",
+]
+# What the suite's extras ("testing") and our tests need besides pytest-xdist itself.
+EXTRAS = ["filelock", "psutil", "pytest-timeout"]
+
+# The failures execnet 2.1.2 itself shows with the current pytest (they come from pytest).
+KNOWN_FAILURES = {
+    "testing/acceptance_test.py::TestGroupScope::test_by_module",
+    "testing/acceptance_test.py::TestGroupScope::test_by_class",
+    "testing/acceptance_test.py::TestGroupScope::test_module_single_start",
+    "testing/acceptance_test.py::TestGroupScope::test_multiple_group_marks",
+    "testing/acceptance_test.py::TestGroupScope::test_multiple_group_order",
+    "testing/test_newhooks.py::TestCrashItem::test_handlecrashitem_one",
+    "testing/test_remote.py::test_remote_usage_prog",
+}
+
+_PLUGIN = '''
+import json, os
+
+_outcomes = {}
+
+def pytest_runtest_logreport(report):
+    if getattr(report, "wasxfail", None) is not None:
+        outcome = "xpassed" if report.passed else "xfailed"
+    elif report.when == "call" or report.failed or report.skipped:
+        outcome = report.outcome
+    else:
+        return
+    if _outcomes.get(report.nodeid) in ("failed", "error"):
+        return
+    if report.failed and report.when != "call":
+        outcome = "error"
+    _outcomes[report.nodeid] = outcome
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("XDIST_OUTCOMES")
+    if path and not hasattr(session.config, "workerinput"):
+        with open(path, "w") as f:
+            json.dump(_outcomes, f, indent=1, sort_keys=True)
+'''
+
+
+def _pip(python: Path, *args: str) -> None:
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
+        check=True,
+    )
+
+
+def venv_for(kind: str) -> Path:
+    """The interpreter of the environment for `kind` ('ours' or 'oracle')."""
+    if kind == "oracle":
+        return make_venv(
+            f"xdist-{XDIST_VERSION}-oracle",
+            [f"pytest-xdist=={XDIST_VERSION}", "execnet==2.1.2", *EXTRAS],
+        )
+    if kind != "ours":
+        raise ValueError(f"kind must be 'ours' or 'oracle', not {kind!r}")
+    locals_ = [str(ROOT / "packages" / name) for name in PACKAGES]
+    # One resolver run with our packages and pytest-xdist: pip must accept our umbrella
+    # for pytest-xdist's `execnet>=2.1` (if not, it would fetch the original and the
+    # check below fails).
+    python = make_venv(f"xdist-{XDIST_VERSION}-ours", [*locals_, f"pytest-xdist=={XDIST_VERSION}", *EXTRAS])
+    # The packages change while we work: always reinstall the current sources.
+    _pip(python, "--no-deps", "--force-reinstall", *locals_)
+    check = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import execnet, execnet_group, importlib.metadata as m;"
+            "print(execnet.__file__, m.version('execnet'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    where, version = check.stdout.split()
+    if "site-packages" not in where or version != "2.2.0":
+        raise RuntimeError(f"the environment does not hold our execnet: {check.stdout}")
+    subprocess.run([str(python), "-m", "pip", "check"], check=True, capture_output=True)
+    return python
+
+
+def xdist_sdist_tree() -> Path:
+    """pytest-xdist's sdist, downloaded once and unpacked under .venvs/."""
+    target = VENVS / f"pytest_xdist-{XDIST_VERSION}"
+    if (target / "testing" / "conftest.py").exists():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"pytest-xdist=={XDIST_VERSION}",
+                "-d",
+                tmp,
+            ],
+            check=True,
+        )
+        (archive,) = Path(tmp).glob("pytest_xdist-*.tar.gz")
+        with tarfile.open(archive) as tar:
+            tar.extractall(VENVS)  # noqa: S202 - an sdist from the package index
+    return target
+
+
+def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
+    """Run pytest-xdist's suite against `kind`; return {test id: outcome}."""
+    python = venv_for(kind)
+    tree = xdist_sdist_tree()
+    with tempfile.TemporaryDirectory() as tmp:
+        plugin_dir = Path(tmp) / "plugin"
+        plugin_dir.mkdir()
+        (plugin_dir / "xdist_outcomes.py").write_text(_PLUGIN)
+        outcomes_file = Path(tmp) / "outcomes.json"
+        env = dict(os.environ)
+        for name in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID"):
+            env.pop(name, None)
+        env["PYTHONPATH"] = str(plugin_dir)
+        env["XDIST_OUTCOMES"] = str(outcomes_file)
+        proc = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pytest",
+                "-p",
+                "xdist_outcomes",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--timeout=120",
+                *(extra_args or []),
+                "testing",
+            ],
+            cwd=tree,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        (VENVS / f"xdist-{kind}.log").write_text(proc.stdout)
+        if not outcomes_file.exists():
+            raise RuntimeError(f"pytest-xdist's suite did not finish:\n{proc.stdout[-5000:]}")
+        outcomes: dict[str, str] = json.loads(outcomes_file.read_text())
+    return outcomes
+
+
+def summary(outcomes: dict[str, str]) -> str:
+    counts = Counter(outcomes.values())
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+
+
+if __name__ == "__main__":
+    which = sys.argv[1] if len(sys.argv) > 1 else "ours"
+    result = run_suite(which, sys.argv[2:])
+    (VENVS / f"xdist-{which}.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    print(summary(result))
+    for test_id, outcome in sorted(result.items()):
+        if outcome in ("failed", "error"):
+            print(outcome.upper(), test_id)
