@@ -12,15 +12,24 @@ the elapsed time), and ends with `run_cli(CASES)`.
 prints one JSON object per line: {"case", "seconds": [...], "unit", "amount", "extra"}.
 `amount` in `unit`s per run turns seconds into a rate (items/s, MiB/s); `extra` holds
 case-specific figures such as peak RSS.
+
+Conventions the runner (`benchmarks/run.py`) understands:
+- a case that cannot run here (no sshd, no pypy3) raises `Skip("reason")`; run_cli then
+  prints {"case", "skipped": reason} instead of timings;
+- `quick()` is true under `run.py --quick` (environment EXECNET_BENCH_QUICK=1): scale the
+  work down (fewer items), keeping `amount` honest so rates stay comparable;
+- peak memory goes in `extra` as `rss_local_mib` (this process, `peak_rss_mib()`) and
+  `rss_remote_mib` (the other side, `remote_peak_rss_mib(gateway)`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 
 class Measure(NamedTuple):
@@ -35,6 +44,26 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class Skip(Exception):
+    """Raised by a case that cannot run on this machine; the text says why."""
+
+
+def quick() -> bool:
+    """True when the runner asked for a short run (`run.py --quick`)."""
+    return os.environ.get("EXECNET_BENCH_QUICK", "") not in ("", "0")
+
+
+def remote_peak_rss_mib(gateway: Any) -> float:
+    """Peak resident set size of the process behind `gateway` so far, in MiB."""
+    channel = gateway.remote_exec(
+        "import resource\n"
+        "channel.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)\n"
+    )
+    value = float(channel.receive())
+    channel.waitclose()
+    return value
+
+
 def run_cli(cases: Dict[str, Callable[[], Measure]], argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", action="append", help="case to run (default: all)")
@@ -47,7 +76,11 @@ def run_cli(cases: Dict[str, Callable[[], Measure]], argv: Optional[List[str]] =
     for name in args.case or list(cases):
         if name not in cases:
             parser.error(f"unknown case {name!r}; known: {', '.join(cases)}")
-        runs = [cases[name]() for _ in range(args.repeat)]
+        try:
+            runs = [cases[name]() for _ in range(args.repeat)]
+        except Skip as skip:
+            print(json.dumps({"case": name, "skipped": str(skip)}), flush=True)
+            continue
         extra: Dict[str, float] = {}
         for run in runs:
             for key, value in (run.extra or {}).items():

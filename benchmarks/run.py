@@ -1,0 +1,558 @@
+"""Run every benchmark scenario under execnet 2.1.2 and under this project, side by side.
+
+    python benchmarks/run.py                 # the full suite; writes RESULTS.md + results.json
+    python benchmarks/run.py --quick         # a short run, table on stdout only
+    python benchmarks/run.py --only roundtrip,bulk:send --rounds 3
+
+Two virtual environments are made (and reused) through `tools.oracle.make_venv`:
+`original` holds execnet==2.1.2 from the package index, `ours` holds the packages of
+`packages/*` installed editable (so source changes are picked up without a rebuild).
+Both get the same pytest and pytest-xdist 3.8.0; in `ours` pytest-xdist is installed
+without its dependencies, so the original execnet never enters it.
+
+Each case runs in a fresh process per repeat, alternating original/ours/original/ours
+in the same run, so both sides see the same machine load. A case that fails or hangs
+under one side is reported as failed for that side; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fnmatch
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+SCENARIOS = BENCH / "scenarios"
+PACKAGES = ("execnet-serial", "execnet-channel", "execnet-transport", "execnet-group",
+            "execnet-rsync", "execnet")  # fmt: skip
+TOOLS = ("pytest==8.4.2", "pytest-xdist==3.8.0")
+SIDES = ("original", "ours")
+NOTES_HEADING = "## Notes"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A speed target, judged on the ratio of medians from the same run."""
+
+    kind: str  # "time": ours/original time must be <= ratio; "rate": ours/original rate >= ratio
+    ratio: float
+    text: str
+    absolute: Optional[float] = None  # in display units (ms or µs per item, or items/s)
+
+
+# (scenario, case) glob patterns -> target (issue 7); the first match wins.
+TARGETS: List[Tuple[str, str, Target]] = [
+    ("startup", "popen*", Target("time", 0.5, "≤ 0.5x (≤ 25 ms)", 25.0)),
+    ("roundtrip", "*", Target("time", 0.4, "≤ 0.4x (≤ 35 µs)", 35.0)),
+    ("bulk", "*", Target("rate", 2.8, "≥ 2.8x (≥ 1500 MiB/s)", 1500.0)),
+    ("small", "*", Target("rate", 2.7, "≥ 2.7x (≥ 300,000/s)", 300_000.0)),
+    ("serializer", "*ints*", Target("time", 1 / 3, "≥ 3x faster")),
+    ("serializer", "*dict*", Target("time", 1 / 3, "≥ 3x faster")),
+    ("serializer", "*report*", Target("time", 1 / 3, "≥ 3x faster")),
+    ("groups", "*8", Target("time", 0.55, "≤ 0.55x")),
+    ("groups", "*8_*", Target("time", 0.55, "≤ 0.55x")),
+    ("rsync", "full*", Target("time", 0.7, "≤ 0.7x")),
+    ("rsync", "unchanged*", Target("time", 0.75, "≤ 0.75x")),
+    ("xdist_session", "*", Target("time", 1.0, "≤ 1.0x")),
+]
+
+
+def target_for(scenario: str, case: str) -> Optional[Target]:
+    for scenario_pattern, case_pattern, target in TARGETS:
+        if fnmatch.fnmatch(scenario, scenario_pattern) and fnmatch.fnmatch(case, case_pattern):
+            return target
+    return None
+
+
+# ---------------------------------------------------------------- environments
+
+
+def _oracle_tools() -> Any:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tools import oracle
+    finally:
+        sys.path.remove(str(ROOT))
+    return oracle
+
+
+def _pip(python: str, *args: str) -> None:
+    subprocess.run([python, "-m", "pip", "install", "--quiet", *args], check=True)
+
+
+def make_envs(base_python: Optional[str], extra: Sequence[str] = ()) -> Dict[str, str]:
+    """{'original': python, 'ours': python}, creating or reusing both environments."""
+    oracle = _oracle_tools()
+    original = str(
+        oracle.make_venv(
+            "bench-original", ["execnet==2.1.2", *TOOLS, *extra], base_python=base_python
+        )
+    )
+    # pytest's own dependencies come from the index; ours and pytest-xdist are added below.
+    ours = str(oracle.make_venv("bench-ours", [TOOLS[0], *extra], base_python=base_python))
+    marker = Path(ours).parent.parent / ".bench-ours"
+    wanted = json.dumps({"editable": PACKAGES, "no-deps": TOOLS[1:]})
+    if not marker.exists() or marker.read_text() != wanted:
+        editable = [arg for name in PACKAGES for arg in ("-e", str(ROOT / "packages" / name))]
+        _pip(ours, "--no-deps", *editable)
+        _pip(ours, "--no-deps", *TOOLS[1:])
+        marker.write_text(wanted)
+    where = subprocess.run(
+        [ours, "-c", "import importlib.util as u; print(u.find_spec('execnet').origin)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not where.startswith(str(ROOT / "packages")):
+        raise SystemExit(f"the 'ours' environment imports execnet from {where}, not packages/")
+    return {"original": original, "ours": ours}
+
+
+def versions(python: str) -> Dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json, platform\n"
+        "names = ['execnet', 'execnet-serial', 'execnet-channel', 'execnet-transport',\n"
+        "         'execnet-group', 'execnet-rsync', 'pytest', 'pytest-xdist']\n"
+        "found = {'python': platform.python_implementation() + ' ' + platform.python_version()}\n"
+        "for name in names:\n"
+        "    try:\n"
+        "        found[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        pass\n"
+        "print(json.dumps(found))\n"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout))
+
+
+def machine() -> Dict[str, Any]:
+    cpu = "unknown"
+    mem_gib = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(mem_gib, 1),
+        "kernel": platform.release(),
+        "loadavg_start": list(os.getloadavg()),
+        "commit": commit,
+    }
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class Side:
+    seconds: List[float] = field(default_factory=list)
+    unit: str = "run"
+    amount: float = 1.0
+    extra: Dict[str, float] = field(default_factory=dict)
+    error: Optional[str] = None
+    skipped: Optional[str] = None
+
+
+def scenario_names() -> List[str]:
+    return sorted(p.stem for p in SCENARIOS.glob("*.py") if not p.stem.startswith("_"))
+
+
+def list_cases(python: str, scenario: str, env: Dict[str, str], cwd: str) -> List[str]:
+    out = subprocess.run(
+        [python, str(SCENARIOS / f"{scenario}.py"), "--list"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(_tail(out.stderr or out.stdout))
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return "\n".join(kept) or "(no output)"
+
+
+@dataclass
+class Runner:
+    """How each measured process is started: the two interpreters, environment, folder."""
+
+    pythons: Dict[str, str]
+    env: Dict[str, str]
+    cwd: str
+    timeout: float
+    rounds: int
+
+    def run_once(self, side: str, scenario: str, case: str) -> Dict[str, Any]:
+        """One process, one repeat of one case: the JSON record, or {'error': text}."""
+        script = str(SCENARIOS / f"{scenario}.py")
+        command = [self.pythons[side], script, "--case", case, "--repeat", "1"]
+        try:
+            out = subprocess.run(
+                command,
+                check=False,
+                capture_output=True,
+                text=True,
+                env=self.env,
+                cwd=self.cwd,
+                timeout=self.timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {self.timeout:.0f} s"}
+        for line in reversed(out.stdout.splitlines()):
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("case") == case:
+                if out.returncode != 0 and "skipped" not in record:
+                    break
+                return dict(record)
+        return {"error": f"exit {out.returncode}: {_tail(out.stderr or out.stdout)}"}
+
+    def run_case(self, scenario: str, case: str) -> Dict[str, Side]:
+        sides = {name: Side() for name in SIDES}
+        for _ in range(self.rounds):
+            for name in SIDES:  # A/B/A/B: both sides see the same load
+                side = sides[name]
+                if side.error or side.skipped:
+                    continue
+                record = self.run_once(name, scenario, case)
+                if "error" in record:
+                    side.error = record["error"]
+                elif "skipped" in record:
+                    side.skipped = str(record["skipped"])
+                else:
+                    side.seconds.extend(float(s) for s in record["seconds"])
+                    side.unit = str(record.get("unit", "run"))
+                    side.amount = float(record.get("amount", 1.0))
+                    for key, value in (record.get("extra") or {}).items():
+                        side.extra[key] = max(side.extra.get(key, value), float(value))
+        return sides
+
+
+def child_env(quick: bool) -> Dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "EXECNET_DEBUG")
+        and not k.startswith(("PYTEST_", "HATCH_"))
+    }
+    env["EXECNET_BENCH_QUICK"] = "1" if quick else "0"
+    return env
+
+
+# ---------------------------------------------------------------- figures
+
+
+def display(unit: str, amount: float) -> Tuple[str, str, float]:
+    """(mode, label, factor): how a case is shown. A figure is factor*seconds/amount for
+    'time' (lower is better) or amount/seconds for 'rate' (higher is better)."""
+    if amount == 1.0:
+        return "time", "ms", 1e3
+    if unit in ("roundtrip", "call", "op"):
+        return "time", f"µs/{unit}", 1e6
+    return "rate", f"{unit}/s", 1.0
+
+
+def figure(mode: str, factor: float, seconds: float, amount: float) -> float:
+    return factor * seconds / amount if mode == "time" else amount / seconds
+
+
+def summarize(scenario: str, case: str, sides: Dict[str, Side]) -> Dict[str, Any]:
+    ok = [side for side in sides.values() if side.seconds]
+    unit, amount = (ok[0].unit, ok[0].amount) if ok else ("run", 1.0)
+    mode, label, factor = display(unit, amount)
+    entry: Dict[str, Any] = {
+        "scenario": scenario,
+        "case": case,
+        "unit": unit,
+        "amount": amount,
+        "display": {
+            "mode": mode,
+            "label": label,
+            "better": "lower" if mode == "time" else "higher",
+        },
+    }
+    medians: Dict[str, float] = {}
+    for name, side in sides.items():
+        values = [figure(mode, factor, s, side.amount) for s in side.seconds]
+        result: Dict[str, Any] = {"seconds": side.seconds, "extra": side.extra}
+        if values:
+            result.update(median=statistics.median(values), min=min(values), max=max(values))
+            medians[name] = statistics.median(side.seconds) / side.amount
+        if side.error:
+            result["error"] = side.error
+        if side.skipped:
+            result["skipped"] = side.skipped
+        entry[name] = result
+    target = target_for(scenario, case)
+    if len(medians) == 2:
+        time_ratio = medians["ours"] / medians["original"]
+        entry["time_ratio"] = time_ratio
+        entry["ratio"] = time_ratio if mode == "time" else 1 / time_ratio
+    if target is not None:
+        entry["target"] = target.text
+        entry["met"] = judge(target, entry)
+    return entry
+
+
+def judge(target: Target, entry: Dict[str, Any]) -> Optional[bool]:
+    """Met when the ratio is met (and the absolute figure, where the target names one);
+    the reason for a miss is kept in entry['missed']."""
+    if "time_ratio" not in entry:
+        return None if entry["ours"].get("skipped") else False
+    time_ratio = entry["time_ratio"]
+    if target.kind == "time":
+        ratio_met = time_ratio <= target.ratio
+    else:
+        ratio_met = 1 / time_ratio >= target.ratio
+    absolute_met = True
+    if target.absolute is not None:
+        ours = entry["ours"]["median"]
+        lower = entry["display"]["better"] == "lower"
+        absolute_met = ours <= target.absolute if lower else ours >= target.absolute
+    if not ratio_met:
+        entry["missed"] = "ratio"
+    elif not absolute_met:
+        entry["missed"] = "absolute figure only"
+    return ratio_met and absolute_met
+
+
+def _num(value: float) -> str:
+    if value >= 10_000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cell(side: Dict[str, Any]) -> str:
+    if "error" in side and "median" not in side:
+        return "**FAILED**"
+    if "skipped" in side:
+        return "skipped"
+    if "median" not in side:
+        return "-"
+    text = f"{_num(side['median'])} ({_num(side['min'])}-{_num(side['max'])})"
+    return text + (" **FAILED**" if "error" in side else "")
+
+
+def table(entries: List[Dict[str, Any]]) -> str:
+    rows = [
+        "| scenario | case | figure | original 2.1.2 median (min-max) | ours median (min-max) "
+        "| ours/original | target | met? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        label = f"{e['display']['label']}, {e['display']['better']} is better"
+        ratio = f"{e['ratio']:.2f}x" if "ratio" in e else "-"
+        met = {True: "met", False: "**missed**", None: "-"}[e.get("met")]
+        if "error" in e["ours"]:
+            met = "**failed**"
+        elif e.get("missed") == "absolute figure only":
+            met = "ratio met, **absolute missed**"
+        rows.append(
+            f"| {e['scenario']} | {e['case']} | {label} | {_cell(e['original'])} "
+            f"| {_cell(e['ours'])} | {ratio} | {e.get('target', '')} | {met} |"
+        )
+    return "\n".join(rows)
+
+
+def memory_table(entries: List[Dict[str, Any]]) -> str:
+    rows = []
+    for e in entries:
+        keys = sorted(set(e["original"]["extra"]) | set(e["ours"]["extra"]))
+        for key in (k for k in keys if k.startswith("rss")):
+            side = key[len("rss_") :].replace("_mib", "")
+            original = e["original"]["extra"].get(key)
+            ours = e["ours"]["extra"].get(key)
+            cells = [f"{v:.0f}" if v is not None else "-" for v in (original, ours)]
+            rows.append(f"| {e['scenario']} | {e['case']} | {side} | {cells[0]} | {cells[1]} |")
+    if not rows:
+        return ""
+    head = [
+        "| scenario | case | process | original peak RSS MiB | ours peak RSS MiB |",
+        "|---|---|---|---|---|",
+    ]
+    return "\n".join(head + rows)
+
+
+def problems(entries: List[Dict[str, Any]]) -> str:
+    lines = []
+    for e in entries:
+        for name in SIDES:
+            side = e[name]
+            if "error" in side:
+                text = side["error"].replace("\n", "\n    ")
+                lines.append(f"- {e['scenario']}:{e['case']} under {name} failed:\n\n    {text}\n")
+            elif "skipped" in side:
+                lines.append(
+                    f"- {e['scenario']}:{e['case']} under {name} skipped: {side['skipped']}"
+                )
+    return "\n".join(lines)
+
+
+def markdown(report: Dict[str, Any], notes: str) -> str:
+    meta = report["meta"]
+    m = meta["machine"]
+    quick = meta["quick"]
+    versions_line = "; ".join(
+        f"{side}: " + ", ".join(f"{k} {v}" for k, v in meta["versions"][side].items())
+        for side in SIDES
+    )
+    parts = [
+        "# Benchmark results: ours vs execnet 2.1.2",
+        "",
+        "Generated by `python benchmarks/run.py` (`hatch run bench:all`); see README.md. "
+        "Each figure is the median over "
+        f"{meta['rounds']} fresh process(es) per side, run alternately original/ours in the same "
+        "run; the ratio compares the medians (for rates, higher is better; for times, lower).",
+        "",
+        f"- date: {meta['date']} ({meta['duration_s']:.0f} s)" + (" - QUICK run" if quick else ""),
+        f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}, "
+        f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_start'])}",
+        f"- commit: {m['commit']}",
+        f"- versions: {versions_line}",
+        "",
+        table(report["results"]),
+        "",
+    ]
+    memory = memory_table(report["results"])
+    if memory:
+        parts += ["### Peak memory", "", memory, ""]
+    trouble = problems(report["results"])
+    if trouble:
+        parts += ["### Failures and skips", "", trouble, ""]
+    return "\n".join(parts) + "\n" + notes
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written part of an existing RESULTS.md (from '## Notes' on)."""
+    if not path.exists():
+        return f"{NOTES_HEADING}\n\n(none yet)\n"
+    text = path.read_text()
+    at = text.find("\n" + NOTES_HEADING)
+    return text[at + 1 :] if at >= 0 else f"{NOTES_HEADING}\n\n(none yet)\n"
+
+
+# ---------------------------------------------------------------- main
+
+
+def selected(only: Optional[str], scenario: str, case: str) -> bool:
+    if not only:
+        return True
+    for item in only.split(","):
+        want_scenario, _, want_case = item.strip().partition(":")
+        if fnmatch.fnmatch(scenario, want_scenario) and fnmatch.fnmatch(case, want_case or "*"):
+            return True
+    return False
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="less work per case, 1 round")
+    parser.add_argument("--rounds", type=int, help="processes per side per case (default 5)")
+    parser.add_argument("--only", help="comma-separated scenario[:case] globs")
+    parser.add_argument("--output", type=Path, help="folder for RESULTS.md and results.json")
+    parser.add_argument("--python", help="base interpreter for the environments")
+    parser.add_argument("--timeout", type=float, help="seconds per process (default 900)")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 5)
+    timeout = args.timeout or (300.0 if args.quick else 900.0)
+    output = args.output
+    if output is None and not args.quick and not args.only:
+        output = BENCH  # only a full run replaces the committed figures
+    base_python = args.python or getattr(sys, "_base_executable", None) or sys.executable
+
+    started = time.time()
+    pythons = make_envs(base_python)
+    env = child_env(args.quick)
+
+    meta: Dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": args.quick,
+        "rounds": rounds,
+        "machine": machine(),
+        "versions": {name: versions(python) for name, python in pythons.items()},
+    }
+    entries: List[Dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="execnet-bench-") as cwd:
+        runner = Runner(pythons, env, cwd, timeout, rounds)
+        for scenario in scenario_names():
+            if not selected(args.only, scenario, "*"):
+                continue
+            try:
+                cases = list_cases(pythons["original"], scenario, env, cwd)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                print(f"{scenario}: cannot list cases: {exc}", file=sys.stderr)
+                broken = {"error": f"--list failed: {exc}", "extra": {}, "seconds": []}
+                entries.append(
+                    {
+                        "scenario": scenario,
+                        "case": "*",
+                        "unit": "run",
+                        "amount": 1.0,
+                        "display": {"mode": "time", "label": "ms", "better": "lower"},
+                        "original": broken,
+                        "ours": dict(broken),
+                    }
+                )
+                continue
+            for case in cases:
+                if not selected(args.only, scenario, case):
+                    continue
+                print(f"{scenario}:{case} ...", file=sys.stderr, flush=True)
+                sides = runner.run_case(scenario, case)
+                entries.append(summarize(scenario, case, sides))
+    meta["duration_s"] = time.time() - started
+    meta["machine"]["loadavg_end"] = list(os.getloadavg())
+    report = {"meta": meta, "results": entries}
+
+    print(table(entries))
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        results_md = output / "RESULTS.md"
+        text = markdown(report, kept_notes(results_md))
+        results_md.write_text(text)
+        (output / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {results_md} and {output / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
