@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -92,16 +92,18 @@ def _pip(python: str, *args: str) -> None:
     subprocess.run([python, "-m", "pip", "install", "--quiet", *args], check=True)
 
 
-def make_envs(base_python: Optional[str], extra: Sequence[str] = ()) -> Dict[str, str]:
-    """{'original': python, 'ours': python}, creating or reusing both environments."""
+def make_original(base_python: Optional[str]) -> str:
+    """The interpreter of the environment holding execnet 2.1.2 and the tools."""
     oracle = _oracle_tools()
-    original = str(
-        oracle.make_venv(
-            "bench-original", ["execnet==2.1.2", *TOOLS, *extra], base_python=base_python
-        )
-    )
+    requirements = ["execnet==2.1.2", *TOOLS]
+    return str(oracle.make_venv("bench-original", requirements, base_python=base_python))
+
+
+def make_ours(base_python: Optional[str]) -> str:
+    """The interpreter of the environment holding packages/* (editable) and the tools."""
+    oracle = _oracle_tools()
     # pytest's own dependencies come from the index; ours and pytest-xdist are added below.
-    ours = str(oracle.make_venv("bench-ours", [TOOLS[0], *extra], base_python=base_python))
+    ours = str(oracle.make_venv("bench-ours", [TOOLS[0]], base_python=base_python))
     marker = Path(ours).parent.parent / ".bench-ours"
     wanted = json.dumps({"editable": PACKAGES, "no-deps": TOOLS[1:]})
     if not marker.exists() or marker.read_text() != wanted:
@@ -117,7 +119,7 @@ def make_envs(base_python: Optional[str], extra: Sequence[str] = ()) -> Dict[str
     ).stdout.strip()
     if not where.startswith(str(ROOT / "packages")):
         raise SystemExit(f"the 'ours' environment imports execnet from {where}, not packages/")
-    return {"original": original, "ours": ours}
+    return ours
 
 
 def versions(python: str) -> Dict[str, str]:
@@ -174,9 +176,19 @@ class Side:
     seconds: List[float] = field(default_factory=list)
     unit: str = "run"
     amount: float = 1.0
-    extra: Dict[str, float] = field(default_factory=dict)
+    extra_runs: List[Dict[str, float]] = field(default_factory=list)
     error: Optional[str] = None
     skipped: Optional[str] = None
+
+    @property
+    def extra(self) -> Dict[str, float]:
+        """Per-case figures over the runs: the peak for memory (rss_*), else the median."""
+        keys = sorted({key for run in self.extra_runs for key in run})
+        merged = {}
+        for key in keys:
+            values = [float(run[key]) for run in self.extra_runs if key in run]
+            merged[key] = max(values) if key.startswith("rss") else statistics.median(values)
+        return merged
 
 
 def scenario_names() -> List[str]:
@@ -258,8 +270,7 @@ class Runner:
                     side.seconds.extend(float(s) for s in record["seconds"])
                     side.unit = str(record.get("unit", "run"))
                     side.amount = float(record.get("amount", 1.0))
-                    for key, value in (record.get("extra") or {}).items():
-                        side.extra[key] = max(side.extra.get(key, value), float(value))
+                    side.extra_runs.append(dict(record.get("extra") or {}))
         return sides
 
 
@@ -491,6 +502,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output", type=Path, help="folder for RESULTS.md and results.json")
     parser.add_argument("--python", help="base interpreter for the environments")
     parser.add_argument("--timeout", type=float, help="seconds per process (default 900)")
+    parser.add_argument("--original-python", help="use this interpreter instead of the venv")
+    parser.add_argument("--ours-python", help="use this interpreter instead of the venv")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 5)
     timeout = args.timeout or (300.0 if args.quick else 900.0)
@@ -500,7 +513,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     base_python = args.python or getattr(sys, "_base_executable", None) or sys.executable
 
     started = time.time()
-    pythons = make_envs(base_python)
+    pythons = {
+        "original": args.original_python or make_original(base_python),
+        "ours": args.ours_python or make_ours(base_python),
+    }
     env = child_env(args.quick)
 
     meta: Dict[str, Any] = {

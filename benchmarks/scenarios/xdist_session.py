@@ -8,6 +8,7 @@ through execnet, ship the collection, run, report, terminate. Lower is better.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -25,10 +26,8 @@ def _write_tests(folder: Path, count: int) -> None:
 
 
 def session() -> Measure:
-    try:
-        import xdist  # noqa: F401
-    except ImportError as exc:
-        raise Skip(f"pytest-xdist is not installed here: {exc}") from None
+    if importlib.util.find_spec("xdist") is None:
+        raise Skip("pytest-xdist is not installed here")
     count = 100 if quick() else 400
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXECNET_"))}
     with tempfile.TemporaryDirectory(prefix="bench-xdist-") as tmp:
