@@ -1,10 +1,10 @@
 """Groups of execnet gateways: Group, MultiChannel, robust termination.
 
-    from execnet_group import Group
+from execnet_group import Group
 
-    group = Group(["popen", "popen"])
-    print(group.remote_exec("import os; channel.send(os.getpid())").receive_each())
-    print(group.terminate(timeout=5))
+group = Group(["popen", "popen"])
+print(group.remote_exec("import os; channel.send(os.getpid())").receive_each())
+print(group.terminate(timeout=5))
 """
 
 from __future__ import annotations

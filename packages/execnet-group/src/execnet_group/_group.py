@@ -147,7 +147,9 @@ class Group:
             self.allocate_id(spec)
             assert spec.id is not None
             if self._id_taken(spec.id):
-                raise ValueError(f"a gateway with id {spec.id!r} is already in the group (spec {str(spec)!r})")
+                raise ValueError(
+                    f"a gateway with id {spec.id!r} is already in the group (spec {str(spec)!r})"
+                )
             if spec.execmodel is None and self.remote_execmodel.backend != "thread":
                 spec.execmodel = self.remote_execmodel.backend
             self._seq += 1
@@ -168,18 +170,26 @@ class Group:
                 for gateway in self._gateways:
                     if gateway.id == gateway_id:
                         return gateway
-                raise ValueError(f"{key}={gateway_id}: no gateway with that id in the group (spec {str(spec)!r})")
+                raise ValueError(
+                    f"{key}={gateway_id}: no gateway with that id in the group (spec {str(spec)!r})"
+                )
         pending.done.wait()
         if pending.gateway is None:
-            raise ValueError(f"{key}={gateway_id}: that gateway could not be made (spec {str(spec)!r})")
+            raise ValueError(
+                f"{key}={gateway_id}: that gateway could not be made (spec {str(spec)!r})"
+            )
         return pending.gateway
 
     def _bootstrap(self, pending: _Pending) -> None:
         spec = pending.spec
         try:
             via = self._resolve(spec.via, "via", pending) if spec.via else None
-            installvia = self._resolve(spec.installvia, "installvia", pending) if spec.installvia else None
-            pending.gateway = make_gateway(spec, execmodel=self.execmodel, via=via, installvia=installvia)
+            installvia = (
+                self._resolve(spec.installvia, "installvia", pending) if spec.installvia else None
+            )
+            pending.gateway = make_gateway(
+                spec, execmodel=self.execmodel, via=via, installvia=installvia
+            )
         except BaseException as exc:
             pending.error = exc
         finally:
@@ -232,7 +242,12 @@ class Group:
                     del self._pending[pending.spec.id]  # type: ignore[arg-type]
             raise
         threads = [
-            threading.Thread(target=self._bootstrap, args=(pending,), name=f"execnet-bootstrap-{pending.spec.id}", daemon=True)
+            threading.Thread(
+                target=self._bootstrap,
+                args=(pending,),
+                name=f"execnet-bootstrap-{pending.spec.id}",
+                daemon=True,
+            )
             for pending in pendings
         ]
         for thread in threads:
@@ -266,7 +281,9 @@ class Group:
 
     # -- using and ending them -------------------------------------------------------
 
-    def remote_exec(self, source: Union[str, Callable[..., Any], ModuleType], **kwargs: Any) -> MultiChannel:
+    def remote_exec(
+        self, source: Union[str, Callable[..., Any], ModuleType], **kwargs: Any
+    ) -> MultiChannel:
         """Run `source` on every gateway; a MultiChannel of the channels, in group order."""
         return MultiChannel([gateway.remote_exec(source, **kwargs) for gateway in self])
 
@@ -284,7 +301,9 @@ class Group:
         (['gw0'], [])
         """
         with self._lock:
-            gateways = list(self._gateways) + [gw for gw in self._exited if gw not in self._gateways]
+            gateways = list(self._gateways) + [
+                gw for gw in self._exited if gw not in self._gateways
+            ]
             self._exited = []
         report = terminate_gateways(gateways, timeout)
         with self._lock:

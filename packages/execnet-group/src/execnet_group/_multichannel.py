@@ -64,7 +64,9 @@ class MultiChannel:
 
     receive = receive_each
 
-    def make_receive_queue(self, endmarker: Any = _NO_ENDMARKER) -> _queue.Queue[Tuple[Channel, Any]]:
+    def make_receive_queue(
+        self, endmarker: Any = _NO_ENDMARKER
+    ) -> _queue.Queue[Tuple[Channel, Any]]:
         """A queue that gets `(channel, item)` for every item any channel receives.
 
         Each channel's callback feeds the queue, so `receive()` on the channels is no
@@ -75,7 +77,9 @@ class MultiChannel:
         if self._queue is not None:
             return self._queue
         if self._channels:
-            received: _queue.Queue[Tuple[Channel, Any]] = self._channels[0].gateway.execmodel.queue.Queue()
+            received: _queue.Queue[Tuple[Channel, Any]] = self._channels[
+                0
+            ].gateway.execmodel.queue.Queue()
         else:
             received = _queue.Queue()
         for channel in self._channels:

@@ -73,7 +73,11 @@ class TerminateReport:
         return not self.unresponsive
 
     def __str__(self) -> str:
-        parts = [f"{outcome} {ids}" for outcome in (EXITED, KILLED, UNRESPONSIVE) if (ids := self._ids(outcome))]
+        parts = [
+            f"{outcome} {ids}"
+            for outcome in (EXITED, KILLED, UNRESPONSIVE)
+            if (ids := self._ids(outcome))
+        ]
         return "terminated: " + ("; ".join(parts) if parts else "no gateways")
 
 
@@ -162,7 +166,9 @@ def terminate_gateways(gateways: Sequence[Gateway], timeout: float | None) -> Te
     outcomes = {id(state): EXITED for state in states if state.ended}
     stuck = [state for state in states if not state.ended]
     for state in stuck:
-        trace(f"terminate: {state.gateway.id} still running after {timeout}s; killing pid {state.pid}")
+        trace(
+            f"terminate: {state.gateway.id} still running after {timeout}s; killing pid {state.pid}"
+        )
         _bounded(f"kill of {state.gateway.id}", state.gateway._kill_process, hard_deadline)
     for state in stuck:
         outcomes[id(state)] = KILLED if state.wait(hard_deadline) else UNRESPONSIVE

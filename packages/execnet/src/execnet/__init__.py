@@ -30,9 +30,14 @@ if TYPE_CHECKING:
 # TEMPORARY while the lower packages are written: resolve names on first use.
 _HOMES = {
     **dict.fromkeys(["Channel", "RemoteError", "TimeoutError"], "execnet_channel"),
-    **dict.fromkeys(["Group", "MultiChannel", "default_group", "makegateway", "set_execmodel"], "execnet_group"),
+    **dict.fromkeys(
+        ["Group", "MultiChannel", "default_group", "makegateway", "set_execmodel"], "execnet_group"
+    ),
     "RSync": "execnet_rsync",
-    **dict.fromkeys(["DataFormatError", "DumpError", "LoadError", "dump", "dumps", "load", "loads"], "execnet_serial"),
+    **dict.fromkeys(
+        ["DataFormatError", "DumpError", "LoadError", "dump", "dumps", "load", "loads"],
+        "execnet_serial",
+    ),
     **dict.fromkeys(["Gateway", "HostNotFound", "XSpec"], "execnet_transport"),
 }
 
@@ -44,6 +49,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
+
 
 __all__ = [
     "makegateway",

@@ -59,10 +59,14 @@ def _open(group: Group, spec: XSpec) -> Gateway:
     try:
         return group.makegateway(spec)
     except HostNotFound as exc:
-        raise CommandError(f"host not found for spec {str(spec)!r}: {exc}", EXIT_NO_GATEWAY) from None
+        raise CommandError(
+            f"host not found for spec {str(spec)!r}: {exc}", EXIT_NO_GATEWAY
+        ) from None
     except (OSError, EOFError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(f"cannot start gateway {str(spec)!r}: {first}", EXIT_NO_GATEWAY) from None
+        raise CommandError(
+            f"cannot start gateway {str(spec)!r}: {first}", EXIT_NO_GATEWAY
+        ) from None
 
 
 # -- info -------------------------------------------------------------------------------
@@ -103,7 +107,7 @@ def _info_row(group: Group, spec: XSpec) -> Tuple[Optional[Dict[str, str]], Opti
         "platform": facts["platform"],
         "pid": str(facts["pid"]),
         "cwd": facts["cwd"],
-        "startup": f"{elapsed * 1000:.0f} ms",
+        "startup": f"{elapsed * 1000:.0f}ms",
     }
     return row, None
 
@@ -115,7 +119,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     group = Group()
     for spec in specs:
         group.allocate_id(spec)
-    results: List[Tuple[Optional[Dict[str, str]], Optional[CommandError]]] = [(None, None)] * len(specs)
+    results: List[Tuple[Optional[Dict[str, str]], Optional[CommandError]]] = [(None, None)] * len(
+        specs
+    )
 
     def work(index: int) -> None:
         results[index] = _info_row(group, specs[index])
@@ -140,21 +146,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _print_table(rows: List[Dict[str, str]]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in INFO_COLUMNS}
-        print("  ".join(col.ljust(widths[col]) for col in INFO_COLUMNS).rstrip())
-        for row in rows:
-            print("  ".join(row[col].ljust(widths[col]) for col in INFO_COLUMNS).rstrip())
-        return
-    table = Table(box=None if not sys.stdout.isatty() else None, show_edge=False)
-    for col in INFO_COLUMNS:
-        table.add_column(col, no_wrap=col not in ("cwd", "spec"))
+    """A rich table on a terminal (when rich is installed); aligned plain columns otherwise."""
+    if sys.stdout.isatty():
+        try:
+            from rich import box
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:
+            pass
+        else:
+            table = Table(box=box.SIMPLE_HEAD)
+            for col in INFO_COLUMNS:
+                table.add_column(col, no_wrap=col not in ("cwd", "spec"))
+            for row in rows:
+                table.add_row(*(row[col] for col in INFO_COLUMNS))
+            Console().print(table)
+            return
+    widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in INFO_COLUMNS}
+    print("  ".join(col.ljust(widths[col]) for col in INFO_COLUMNS).rstrip())
     for row in rows:
-        table.add_row(*(row[col] for col in INFO_COLUMNS))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        print("  ".join(row[col].ljust(widths[col]) for col in INFO_COLUMNS).rstrip())
 
 
 # -- exec -------------------------------------------------------------------------------
@@ -173,7 +184,9 @@ def _parse_args_option(pairs: Sequence[str]) -> Dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
-            raise CommandError(f"--arg wants NAME=VALUE with NAME an identifier, not {pair!r}", EXIT_USAGE)
+            raise CommandError(
+                f"--arg wants NAME=VALUE with NAME an identifier, not {pair!r}", EXIT_USAGE
+            )
         values[name] = value
     return values
 
@@ -285,7 +298,10 @@ class _Progress:
                 return
             if self._bar is not None:
                 self._bar.update(
-                    self._task, total=self.total, completed=self.bytes, description=f"rsync {self.files} files"
+                    self._task,
+                    total=self.total,
+                    completed=self.bytes,
+                    description=f"rsync {self.files} files",
                 )
             else:
                 print(f"\r{self._text()}", end="", flush=True)
@@ -308,7 +324,9 @@ def cmd_rsync(args: argparse.Namespace) -> int:
             try:
                 rsync.send()
             except Exception as exc:
-                raise CommandError(f"rsync to {args.target} failed: {exc}".splitlines()[0], EXIT_REMOTE_ERROR) from None
+                raise CommandError(
+                    f"rsync to {args.target} failed: {exc}".splitlines()[0], EXIT_REMOTE_ERROR
+                ) from None
     finally:
         group.terminate(TERMINATE_TIMEOUT)
     return EXIT_OK
@@ -318,22 +336,36 @@ def cmd_rsync(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from execnet_transport import serve_socket
+    from execnet_transport.socketserver import serve_forever
 
-    host, sep, port_text = (args.address or "127.0.0.1:8888").rpartition(":")
+    address = args.address or "127.0.0.1:8888"
+    host, sep, port_text = address.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise CommandError(f"address must be HOST:PORT, not {args.address!r}", EXIT_USAGE)
-    secret: Optional[bytes] = None
+        raise CommandError(f"address must be HOST:PORT, not {address!r}", EXIT_USAGE)
+    host = (host or "127.0.0.1").strip("[]")
+    secret = b""
     if args.secret_file is not None:
         try:
             with open(args.secret_file, "rb") as handle:
                 secret = handle.read().strip()
         except OSError as exc:
-            raise CommandError(f"cannot read secret file {args.secret_file}: {exc.strerror}", EXIT_USAGE) from None
+            raise CommandError(
+                f"cannot read secret file {args.secret_file}: {exc.strerror}", EXIT_USAGE
+            ) from None
+        if not secret:
+            raise CommandError(f"the secret file {args.secret_file} is empty", EXIT_USAGE)
+
+    def announce(bound_host: str, bound_port: int) -> None:
+        print(f"listening on {bound_host}:{bound_port}", flush=True)
+
     try:
-        serve_socket(host or "0.0.0.0", int(port_text), loop=args.loop, secret=secret)
+        serve_forever(host, int(port_text), secret, announce)
+    except KeyboardInterrupt:
+        return EXIT_OK  # the way to stop a server
     except OSError as exc:
-        raise CommandError(f"cannot serve on {host}:{port_text}: {exc.strerror or exc}", EXIT_NO_GATEWAY) from None
+        raise CommandError(
+            f"cannot serve on {host}:{port_text}: {exc.strerror or exc}", EXIT_NO_GATEWAY
+        ) from None
     return EXIT_OK
 
 
@@ -343,7 +375,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="execnet",
-        description="Start Python interpreters on demand, run code there, sync trees, serve sockets.",
+        description="Start Python interpreters on demand, run code there, sync trees, serve.",
         epilog=(
             "exit codes: 0 done, 1 remote code or rsync failed, 2 usage error or bad spec, "
             "3 gateway could not be started, 130 interrupted"
@@ -361,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bootstrap every SPEC at once and print a table: id, spec, python version, "
         "implementation, platform, pid, cwd, startup time. Exit 3 if one could not be started.",
     )
-    info.add_argument("specs", nargs="+", metavar="SPEC", help="e.g. popen, popen//python=python3.12, ssh=host")
+    info.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="e.g. popen, popen//python=python3.12, ssh=host"
+    )
     info.set_defaults(func=cmd_info)
 
     exe = sub.add_parser(
@@ -375,7 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     exe.add_argument("code", nargs="?", metavar="CODE", help="Python source to run remotely")
     exe.add_argument("-f", "--file", metavar="FILE", help="run this file instead of CODE")
     exe.add_argument(
-        "--arg", action="append", metavar="NAME=VALUE", help="a global string NAME for the code (repeatable)"
+        "--arg",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a global string NAME for the code (repeatable)",
     )
     exe.set_defaults(func=cmd_exec)
 
@@ -393,13 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run a socket server that socket=HOST:PORT gateways connect to",
-        description="Listen on HOST:PORT (default 127.0.0.1:8888) and serve one client, or every "
-        "client with --loop. Anyone who can connect can run code: bind to localhost or use "
-        "--secret-file.",
+        description="Listen on HOST:PORT (default 127.0.0.1:8888; port 0 picks a free one, "
+        "printed as 'listening on HOST:PORT') and serve every client, each in a process of "
+        "its own, until interrupted. Anyone who can connect can run code: bind to localhost "
+        "or use --secret-file.",
     )
     serve.add_argument("address", nargs="?", metavar="HOST:PORT")
     serve.add_argument("--secret-file", metavar="F", help="clients must present the secret in F")
-    serve.add_argument("--loop", action="store_true", help="serve clients one after another, forever")
+    serve.add_argument(
+        "--loop",
+        action="store_true",
+        help="serve clients forever (the default; kept for old scripts)",
+    )
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -1,0 +1,16 @@
+"""Old module path of execnet's socket server, runnable as before.
+
+    python -m execnet.script.socketserver [HOST:PORT] [--secret-file FILE]
+
+The server itself is `execnet_transport.socketserver` (the long-standing handshake:
+one line holding the repr of a source string, exec'd with `clientsock` bound).
+"""
+
+from __future__ import annotations
+
+from execnet_transport.socketserver import main, serve_forever
+
+__all__ = ["main", "serve_forever"]
+
+if __name__ == "__main__":
+    main()

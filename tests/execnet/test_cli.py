@@ -1,0 +1,244 @@
+"""The `execnet` command, run as the installed console script in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "execnet"
+
+
+def run(*args: str, timeout: float = 90, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT.exists(), f"the console script is not installed at {SCRIPT}"
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )  # type: ignore[call-overload, no-any-return]
+
+
+@pytest.mark.parametrize("command", [[], ["info"], ["exec"], ["rsync"], ["serve"]])
+def test_help(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "usage: execnet" in result.stdout
+    if not command:
+        assert "exit codes" in result.stdout
+        for name in ("info", "exec", "rsync", "serve"):
+            assert name in result.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+def test_version() -> None:
+    assert run("--version").stdout.strip() == "execnet 2.2.0"
+
+
+def test_info_two_interpreters() -> None:
+    from parts import other_interpreter
+
+    other = other_interpreter()
+    result = run("info", "popen", f"popen//python={other}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = lines[0].split()
+    assert header == ["id", "spec", "python", "implementation", "platform", "pid", "cwd", "startup"]
+    rows = [line.split() for line in lines[1:] if line.strip()]
+    assert [row[0] for row in rows] == ["gw0", "gw1"]
+    assert rows[0][2] == ".".join(map(str, sys.version_info[:3]))
+    assert rows[1][1] == f"popen//python={other}"
+    assert rows[1][2].startswith(Path(other).name[len("python") :] + ".")
+    assert rows[0][3] == "CPython"
+    assert rows[0][4] == sys.platform
+    assert rows[0][6] == os.getcwd()
+    assert rows[0][7].endswith("ms")
+
+
+def test_info_bad_spec_is_one_clear_line() -> None:
+    result = run("info", "popen//")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("execnet: error: bad spec 'popen//'")
+
+
+def test_info_gateway_that_cannot_start() -> None:
+    result = run("info", "popen", "popen//python=no-such-python-here")
+    assert result.returncode == 3
+    assert "gw0" in result.stdout
+    errors = result.stderr.splitlines()
+    assert len(errors) == 1
+    assert "no-such-python-here" in errors[0]
+
+
+def test_info_host_not_found() -> None:
+    result = run("info", "ssh=-o ConnectTimeout=5 no-such-host.invalid")
+    assert result.returncode == 3
+    assert result.stderr.startswith("execnet: error: host not found")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_exec_prints_every_item() -> None:
+    result = run("exec", "popen", "for i in range(3): channel.send(i)\nchannel.send('done')")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["0", "1", "2", "done"]
+
+
+def test_exec_with_args_and_file(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text("channel.send(greeting + ', ' + name)\n")
+    result = run(
+        "exec", "popen", "-f", str(script), "--arg", "greeting=hello", "--arg", "name=world"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello, world\n"
+
+
+def test_exec_remote_error_prints_the_remote_traceback(tmp_path: Path) -> None:
+    script = tmp_path / "fails.py"
+    script.write_text("channel.send('before')\n\nraise ValueError('remote went wrong')\n")
+    result = run("exec", "popen", "-f", str(script))
+    assert result.returncode == 1
+    assert result.stdout == "before\n"
+    assert "ValueError: remote went wrong" in result.stderr
+    assert f'File "{script}", line 3' in result.stderr
+
+
+def test_exec_usage_errors(tmp_path: Path) -> None:
+    assert run("exec", "popen").returncode == 2
+    assert run("exec", "popen", "pass", "-f", "x.py").returncode == 2
+    bad_arg = run("exec", "popen", "pass", "--arg", "no-equals")
+    assert bad_arg.returncode == 2
+    assert "NAME=VALUE" in bad_arg.stderr
+    missing = run("exec", "popen", "-f", str(tmp_path / "missing.py"))
+    assert missing.returncode == 2
+    assert "missing.py" in missing.stderr
+
+
+def test_rsync_piped_is_quiet(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "sub" / "b.txt").write_text("beta" * 1000)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("old")
+    result = run("rsync", str(src), f"popen:{dest}", "--delete")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert (dest / "a.txt").read_text() == "alpha"
+    assert (dest / "sub" / "b.txt").read_text() == "beta" * 1000
+    assert not (dest / "stale.txt").exists()
+
+
+def test_rsync_progress_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(b"x" * 100_000)
+    dest = tmp_path / "dest"
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [str(SCRIPT), "rsync", str(src), f"popen:{dest}"],
+            check=False,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=90,
+            env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+        )
+        os.close(follower)
+        follower = -1
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert proc.returncode == 0, proc.stderr
+    assert b"1 files" in output or b"1 file" in output
+    assert (dest / "f.bin").read_bytes() == b"x" * 100_000
+
+
+def test_rsync_usage_errors(tmp_path: Path) -> None:
+    missing = run("rsync", str(tmp_path / "nope"), "popen:/tmp/x")
+    assert missing.returncode == 2
+    no_dest = run("rsync", str(tmp_path), "popen")
+    assert no_dest.returncode == 2
+    assert "SPEC:DEST" in no_dest.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_then_use_it(tmp_path: Path) -> None:
+    import execnet
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(SCRIPT), "serve", f"127.0.0.1:{port}", "--loop"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == f"listening on 127.0.0.1:{port}"
+        for _ in range(2):  # one client after another
+            result = run("exec", f"socket=127.0.0.1:{port}", "import os; channel.send(os.getpid())")
+            assert result.returncode == 0, result.stderr
+            assert int(result.stdout) != server.pid
+        group = execnet.Group()
+        try:
+            gw = group.makegateway(f"socket=127.0.0.1:{port}")
+            assert gw.remote_exec("channel.send(1)").receive(30) == 1
+        finally:
+            group.terminate(5)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_serve_bad_address_and_empty_secret(tmp_path: Path) -> None:
+    bad = run("serve", "nowhere")
+    assert bad.returncode == 2
+    assert "HOST:PORT" in bad.stderr
+    empty = tmp_path / "secret"
+    empty.write_text("")
+    result = run("serve", "127.0.0.1:0", "--secret-file", str(empty))
+    assert result.returncode == 2
+    assert "empty" in result.stderr
+
+
+def test_serve_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        start = time.monotonic()
+        result = run("serve", f"127.0.0.1:{port}", timeout=30)
+    assert result.returncode == 3
+    assert len(result.stderr.splitlines()) == 1
+    assert time.monotonic() - start < 30

@@ -1,0 +1,245 @@
+"""Group.terminate with real processes: after it returns, no child of the group is alive."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+
+import pytest
+
+from execnet_group import Group, TerminateReport
+
+ENDLESS_LOOP = """
+channel.send("running")
+while True:
+    pass
+"""
+
+BLOCKING_READ = """
+import os
+r, w = os.pipe()
+channel.send("running")
+os.read(r, 1)
+"""
+
+IGNORES_SIGINT_AND_SIGTERM = """
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+channel.send("running")
+while True:
+    time.sleep(0.01)
+"""
+
+
+def _start_hung(group: Group, source: str, count: int = 1) -> list[int]:
+    """Make `count` gateways running `source`; return the remote pids."""
+    gateways = group.makegateways(["popen"] * count)
+    pids = []
+    for gw in gateways:
+        pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(30)
+        assert pid == gw._pid
+        pids.append(pid)
+        assert gw.remote_exec(source).receive(30) == "running"
+    return pids
+
+
+def test_clean_exit_is_reported_as_exited(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group(["popen", "popen"])
+    pids = [gw._pid for gw in group]
+    report = group.terminate(timeout=10)
+    assert isinstance(report, TerminateReport)
+    assert report.exited == ["gw0", "gw1"]
+    assert report.killed == []
+    assert report.unresponsive == []
+    assert bool(report)
+    assert [item.pid for item in report.gateways] == pids
+    assert [item.status for item in report.gateways] == [0, 0]
+    assert "exited" in str(report)
+    assert not [pid for pid in pids if procs.alive(pid)]
+    assert len(group) == 0
+
+
+@pytest.mark.parametrize("source", [ENDLESS_LOOP, BLOCKING_READ, IGNORES_SIGINT_AND_SIGTERM],
+                         ids=["endless-loop", "blocking-read", "ignores-sigint"])  # fmt: skip
+def test_hung_remote_is_killed(source: str, procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    (pid,) = _start_hung(group, source)
+    start = time.monotonic()
+    report = group.terminate(timeout=0.5)
+    took = time.monotonic() - start
+    assert report.killed == ["gw0"], report
+    assert not procs.alive(pid)
+    assert took < 2 * 0.5 + 1.0
+
+
+def test_remote_that_already_died(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    gw = group.makegateway()
+    pid = gw._pid
+    channel = gw.remote_exec("import os; os._exit(3)")
+    with pytest.raises(EOFError):
+        channel.receive(30)
+    report = group.terminate(timeout=5)
+    assert report.exited == ["gw0"]
+    assert report.gateways[0].status == 3
+    assert not procs.alive(pid)
+
+
+def test_sixteen_gateways_at_once(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    pids = _start_hung(group, ENDLESS_LOOP, count=4)
+    group.makegateways(["popen"] * 12)
+    pids += [gw._pid for gw in list(group)[4:]]
+    assert len(set(pids)) == 16
+    start = time.monotonic()
+    report = group.terminate(timeout=1.0)
+    took = time.monotonic() - start
+    assert sorted(report.killed) == ["gw0", "gw1", "gw2", "gw3"]
+    assert len(report.exited) == 12
+    assert not [pid for pid in pids if procs.alive(pid)]
+    assert took < 2 * 1.0 + 2.0
+
+
+def test_terminate_twice(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    (pid,) = _start_hung(group, ENDLESS_LOOP)
+    first = group.terminate(timeout=0.3)
+    second = group.terminate(timeout=0.3)
+    assert first.killed == ["gw0"]
+    assert second.gateways == ()
+    assert not procs.alive(pid)
+    assert group.terminate() is not None  # and once more, with no timeout
+
+
+def test_hung_remote_fifty_times(procs) -> None:  # type: ignore[no-untyped-def]
+    left: list[int] = []
+    for _ in range(50):
+        group = Group()
+        (pid,) = _start_hung(group, ENDLESS_LOOP)
+        report = group.terminate(timeout=0.1)
+        assert report.killed == ["gw0"], report
+        if procs.alive(pid):
+            left.append(pid)
+    assert left == []
+
+
+def test_a_kill_that_hangs_does_not_hold_terminate(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    (pid,) = _start_hung(group, ENDLESS_LOOP)
+    gw = group[0]
+    real_kill = gw._kill_process
+    blocker = threading.Event()
+    gw._kill_process = lambda: blocker.wait()  # type: ignore[method-assign]
+    start = time.monotonic()
+    report = group.terminate(timeout=0.5)
+    took = time.monotonic() - start
+    try:
+        assert took < 2 * 0.5 + 0.7, took
+        assert report.unresponsive == ["gw0"]
+        assert not report
+    finally:
+        blocker.set()
+        real_kill()
+    # the gateway stays known, so a second terminate finishes the job
+    again = group.terminate(timeout=2)
+    assert again.killed + again.exited == ["gw0"]
+    assert not procs.alive(pid)
+
+
+def test_proxies_end_after_the_gateways_behind_them(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    proxy = group.makegateway("popen//id=proxy")
+    sub = group.makegateway("popen//via=proxy//id=sub")
+    sub_pid = sub.remote_exec("import os; channel.send(os.getpid())").receive(30)
+    assert sub.remote_exec(ENDLESS_LOOP).receive(30) == "running"
+    report = group.terminate(timeout=1.0)
+    assert report.exited == ["proxy"] or "proxy" in report.killed
+    assert "sub" in report.exited + report.killed
+    assert not procs.alive(proxy._pid)
+    assert procs.wait_gone([sub_pid], timeout=5) == []
+
+
+def test_terminate_without_timeout_waits_for_a_clean_exit(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    gw = group.makegateway()
+    gw.remote_exec("import time; time.sleep(0.3)")
+    report = group.terminate()
+    assert report.exited == ["gw0"]
+    assert not procs.alive(gw._pid)
+
+
+def test_unused_groups_are_not_kept_alive() -> None:
+    group = Group()
+    group.makegateway()
+    group.terminate(5)
+    ref = weakref.ref(group)
+    del group
+    gc.collect()
+    assert ref() is None
+
+
+def _run_script(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_interpreter_exit_terminates_every_group(procs) -> None:  # type: ignore[no-untyped-def]
+    result = _run_script(
+        """
+        import execnet_group
+        group = execnet_group.Group()
+        gw = group.makegateway()
+        gw.remote_exec("channel.send(1)\\nwhile True: pass").receive()
+        idle = execnet_group.makegateway()
+        print(gw._pid, idle._pid, flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    pids = [int(part) for part in result.stdout.split()]
+    assert len(pids) == 2
+    left = [pid for pid in pids if procs.exists(pid)]
+    _kill(left)
+    assert left == []
+
+
+def test_terminate_from_an_atexit_handler(procs) -> None:  # type: ignore[no-untyped-def]
+    result = _run_script(
+        """
+        import atexit, execnet_group
+        group = execnet_group.Group()
+        gw = group.makegateway()
+        gw.remote_exec("channel.send(1)\\nwhile True: pass").receive()
+        def end():
+            report = group.terminate(0.5)
+            print("report", report.killed, flush=True)
+        atexit.register(end)
+        print(gw._pid, flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    left = [pid for pid in [int(lines[0])] if procs.exists(pid)]
+    _kill(left)
+    assert lines[1] == "report ['gw0']"
+    assert left == []
+
+
+def _kill(pids: list[int]) -> None:
+    """Clean up after a failed check, so a broken terminate leaves no spinning process."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,89 @@
+"""pytest-xdist on our execnet: its own test suite, and a real `-n 2` session.
+
+Both run in a virtual environment holding our six packages and pytest-xdist 3.8.0 but
+not the original execnet (see xdist_downstream.py). The expected outcomes are those of
+execnet 2.1.2 on this machine, recorded in xdist_oracle_outcomes.json by
+`python tests/interop/xdist_downstream.py oracle`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+def _downstream():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("xdist_downstream", HERE / "xdist_downstream.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _prepared():  # type: ignore[no-untyped-def]
+    downstream = _downstream()
+    try:
+        downstream.venv_for("ours")
+    except subprocess.CalledProcessError as exc:
+        from parts import missing
+
+        missing(f"could not build the pytest-xdist environment from the package index: {exc}")
+    return downstream
+
+
+def test_pytest_xdist_suite_passes_on_our_execnet() -> None:
+    downstream = _prepared()
+    oracle: dict[str, str] = json.loads((HERE / "xdist_oracle_outcomes.json").read_text())
+    ours: dict[str, str] = downstream.run_suite("ours")
+    counts = Counter(ours.values())
+    print("pytest-xdist 3.8.0 on our execnet:", downstream.summary(ours))
+
+    lost = sorted(
+        test
+        for test, outcome in oracle.items()
+        if outcome == "passed" and ours.get(test) != "passed"
+    )
+    new_failures = sorted(
+        test
+        for test, outcome in ours.items()
+        if outcome in ("failed", "error") and test not in downstream.KNOWN_FAILURES
+    )
+    assert not lost, (
+        f"passed with execnet 2.1.2 but not with ours: {[(t, ours.get(t)) for t in lost]}"
+    )
+    assert not new_failures, f"failures outside the known seven: {new_failures}"
+    assert counts["passed"] >= 190
+    assert set(oracle) <= set(ours), sorted(set(oracle) - set(ours))
+
+
+def test_our_serializer_tests_under_pytest_xdist_n2() -> None:
+    downstream = _prepared()
+    python = downstream.venv_for("ours")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "tests/execnet_serial"],
+        cwd=ROOT,
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    tail = result.stdout[-3000:]
+    assert result.returncode == 0, tail + result.stderr[-2000:]
+    assert "created: 2/2 workers" in result.stdout, tail
+    assert " passed" in result.stdout.splitlines()[-1], tail
+    assert " failed" not in result.stdout.splitlines()[-1], tail
