@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Counter, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402  (benchmarks/run.py: the environments and the child env)
+import run  # benchmarks/run.py: the environments and the child env
 
 PY_SPY = "py-spy==0.4.2"
 LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
