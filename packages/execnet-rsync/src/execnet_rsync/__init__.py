@@ -1,7 +1,14 @@
-"""Directory synchronisation to any number of execnet gateways."""
+"""Directory synchronisation to any number of execnet gateways.
+
+rsync = RSync("src/mypkg")
+rsync.add_target(gateway, "/tmp/mypkg", delete=True)
+rsync.send()
+"""
 
 from __future__ import annotations
 
 from .__about__ import __version__
+from ._protocols import SupportsRemoteExec
+from ._rsync import RSync, RSyncError
 
-__all__ = ["__version__"]
+__all__ = ["RSync", "RSyncError", "SupportsRemoteExec", "__version__"]

@@ -1,0 +1,323 @@
+"""RSync, the sending half: one walk, one pass over the files for every target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
+
+from . import _remote
+from ._listing import Listing, scan
+from ._protocols import SupportsRemoteExec
+from ._reading import ChangedWhileReading, NotRegularFile, SourceFile
+from ._remote import FILE, decode_ints, encode_ints, encode_listing
+
+if TYPE_CHECKING:
+    from execnet_channel import Channel
+
+__all__ = ["RSync", "RSyncError"]
+
+SMALL = 1 << 20  # files up to this size are read whole and batched; larger ones stream
+BATCH_BYTES = 1 << 20  # a "files" message carries about this much
+BATCH_FILES = 512
+WINDOW = 8 << 20  # bytes a target may have unprocessed: bounds its memory, keeps it busy
+ATTEMPTS = 3  # reads of a file that keeps changing before it is reported and skipped
+
+Callback = Callable[[str, int, "Channel"], object]
+PathArg = Union[str, "os.PathLike[str]"]
+
+
+class RSyncError(OSError):
+    """Some targets of RSync.send() failed; the others completed.
+
+    ``failures`` holds ``(gateway, destdir, exception)`` per failed target.
+    """
+
+    def __init__(self, failures: list[tuple[SupportsRemoteExec, str, BaseException]]) -> None:
+        lines = [f"{_name(gw)} -> {dest!r}: {_text(exc)}" for gw, dest, exc in failures]
+        super().__init__(f"rsync failed for {'; '.join(lines)}")
+        self.failures = failures
+
+
+def _name(gateway: SupportsRemoteExec) -> str:
+    gid = getattr(gateway, "id", None)
+    return f"gateway {gid}" if isinstance(gid, str) else repr(gateway)
+
+
+def _text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Target(NamedTuple):
+    gateway: SupportsRemoteExec
+    destdir: str
+    finishedcallback: Callable[[], object] | None
+    delete: bool
+
+
+class _Run:
+    """One target during one send(): its channel, what it wants, what is in flight."""
+
+    def __init__(self, target: _Target, callback: Callback | None) -> None:
+        self.target = target
+        self.callback = callback
+        self.channel: Channel | None = None
+        self.failure: BaseException | None = None
+        self.finished = False
+        self.wanted: set[int] = set()
+        self.sent = 0  # payload bytes sent
+        self.consumed = 0  # payload bytes the receiver has processed
+        self._meta: list[int] = []
+        self._data: list[bytes] = []
+        self._pending = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.failure is None and self.channel is not None
+
+    def attempt(self, func: Callable[..., object], *args: Any) -> None:
+        """Run func unless this target already failed; a failure ends this target only."""
+        if self.failure is not None:
+            return
+        try:
+            func(*args)
+        except Exception as exc:
+            self.failure = exc
+            self.close()
+
+    def start(self, listing: bytes) -> None:
+        self.channel = self.target.gateway.remote_exec(_remote)
+        self.channel.send(("start", self.target.destdir, self.target.delete, listing))
+
+    def _chan(self) -> Channel:
+        assert self.channel is not None
+        return self.channel
+
+    def _send_data(self, message: tuple[object, ...], nbytes: int) -> None:
+        self.sent += nbytes
+        channel = self._chan()
+        channel.send(message)
+        while self.sent - self.consumed > WINDOW:
+            self._handle(channel.receive())
+
+    def _handle(self, message: Any) -> None:
+        if not (isinstance(message, tuple) and len(message) == 3 and message[0] == "ack"):
+            raise OSError(f"rsync protocol: expected an ack, got {message!r:.80}")
+        if self.callback is not None:
+            for size in message[1]:
+                self.callback("ack", size, self._chan())
+        self.consumed = message[2]
+
+    def add_file(self, index: int, st: os.stat_result, data: bytes) -> None:
+        self._meta += (index, stat.S_IMODE(st.st_mode), st.st_mtime_ns, len(data))
+        self._data.append(data)
+        self._pending += len(data)
+        if self._pending >= BATCH_BYTES or len(self._meta) >= 4 * BATCH_FILES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._meta:
+            return
+        data = self._data[0] if len(self._data) == 1 else b"".join(self._data)
+        message = ("files", encode_ints(self._meta), data)
+        self._meta, self._data, self._pending = [], [], 0
+        self._send_data(message, len(data))
+
+    def send_chunk(self, index: int, data: bytes) -> None:
+        self._send_data(("chunk", index, data), len(data))
+
+    def end(self, index: int, st: os.stat_result) -> None:
+        self._chan().send(("end", index, stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size))
+
+    def abort(self, index: int) -> None:
+        self._chan().send(("abort", index))
+
+    def touch(self, fields: list[int]) -> None:
+        self._chan().send(("touch", encode_ints(fields)))
+
+    def finish(self) -> None:
+        """Tell the receiver that all is sent; wait for its report."""
+        self.flush()
+        channel = self._chan()
+        channel.send(("done",))
+        while True:
+            message = channel.receive()
+            if isinstance(message, tuple) and message[:1] == ("done",):
+                break
+            self._handle(message)
+        errors = message[1]
+        if errors:
+            raise OSError("the target could not store everything: " + "; ".join(errors))
+        self.finished = True
+        if self.target.finishedcallback is not None:
+            self.target.finishedcallback()
+
+    def close(self) -> None:
+        """Close an unfinished channel so the remote half stops waiting and cleans up."""
+        if self.channel is not None and not self.finished:
+            # the gateway may be gone already; then there is nobody left to tell
+            with contextlib.suppress(Exception):
+                self.channel.close()
+
+
+class RSync:
+    """Send a directory tree to any number of gateways, transferring only what changed.
+
+    >>> import execnet                                                # doctest: +SKIP
+    >>> rsync = RSync("src/mypkg", verbose=False)
+    >>> rsync.add_target(execnet.makegateway("popen"), "/tmp/mypkg")  # doctest: +SKIP
+    >>> rsync.send()                                                  # doctest: +SKIP
+
+    Subclasses may override ``filter(path)`` (False skips the path, and a directory's
+    whole subtree) and ``_report_send_file(gateway, modified_rel_path)``.
+    ``callback(kind, number, channel)`` hears ``("list", bytes to send, channel)`` once
+    per target and ``("ack", file size, channel)`` per file the target stored.
+    """
+
+    def __init__(
+        self, sourcedir: PathArg, callback: Callback | None = None, verbose: bool = True
+    ) -> None:
+        self._sourcedir = os.fspath(sourcedir)
+        self._callback = callback
+        self._verbose = verbose
+        self._targets: list[_Target] = []
+
+    def filter(self, path: str) -> bool:
+        """Whether to send `path` (the source directory joined with the relative name)."""
+        return True
+
+    def add_target(
+        self,
+        gateway: SupportsRemoteExec,
+        destdir: PathArg,
+        finishedcallback: Callable[[], object] | None = None,
+        delete: bool = False,
+    ) -> None:
+        """Sync to `destdir` on `gateway` (relative to the remote's working directory;
+        created with its parents). delete=True removes what the source lacks there.
+        finishedcallback() runs once per send() when this target is complete."""
+        if not callable(getattr(gateway, "remote_exec", None)):
+            raise TypeError(f"rsync target {gateway!r} has no remote_exec: not a gateway")
+        self._targets.append(_Target(gateway, os.fspath(destdir), finishedcallback, delete))
+
+    def _report_send_file(self, gateway: SupportsRemoteExec, modified_rel_path: str) -> None:
+        """Called per file sent to a target when verbose is set; prints a line."""
+        print(
+            f"{gateway}:{modified_rel_path} <= {os.path.join(self._sourcedir, modified_rel_path)}"
+        )
+
+    def _report_skip(self, name: str, reason: str) -> None:
+        """A path that is not sent (a fifo, a file that kept changing): one line on stderr."""
+        print(f"rsync: skipping {name!r} in {self._sourcedir!r}: {reason}", file=sys.stderr)
+
+    def send(self, raises: bool = True) -> None:
+        """Sync every target; RSyncError (an IOError) naming the targets that failed, after
+        the others completed. raises=False prints the failures to stderr instead."""
+        if not self._targets:
+            if raises:
+                raise OSError(f"rsync of {self._sourcedir!r}: no targets, call add_target first")
+            return
+        listing = scan(self._sourcedir, self.filter, self._report_skip)
+        blob = encode_listing(listing.entries)
+        runs = [_Run(target, self._callback) for target in self._targets]
+        try:
+            for run in runs:
+                run.attempt(run.start, blob)
+            digests: dict[int, bytes | None] = {}
+            for run in runs:
+                run.attempt(self._negotiate, run, listing, digests)
+            self._transfer(listing, runs)
+            for run in runs:
+                run.attempt(run.finish)
+        finally:
+            for run in runs:
+                run.close()
+        failures = [(r.target.gateway, r.target.destdir, r.failure) for r in runs if r.failure]
+        if failures:
+            error = RSyncError(failures)
+            if raises:
+                raise error
+            print(error, file=sys.stderr)
+
+    def _negotiate(self, run: _Run, listing: Listing, digests: dict[int, bytes | None]) -> None:
+        """Read what the target needs; settle its hash checks; report the bytes to send."""
+        channel = run._chan()
+        message = channel.receive()
+        if not (isinstance(message, tuple) and len(message) == 3 and message[0] == "need"):
+            raise OSError(f"rsync protocol: expected the need list, got {message!r:.80}")
+        entries = listing.entries
+        wanted = decode_ints(message[1])
+        touch: list[int] = []
+        for index, theirs in message[2]:
+            if index not in digests:
+                digests[index] = self._digest(listing.paths[index])
+            if digests[index] == theirs:
+                entry = entries[index]
+                touch += (index, entry.mode, entry.mtime_ns)
+            else:
+                wanted.append(index)
+        for index in wanted:
+            if not 0 <= index < len(entries) or entries[index].kind != FILE:
+                raise OSError(f"rsync protocol: the target asked for entry {index}")
+        if touch:
+            run.touch(touch)
+        run.wanted = set(wanted)
+        if self._callback is not None:
+            self._callback("list", sum(entries[i].size for i in run.wanted), channel)
+
+    def _digest(self, path: str) -> bytes | None:
+        try:
+            with SourceFile(path) as f:
+                return f.digest()
+        except (OSError, NotRegularFile, ChangedWhileReading):
+            return None  # send it: reading it then reports what is wrong
+
+    def _transfer(self, listing: Listing, runs: list[_Run]) -> None:
+        wanted: set[int] = set()
+        for run in runs:
+            if run.alive:
+                wanted |= run.wanted
+        for index in sorted(wanted):
+            receivers = [run for run in runs if run.alive and index in run.wanted]
+            if receivers:
+                self._send_file(listing, index, receivers)
+        for run in runs:
+            run.attempt(run.flush)
+
+    def _send_file(self, listing: Listing, index: int, runs: list[_Run]) -> None:
+        name = listing.names[index]
+        for _ in range(ATTEMPTS):
+            try:
+                with SourceFile(listing.paths[index]) as source:
+                    st = source.stat
+                    if st.st_size <= SMALL:
+                        data = source.read_whole()
+                        for run in runs:
+                            run.attempt(run.add_file, index, st, data)
+                    else:
+                        self._stream(source, index, runs)
+            except ChangedWhileReading:
+                continue
+            except (OSError, NotRegularFile) as exc:
+                self._report_skip(name, f"cannot read it: {exc}")
+                return
+            if self._verbose:
+                for run in runs:
+                    if run.alive:
+                        self._report_send_file(run.target.gateway, name)
+            return
+        self._report_skip(name, f"it changed while being read, {ATTEMPTS} times; not sent")
+
+    def _stream(self, source: SourceFile, index: int, runs: list[_Run]) -> None:
+        try:
+            for piece in source.pieces():
+                for run in runs:
+                    run.attempt(run.send_chunk, index, piece)
+        except BaseException:
+            for run in runs:
+                run.attempt(run.abort, index)
+            raise
+        for run in runs:
+            run.attempt(run.end, index, source.stat)
