@@ -336,7 +336,7 @@ def cmd_rsync(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from execnet_transport.socketserver import serve_forever
+    from execnet_transport import serve_socket
 
     address = args.address or "127.0.0.1:8888"
     host, sep, port_text = address.rpartition(":")
@@ -359,7 +359,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"listening on {bound_host}:{bound_port}", flush=True)
 
     try:
-        serve_forever(host, int(port_text), secret, announce)
+        serve_socket(host, int(port_text), loop=args.loop, secret=secret or None, on_listening=announce)
     except KeyboardInterrupt:
         return EXIT_OK  # the way to stop a server
     except OSError as exc:
@@ -430,10 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run a socket server that socket=HOST:PORT gateways connect to",
-        description="Listen on HOST:PORT (default 127.0.0.1:8888; port 0 picks a free one, "
-        "printed as 'listening on HOST:PORT') and serve every client, each in a process of "
-        "its own, until interrupted. Anyone who can connect can run code: bind to localhost "
-        "or use --secret-file.",
+        description="Listen on HOST:PORT (default 127.0.0.1:8888; port 0 picks a free one; "
+        "'listening on HOST:PORT' is printed once bound) and serve one client, or with --loop "
+        "every client until interrupted. Anyone who can connect can run code: bind to "
+        "localhost or use --secret-file.",
     )
     serve.add_argument("address", nargs="?", metavar="HOST:PORT")
     serve.add_argument("--secret-file", metavar="F", help="clients must present the secret in F")
