@@ -1,0 +1,195 @@
+"""The bootstrap: the first stage on the child's command line and the one frame it reads.
+
+Every gateway starts the same way. The child runs FIRST_STAGE (a `-c` program, or the
+source a socket server execs); it reads ONE frame: 4 bytes big-endian length, then a
+marshal'd ``(config, bundle)`` where bundle is b"" when the child can import the
+installed packages (popen on this very interpreter) or else the zlib-compressed,
+marshal'd list of the travelling modules' sources. The child installs those modules in
+memory under their real names (an import finder: relative imports work, nothing is
+written to disk), applies the options (nice, chdir, env), writes the marker the parent
+chose, and enters the serve loop. Noise the interpreter printed before the marker
+(a sitecustomize, a .pth file) is discarded by the parent.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import secrets
+import zlib
+from functools import lru_cache
+from importlib.util import find_spec
+from typing import Any, Callable, Dict, Final, List, Tuple
+
+__all__ = [
+    "INSTALL",
+    "TRAVELLING_PACKAGES",
+    "bundle",
+    "first_stage",
+    "frame",
+    "new_marker",
+    "read_until_marker",
+]
+
+# The modules that travel to interpreters that cannot import the installed packages,
+# in the order they are installed there. Declared here and nowhere else.
+TRAVELLING_PACKAGES: Final = ("execnet_serial", "execnet_channel")
+
+# marshal format 2 holds only the plain values we send and is read by every CPython 3
+# and PyPy3, whatever their own marshal version.
+_MARSHAL_VERSION: Final = 2
+
+Module = Tuple[str, bool, str]  # (dotted name, is a package, source text)
+
+
+def _package_modules(package: str) -> List[Module]:
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"travelling package {package!r} is not installed as a package")
+    root = list(spec.submodule_search_locations)[0]
+    found: List[Module] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d.isidentifier())
+        relative = os.path.relpath(dirpath, root)
+        prefix = package if relative == "." else package + "." + relative.replace(os.sep, ".")
+        if "__init__.py" not in filenames:
+            continue  # not a package directory (e.g. __pycache__)
+        for filename in sorted(filenames, key=lambda f: (f != "__init__.py", f)):
+            if not filename.endswith(".py"):
+                continue
+            stem = filename[:-3]
+            is_package = stem == "__init__"
+            name = prefix if is_package else f"{prefix}.{stem}"
+            with open(os.path.join(dirpath, filename), encoding="utf-8") as source:
+                found.append((name, is_package, source.read()))
+    return found
+
+
+@lru_cache(maxsize=None)
+def bundle(packages: Tuple[str, ...] = TRAVELLING_PACKAGES) -> bytes:
+    """The packages' installed sources, marshal'd and zlib-compressed.
+
+    Read from the installed packages (declared order, then file order) once per process.
+    """
+    modules: List[Module] = []
+    for package in packages:
+        modules.extend(_package_modules(package))
+    return zlib.compress(marshal.dumps(modules, _MARSHAL_VERSION), 6)
+
+
+def new_marker() -> bytes:
+    """A marker no interpreter noise will contain by chance."""
+    return b"\x00execnet-ready-" + secrets.token_hex(12).encode("ascii") + b"\x00"
+
+
+def frame(config: Dict[str, Any], with_bundle: bool) -> bytes:
+    """The one frame the first stage reads: length, then marshal'd (config, bundle)."""
+    body = marshal.dumps((config, bundle() if with_bundle else b""), _MARSHAL_VERSION)
+    return len(body).to_bytes(4, "big") + body
+
+
+# The first stage. It runs on every supported interpreter (CPython 3.8+, PyPy3), so it
+# uses nothing newer. `R(n)` reads exactly n bytes; the prefix defines it and the
+# channel-layer IO for the transport (stdio pipes or the socket a server accepted).
+_STDIO_PREFIX = """\
+import os,sys
+def R(n):
+    b=b''
+    while len(b)<n:
+        c=os.read(0,n-len(b))
+        if not c:raise SystemExit('execnet bootstrap: input closed before the bundle arrived')
+        b+=c
+    return b
+def W(b):
+    while b:b=b[os.write(1,b):]
+def IO(C,m):return C.StdioIO.from_process(m)
+X=True
+"""
+
+# A socket server execs this with the accepted socket bound to `clientsock`; the
+# server may be execnet 2.1.2's, which keeps running after we return: no exit.
+_SOCKET_PREFIX = """\
+import os,sys
+def R(n):
+    b=b''
+    while len(b)<n:
+        c=clientsock.recv(n-len(b))
+        if not c:raise EOFError('execnet bootstrap: connection closed before the bundle arrived')
+        b+=c
+    return b
+W=clientsock.sendall
+def IO(C,m):return C.SocketIO(clientsock,m)
+X=False
+"""
+
+_COMMON_READ = """\
+import marshal
+c,m=marshal.loads(R(int.from_bytes(R(4),'big')))
+for p in c['path']:
+    if p not in sys.path:sys.path.append(p)
+"""
+
+# Installs the modules of bundle `m` (if any) as an import finder.
+INSTALL = """\
+if m:
+    import zlib
+    from importlib.machinery import ModuleSpec
+    S={n:(p,s) for n,p,s in marshal.loads(zlib.decompress(m))}
+    def F(n):return '<execnet bundle>/'+n.replace('.','/')+('/__init__.py' if S[n][0] else '.py')
+    class L:
+        @classmethod
+        def find_spec(k,n,p=None,t=None):
+            if n in S:return ModuleSpec(n,k,origin=F(n),is_package=S[n][0])
+        @classmethod
+        def create_module(k,s):return None
+        @classmethod
+        def exec_module(k,o):exec(compile(S[o.__name__][1],F(o.__name__),'exec'),o.__dict__)
+        @classmethod
+        def get_source(k,n):return S[n][1]
+    sys.meta_path.insert(0,L)
+    del m
+"""
+
+_START = """\
+import execnet_channel as C
+if c['nice']:os.nice(int(c['nice']))
+if c['chdir']:
+    os.makedirs(c['chdir'],exist_ok=True)
+    os.chdir(c['chdir'])
+os.environ.update(c['env'])
+e=C.get_execmodel(c['execmodel'])
+W(c['marker'])
+C.serve(IO(C,e),c['id'],exit_process=X)
+"""
+
+
+def first_stage(kind: str) -> str:
+    """The first-stage program for `kind` 'stdio' (popen, ssh, vagrant, via) or 'socket'."""
+    if kind == "stdio":
+        return _STDIO_PREFIX + _COMMON_READ + INSTALL + _START
+    if kind == "socket":
+        return _SOCKET_PREFIX + _COMMON_READ + INSTALL + _START
+    raise ValueError(f"unknown first stage kind {kind!r}")
+
+
+def read_until_marker(read_some: Callable[[int], bytes], marker: bytes) -> bytes:
+    """Read through the marker and return what came before it (interpreter noise).
+
+    Never reads past the marker: while the buffer ends with k bytes of the marker's
+    start, the marker cannot end sooner than len(marker) - k bytes later, so that is
+    what is asked for. Raises EOFError, carrying the noise, if the stream ends first.
+    """
+    buffer = bytearray()
+    need = len(marker)
+    while True:
+        chunk = read_some(need)
+        if not chunk:
+            raise EOFError(bytes(buffer))
+        buffer += chunk
+        if buffer.endswith(marker):
+            return bytes(buffer[: -len(marker)])
+        need = len(marker)
+        for k in range(min(len(marker) - 1, len(buffer)), 0, -1):
+            if buffer.endswith(marker[:k]):
+                need = len(marker) - k
+                break

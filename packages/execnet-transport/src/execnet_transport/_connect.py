@@ -1,0 +1,341 @@
+"""make_gateway: start (or reach) an interpreter for a spec and return its Gateway."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from execnet_channel import ExecModel, FdIO, SocketIO, get_execmodel
+
+from . import _bootstrap
+from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
+from ._errors import BootstrapError, HostNotFound, SshError
+from ._gateway import Gateway
+from ._process import ChildProcess, describe_status
+from ._via import VIA_PROXY, ViaIO
+from ._xspec import GATEWAY_TYPES, XSpec
+
+__all__ = ["BOOTSTRAP_TIMEOUT", "make_gateway"]
+
+# How long a started interpreter may take to answer the bootstrap (slow ssh logins).
+BOOTSTRAP_TIMEOUT = 60.0
+EXECMODELS = ("thread", "main_thread_only", "eventlet", "gevent")
+
+# ssh's own words when the host cannot be resolved or reached (exit status 255).
+_UNREACHABLE = (
+    "could not resolve hostname",
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "no address associated",
+    "connection refused",
+    "no route to host",
+    "connection timed out",
+    "operation timed out",
+    "network is unreachable",
+)
+# ... and when it reached the host but could not get in.
+_REFUSED = ("permission denied", "host key verification failed", "too many authentication")
+
+
+class ProcessIO(FdIO):
+    """FdIO over a local child's pipes; wait/kill reach the child."""
+
+    def __init__(self, child: ChildProcess, execmodel: ExecModel) -> None:
+        super().__init__(child.stdout_fd, child.stdin_fd, execmodel)
+        self.child = child
+
+    def wait(self) -> Optional[int]:
+        return self.child.wait(None)
+
+    def kill(self) -> None:
+        self.child.kill()
+
+
+def gateway_type(spec: XSpec) -> str:
+    """The one gateway type the spec names: popen, ssh, socket or vagrant_ssh."""
+    types = [name for name in GATEWAY_TYPES if getattr(spec, name)]
+    if len(types) != 1:
+        what = "no gateway type" if not types else f"several gateway types ({', '.join(types)})"
+        raise ValueError(
+            f"gateway spec {str(spec)!r} has {what}: give one of popen, ssh=HOST, "
+            "socket=HOST:PORT, vagrant_ssh=MACHINE"
+        )
+    return types[0]
+
+
+def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]) -> str:
+    kind = gateway_type(spec)
+    if not spec.id or spec.id is True:
+        raise ValueError(f"gateway spec {str(spec)!r} has no id (the group gives one)")
+    if spec.nice is not None:
+        try:
+            int(spec.nice)
+        except (TypeError, ValueError):
+            raise ValueError(f"nice={spec.nice!r} in gateway spec {str(spec)!r} is not an integer") from None
+    if spec.chdir is True:
+        raise ValueError(f"chdir in gateway spec {str(spec)!r} needs a directory: chdir=PATH")
+    if spec.execmodel is not None and spec.execmodel not in EXECMODELS:
+        raise ValueError(
+            f"execmodel={spec.execmodel!r} in gateway spec {str(spec)!r}: "
+            f"expected one of {', '.join(EXECMODELS)}"
+        )
+    if spec.via and via is None:
+        raise ValueError(f"via={spec.via} in gateway spec {str(spec)!r} was not resolved to a gateway")
+    if spec.installvia and installvia is None:
+        raise ValueError(
+            f"installvia={spec.installvia} in gateway spec {str(spec)!r} was not resolved to a gateway"
+        )
+    if installvia is not None and kind != "socket":
+        raise ValueError(f"installvia= in gateway spec {str(spec)!r} only works with socket")
+    if via is not None and kind == "socket":
+        raise ValueError(f"via= in gateway spec {str(spec)!r} does not work with socket")
+    return kind
+
+
+def _travelling_paths() -> List[str]:
+    # Where this interpreter found the travelling packages: a child of the same
+    # interpreter imports them from there even when they came from a path it lacks.
+    import execnet_channel
+    import execnet_serial
+
+    paths: List[str] = []
+    for module in (execnet_serial, execnet_channel):
+        path = os.path.dirname(os.path.dirname(os.path.abspath(str(module.__file__))))
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+def _config(spec: XSpec, marker: bytes, same_interpreter: bool) -> Dict[str, Any]:
+    return {
+        "id": str(spec.id),
+        "execmodel": spec.execmodel or "thread",
+        "nice": str(spec.nice) if spec.nice is not None else "",
+        "chdir": str(spec.chdir) if spec.chdir else "",
+        "env": {str(k): str(v) for k, v in spec.env.items()},
+        "marker": marker,
+        "path": _travelling_paths() if same_interpreter else [],
+    }
+
+
+def make_gateway(
+    spec: Union[XSpec, str],
+    *,
+    execmodel: Union[str, ExecModel] = "thread",
+    via: Optional[Gateway] = None,
+    installvia: Optional[Gateway] = None,
+) -> Gateway:
+    """Start or reach the interpreter `spec` names and return its Gateway.
+
+    `execmodel` is the local model; the remote runs `spec.execmodel` (default thread).
+    The spec's id must be set (a Group does that, and resolves via=/installvia= ids):
+
+        >>> gw = make_gateway(XSpec("popen//id=gw0"))
+        >>> gw.remote_exec("import os; channel.send(os.getpid())").receive() != os.getpid()
+        True
+        >>> gw.exit()
+
+    Raises ValueError for a bad spec before anything starts, HostNotFound when ssh cannot
+    reach the host, SshError when ssh reached it but could not start python there, and
+    BootstrapError (naming the spec, with the remote's stderr) for any other failure.
+    """
+    if isinstance(spec, str):
+        spec = XSpec(spec)
+    kind = _validate(spec, via, installvia)
+    model = get_execmodel(execmodel)
+    if kind == "socket":
+        return _socket_gateway(spec, model, installvia)
+    stage = _bootstrap.first_stage("stdio")
+    if kind == "popen":
+        args = popen_args(spec, stage)
+        same = via is None and is_this_interpreter(python_args(spec))
+        remoteaddress = None
+    elif kind == "ssh":
+        args, same, remoteaddress = ssh_args(spec, stage), False, str(spec.ssh)
+    else:
+        args, same, remoteaddress = vagrant_args(spec, stage), False, str(spec.vagrant_ssh)
+    if via is not None:
+        return _via_gateway(spec, model, via, args, kind)
+    return _process_gateway(spec, model, args, same, kind, remoteaddress)
+
+
+def _process_gateway(
+    spec: XSpec,
+    model: ExecModel,
+    args: List[str],
+    same: bool,
+    kind: str,
+    remoteaddress: Optional[str],
+) -> Gateway:
+    try:
+        child = ChildProcess(args)
+    except OSError as exc:
+        raise BootstrapError(spec, f"cannot start {args[0]!r}: {exc.strerror or exc}") from None
+    try:
+        marker = _bootstrap.new_marker()
+        try:
+            child.write_all(_bootstrap.frame(_config(spec, marker, same), with_bundle=not same))
+        except BrokenPipeError:
+            pass  # it ended already: its stdout's end and its stderr tell why
+        deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
+        _handshake(spec, lambda n: child.read_some(n, deadline), marker, child, kind)
+        io = ProcessIO(child, model)
+        return Gateway(io, spec, child=child, remoteaddress=remoteaddress)
+    except BaseException:
+        child.kill()
+        child.close_fds()
+        child.wait(5)
+        raise
+
+
+def _handshake(
+    spec: XSpec,
+    read_some: Callable[[int], bytes],
+    marker: bytes,
+    child: Optional[Any],
+    kind: str,
+) -> None:
+    """Read through the marker; turn an early end into the error that explains it."""
+    try:
+        _bootstrap.read_until_marker(read_some, marker)
+    except TimeoutError:
+        tail = child.stderr_tail() if child is not None else ""
+        raise BootstrapError(
+            spec, f"no answer to the bootstrap within {BOOTSTRAP_TIMEOUT:.0f} s", tail
+        ) from None
+    except EOFError as exc:
+        noise = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
+        status = child.wait(10) if child is not None else None
+        tail = child.stderr_tail(wait=2.0) if child is not None else ""
+        if noise.strip() and not tail.strip():
+            tail = noise.decode("utf-8", "replace")[-2000:]
+        reason = f"the remote ended before the bootstrap finished ({describe_status(status)})"
+        if kind in ("ssh", "vagrant_ssh"):
+            raise _ssh_error(spec, reason, tail, status) from None
+        raise BootstrapError(spec, reason, tail, status) from None
+
+
+def _ssh_error(spec: XSpec, reason: str, stderr: str, status: Optional[int]) -> BootstrapError:
+    text = stderr.lower()
+    if status == 255 and not any(word in text for word in _REFUSED):
+        if any(word in text for word in _UNREACHABLE) or not text.strip():
+            return HostNotFound(spec, f"ssh could not reach the host; {reason}", stderr, status)
+    if status == 127 or "not found" in text or "no such file" in text:
+        reason = f"the remote python did not start; {reason}"
+    return SshError(spec, reason, stderr, status)
+
+
+def _via_gateway(spec: XSpec, model: ExecModel, via: Gateway, args: List[str], kind: str) -> Gateway:
+    default_python = kind == "popen" and not spec.python
+    if default_python:
+        args = args[1:]  # the via host's own interpreter: sys.executable there
+    channel = via.remote_exec(VIA_PROXY)
+    io = ViaIO(channel, model)
+    try:
+        channel.send((args, default_python))
+        marker = _bootstrap.new_marker()
+        io.write(_bootstrap.frame(_config(spec, marker, False), with_bundle=True))
+        deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
+        try:
+            _bootstrap.read_until_marker(lambda n: io.read_some(n, deadline), marker)
+        except TimeoutError:
+            raise BootstrapError(
+                spec, f"no answer to the bootstrap within {BOOTSTRAP_TIMEOUT:.0f} s", io.stderr_tail()
+            ) from None
+        except EOFError:
+            io.wait(10)
+            raise BootstrapError(
+                spec,
+                f"the child started via {via.id!r} ended before the bootstrap finished "
+                f"({io._end_text()})",
+                io.stderr_tail(),
+                io._status,
+            ) from None
+        return Gateway(io, spec, child=io, via=via, remoteaddress=None)
+    except BaseException:
+        io.kill()
+        io.close_write()
+        raise
+
+
+def _parse_hostport(spec: XSpec) -> Tuple[str, int]:
+    host, sep, port = str(spec.socket).rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"socket={spec.socket!r} in gateway spec {str(spec)!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _socket_gateway(spec: XSpec, model: ExecModel, installvia: Optional[Gateway]) -> Gateway:
+    if installvia is not None:
+        from . import socketserver
+
+        server = installvia.remote_exec(socketserver)
+        host, port = server.receive(BOOTSTRAP_TIMEOUT)
+    else:
+        host, port = _parse_hostport(spec)
+    address = f"{host}:{port}"
+    sock_module: Any = model.socket
+    try:
+        sock = sock_module.create_connection((host, port), timeout=BOOTSTRAP_TIMEOUT)
+    except OSError as exc:
+        import socket as stdlib_socket
+
+        if isinstance(exc, stdlib_socket.gaierror):
+            raise HostNotFound(spec, f"cannot resolve {host!r}: {exc}") from None
+        raise BootstrapError(spec, f"cannot connect to the socket server at {address}: {exc}") from None
+    try:
+        if spec.secret_file:
+            _answer_challenge(spec, sock)
+        stage = _bootstrap.first_stage("socket")
+        sock.sendall(repr(stage).encode("ascii") + b"\n")
+        marker = _bootstrap.new_marker()
+        sock.sendall(_bootstrap.frame(_config(spec, marker, False), with_bundle=True))
+        try:
+            _bootstrap.read_until_marker(sock.recv, marker)
+        except EOFError:
+            raise BootstrapError(
+                spec,
+                f"the socket server at {address} closed the connection before the bootstrap "
+                "finished (see the server's log)",
+            ) from None
+        except OSError as exc:  # socket.timeout is an OSError
+            raise BootstrapError(spec, f"no bootstrap answer from {address}: {exc}") from None
+        sock.settimeout(None)
+        io = SocketIO(sock, model)
+        return Gateway(
+            io,
+            spec,
+            remoteaddress=address,
+            lost_connection=f"the socket server at {address} closed the connection "
+            "(the server or the process serving this gateway died)",
+        )
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _answer_challenge(spec: XSpec, sock: Any) -> None:
+    from .socketserver import CHALLENGE
+
+    try:
+        with open(str(spec.secret_file), "rb") as file:
+            secret = file.read().strip()
+    except OSError as exc:
+        raise BootstrapError(spec, f"cannot read secret_file={spec.secret_file}: {exc.strerror}") from None
+    line = b""
+    while not line.endswith(b"\n") and len(line) < 1024:
+        byte = sock.recv(1)
+        if not byte:
+            break
+        line += byte
+    if not line.startswith(CHALLENGE):
+        raise BootstrapError(
+            spec, f"the server sent no shared-secret challenge (got {line[:80]!r}); no secret needed?"
+        )
+    nonce = line[len(CHALLENGE) :].strip()
+    answer = hmac.new(secret, nonce, hashlib.sha256).hexdigest().encode("ascii")
+    sock.sendall(answer + b"\n")

@@ -1,0 +1,43 @@
+"""What a failed bootstrap raises: BootstrapError, and HostNotFound / SshError under it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = ["BootstrapError", "HostNotFound", "SshError"]
+
+
+class BootstrapError(Exception):
+    """A gateway could not be started; the message names the spec and the remote's stderr.
+
+        >>> try:
+        ...     make_gateway(XSpec("popen//python=/bin/false//id=gw0"))
+        ... except BootstrapError as exc:
+        ...     print(exc.spec, exc.returncode)
+        popen//python=/bin/false//id=gw0 1
+    """
+
+    def __init__(
+        self,
+        spec: object,
+        reason: str,
+        stderr: str = "",
+        returncode: Optional[int] = None,
+    ) -> None:
+        self.spec = spec
+        self.reason = reason
+        self.stderr = stderr
+        self.returncode = returncode
+        message = f"gateway {str(spec)!r}: {reason}"
+        if stderr.strip():
+            message += "\n--- the remote's stderr (last lines) ---\n" + stderr.rstrip()
+        super().__init__(message)
+
+
+class HostNotFound(BootstrapError):
+    """ssh could not resolve or reach the host (ssh exit status 255 before the handshake)."""
+
+
+class SshError(BootstrapError):
+    """ssh reached the host but the interpreter did not start: "Permission denied", or no
+    such remote python. `stderr` holds ssh's own message."""

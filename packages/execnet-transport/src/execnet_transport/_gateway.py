@@ -1,0 +1,152 @@
+"""The local Gateway: the channel layer's endpoint plus spec, process and post-mortem."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Protocol, Tuple
+
+from execnet_channel import IO, BaseGateway
+
+from ._xspec import XSpec
+
+__all__ = ["Gateway", "RInfo"]
+
+
+class Child(Protocol):
+    """What a gateway knows of the process behind it (a local child or a proxied one)."""
+
+    @property
+    def pid(self) -> Optional[int]: ...
+    def wait(self, timeout: Optional[float]) -> Optional[int]: ...
+    def kill(self) -> None: ...
+    def postmortem(self, wait: float = 1.0) -> str: ...
+
+
+class RInfo:
+    """Facts about the remote interpreter, read as attributes or keys.
+
+        >>> info = gateway._rinfo()
+        >>> info.version_info[:3], info["platform"], info.cwd, info.pid, info.executable
+    """
+
+    executable: str
+    version_info: Tuple[Any, ...]
+    platform: str
+    cwd: str
+    pid: int
+
+    def __init__(self, facts: Dict[str, Any]) -> None:
+        facts = dict(facts)
+        if "version_info" in facts:
+            facts["version_info"] = tuple(facts["version_info"])
+        self.__dict__.update(facts)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__dict__[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dict__
+
+    def keys(self) -> Any:
+        return self.__dict__.keys()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RInfo) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in sorted(self.__dict__.items()))
+        return f"RInfo({fields})"
+
+
+class Gateway(BaseGateway):
+    """A gateway to an interpreter this process started or reached (see make_gateway).
+
+        >>> gw = make_gateway(XSpec("popen//id=gw0"))
+        >>> gw.remote_exec("channel.send(6 * 7)").receive()
+        42
+        >>> gw.exit()
+    """
+
+    _group: Any  # the Group that holds this gateway (set by the group), or None
+
+    def __init__(
+        self,
+        io: IO,
+        spec: XSpec,
+        *,
+        child: Optional[Child] = None,
+        via: Optional[Gateway] = None,
+        remoteaddress: Optional[str] = None,
+        lost_connection: str = "",
+    ) -> None:
+        # Set before the receiver starts: it may need them for a post-mortem at once.
+        self.spec = spec
+        self.remoteaddress = remoteaddress
+        self._child = child
+        self._via = via
+        self._group = None
+        self._cached_rinfo: Optional[RInfo] = None
+        self._lost_connection = lost_connection
+        self._postmortem: Optional[str] = None
+        self._exit_requested = False
+        super().__init__(io, str(spec.id), opener=True)
+
+    # -- what pytest-xdist and the group read -------------------------------------
+
+    def _rinfo(self, update: bool = False) -> RInfo:
+        """executable, version_info, platform, cwd, pid of the remote (cached).
+
+        Answered by the remote's receiver, so it works while the remote's main thread is
+        busy with a task (main_thread_only).
+        """
+        if self._cached_rinfo is None or update:
+            self._cached_rinfo = RInfo(self._remote_info())
+        return self._cached_rinfo
+
+    @property
+    def _pid(self) -> Optional[int]:
+        """The local child process id; None for socket gateways and via-proxied ones."""
+        return self._child.pid if self._child is not None else None
+
+    def _wait_process(self, timeout: Optional[float]) -> Optional[int]:
+        """The process's exit status, or None if it still runs after `timeout` seconds."""
+        if self._child is None:
+            return None
+        return self._child.wait(timeout)
+
+    def _kill_process(self) -> None:
+        """Kill the process behind the gateway, if any; never blocks."""
+        if self._child is not None:
+            self._child.kill()
+
+    def exit(self) -> None:
+        """Tell the remote to terminate and close our side; idempotent."""
+        self._exit_requested = True
+        super().exit()
+        group, self._group = self._group, None
+        if group is not None:
+            group._unregister(self)
+
+    # -- post-mortem --------------------------------------------------------------
+
+    def _describe_eof(self) -> str:
+        """What waiters on a lost connection are told: how the remote ended."""
+        if self._exit_requested:
+            return f"gateway {self.id!r} ({self.spec}): exited"
+        if self._postmortem is None:
+            if self._child is not None:
+                self._postmortem = f"the remote process ended: {self._child.postmortem()}"
+            else:
+                self._postmortem = self._lost_connection or "the connection was closed"
+        return f"gateway {self.id!r} ({self.spec}): connection lost; {self._postmortem}"
+
+    def __repr__(self) -> str:
+        receiving = "receive-live" if self.hasreceiver() else "not-receiving"
+        text = (
+            f"<Gateway id={self.id!r} {receiving}, {self.execmodel.backend} model, "
+            f"{self._numchannels()} active channels"
+        )
+        if self._postmortem is not None and not self._exit_requested:
+            text += f", {self._postmortem.splitlines()[0]}"
+        return text + ">"

@@ -1,0 +1,144 @@
+"""A local child process whose stdin/stdout carry the protocol and whose stderr is teed.
+
+The child's stderr stays visible on ours, and the last few KiB are kept so that a
+gateway whose process died can say how (exit status or signal, last stderr lines).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+__all__ = ["ChildProcess", "describe_status"]
+
+STDERR_TAIL_BYTES = 8192
+STDERR_TAIL_LINES = 15
+
+
+def describe_status(returncode: Optional[int]) -> str:
+    """'exit status 3', 'killed by signal SIGKILL', or 'still running'."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"killed by signal {name}"
+    return f"exit status {returncode}"
+
+
+class ChildProcess:
+    """A started child: `stdin_fd`/`stdout_fd` are our ends of its protocol pipes."""
+
+    def __init__(self, args: List[str], env: Optional[Dict[str, str]] = None) -> None:
+        self.args = args
+        child_stdin, self.stdin_fd = os.pipe()
+        self.stdout_fd, child_stdout = os.pipe()
+        stderr_read, stderr_write = os.pipe()
+        try:
+            self.popen: subprocess.Popen[bytes] = subprocess.Popen(
+                args, stdin=child_stdin, stdout=child_stdout, stderr=stderr_write, env=env
+            )
+        except BaseException:
+            for fd in (self.stdin_fd, self.stdout_fd, stderr_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (child_stdin, child_stdout, stderr_write):
+                os.close(fd)
+        self._tail = bytearray()
+        self._tail_lock = threading.Lock()
+        self._stderr_done = threading.Event()
+        # A real thread even under greenlet models: it only copies bytes and must not
+        # depend on the hub being scheduled.
+        reader = threading.Thread(
+            target=self._tee_stderr, args=(stderr_read,), name=f"stderr-tee-{self.pid}"
+        )
+        reader.daemon = True
+        reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _tee_stderr(self, fd: int) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                try:
+                    os.write(2, data)
+                except OSError:
+                    pass
+                with self._tail_lock:
+                    self._tail += data
+                    if len(self._tail) > STDERR_TAIL_BYTES:
+                        del self._tail[: len(self._tail) - STDERR_TAIL_BYTES]
+        finally:
+            os.close(fd)
+            self._stderr_done.set()
+
+    def stderr_tail(self, wait: float = 0.0) -> str:
+        """The last lines the child wrote to stderr (waiting up to `wait` s for its end)."""
+        if wait:
+            self._stderr_done.wait(wait)
+        with self._tail_lock:
+            text = bytes(self._tail).decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-STDERR_TAIL_LINES:])
+
+    def read_some(self, numbytes: int, deadline: float) -> bytes:
+        """Up to numbytes from the child's stdout; b'' at EOF; TimeoutError at the deadline."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.stdout_fd], [], [], remaining)[0]:
+            raise TimeoutError("no answer from the child")
+        return os.read(self.stdout_fd, numbytes)
+
+    def write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.stdin_fd, view) :]
+
+    def wait(self, timeout: Optional[float]) -> Optional[int]:
+        """The exit status, or None when still running after `timeout` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL the child; never blocks."""
+        if self.popen.returncode is None:
+            try:
+                self.popen.kill()
+            except OSError:
+                pass
+
+    def postmortem(self, wait: float = 1.0) -> str:
+        """How the child ended: status or signal, and its last stderr lines."""
+        status = self.wait(wait)
+        text = f"{describe_status(status)} (pid {self.pid})"
+        tail = self.stderr_tail(wait)
+        if tail.strip():
+            text += "; last lines of its stderr:\n" + tail
+        return text
+
+    def close_fds(self) -> None:
+        for fd in (self.stdin_fd, self.stdout_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        info: Any = describe_status(self.popen.returncode)
+        return f"<ChildProcess pid={self.pid} {info}>"
