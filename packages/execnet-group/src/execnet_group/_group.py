@@ -239,7 +239,7 @@ class Group:
         except BaseException:
             with self._lock:
                 for pending in pendings:
-                    del self._pending[pending.spec.id]  # type: ignore[arg-type]
+                    self._pending.pop(str(pending.spec.id), None)
             raise
         threads = [
             threading.Thread(
@@ -301,18 +301,14 @@ class Group:
         (['gw0'], [])
         """
         with self._lock:
-            gateways = list(self._gateways) + [
-                gw for gw in self._exited if gw not in self._gateways
-            ]
-            self._exited = []
+            gateways = self._gateways + [gw for gw in self._exited if gw not in self._gateways]
+            self._gateways, self._exited = [], []
+            self._seqs.clear()
         report = terminate_gateways(gateways, timeout)
         with self._lock:
-            for gateway in gateways:
-                if gateway in self._gateways:
-                    self._gateways.remove(gateway)
-                    self._seqs.pop(id(gateway), None)
             # A gateway that could not be ended stays known, so a later call retries.
-            self._exited.extend(gw for gw in gateways if gw.id in report.unresponsive)
+            unresponsive = set(report.unresponsive)
+            self._exited.extend(gw for gw in gateways if gw.id in unresponsive)
         return report
 
 

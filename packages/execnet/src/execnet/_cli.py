@@ -359,7 +359,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"listening on {bound_host}:{bound_port}", flush=True)
 
     try:
-        serve_socket(host, int(port_text), loop=args.loop, secret=secret or None, on_listening=announce)
+        serve_socket(
+            host, int(port_text), loop=args.loop, secret=secret or None, on_listening=announce
+        )
     except KeyboardInterrupt:
         return EXIT_OK  # the way to stop a server
     except OSError as exc:

@@ -8,9 +8,9 @@ one line holding the repr of a source string, exec'd with `clientsock` bound).
 
 from __future__ import annotations
 
-from execnet_transport.socketserver import main, serve_forever
+from execnet_transport.socketserver import main, serve_socket
 
-__all__ = ["main", "serve_forever"]
+__all__ = ["main", "serve_socket"]
 
 if __name__ == "__main__":
     main()
