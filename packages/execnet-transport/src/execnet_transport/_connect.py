@@ -22,6 +22,8 @@ __all__ = ["BOOTSTRAP_TIMEOUT", "make_gateway"]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
 BOOTSTRAP_TIMEOUT = 60.0
+# How long a client with a secret waits for the server's challenge line.
+CHALLENGE_TIMEOUT = 15.0
 EXECMODELS = ("thread", "main_thread_only", "eventlet", "gevent")
 
 # ssh's own words when the host cannot be resolved or reached (exit status 255).
@@ -183,12 +185,18 @@ def _process_gateway(
             pass  # it ended already: its stdout's end and its stderr tell why
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         _handshake(spec, lambda n: child.read_some(n, deadline), marker, child, kind)
-        io = ProcessIO(child, model)
-        return Gateway(io, spec, child=child, remoteaddress=remoteaddress)
     except BaseException:
         child.kill()
         child.close_fds()
         child.wait(5)
+        raise
+    io = ProcessIO(child, model)  # owns the pipe ends from here on
+    try:
+        return Gateway(io, spec, child=child, remoteaddress=remoteaddress)
+    except BaseException:
+        child.kill()
+        io.close_write()
+        io.close_read()
         raise
 
 
@@ -296,11 +304,12 @@ def _socket_gateway(spec: XSpec, model: ExecModel, installvia: Optional[Gateway]
         sock.sendall(_bootstrap.frame(_config(spec, marker, False), with_bundle=True))
         try:
             _bootstrap.read_until_marker(sock.recv, marker)
-        except EOFError:
+        except (EOFError, ConnectionError) as exc:
+            how = f" ({exc})" if isinstance(exc, ConnectionError) else ""
             raise BootstrapError(
                 spec,
                 f"the socket server at {address} closed the connection before the bootstrap "
-                "finished (see the server's log)",
+                f"finished{how}; see the server's log",
             ) from None
         except OSError as exc:  # socket.timeout is an OSError
             raise BootstrapError(spec, f"no bootstrap answer from {address}: {exc}") from None
@@ -327,11 +336,20 @@ def _answer_challenge(spec: XSpec, sock: Any) -> None:
     except OSError as exc:
         raise BootstrapError(spec, f"cannot read secret_file={spec.secret_file}: {exc.strerror}") from None
     line = b""
-    while not line.endswith(b"\n") and len(line) < 1024:
-        byte = sock.recv(1)
-        if not byte:
-            break
-        line += byte
+    sock.settimeout(CHALLENGE_TIMEOUT)
+    try:
+        while not line.endswith(b"\n") and len(line) < 1024:
+            byte = sock.recv(1)
+            if not byte:
+                break
+            line += byte
+    except OSError as exc:  # socket.timeout is an OSError
+        raise BootstrapError(
+            spec,
+            f"no shared-secret challenge from the server ({exc}); "
+            "was it started with --secret-file?",
+        ) from None
+    sock.settimeout(BOOTSTRAP_TIMEOUT)
     if not line.startswith(CHALLENGE):
         raise BootstrapError(
             spec, f"the server sent no shared-secret challenge (got {line[:80]!r}); no secret needed?"

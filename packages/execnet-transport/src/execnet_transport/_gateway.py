@@ -128,6 +128,14 @@ class Gateway(BaseGateway):
         if group is not None:
             group._unregister(self)
 
+    def _after_connection_lost(self) -> None:
+        # The receiver has ended: nothing more will be read or written, so release the
+        # pipes or socket now rather than at garbage collection.
+        super()._after_connection_lost()
+        with self._writelock:
+            self._io.close_write()
+        self._io.close_read()
+
     # -- post-mortem --------------------------------------------------------------
 
     def _describe_eof(self) -> str:
