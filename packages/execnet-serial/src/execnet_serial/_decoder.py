@@ -1,0 +1,276 @@
+"""The opcode stream to values.
+
+Goals: accept everything execnet 2.x and Python 2 writers produce; on hostile input
+raise only LoadError naming the opcode and its offset, never allocate much more than
+the input's size, never recurse, never hang; and be fast in pure Python. The plan:
+
+- one loop with the opcodes tested in order of frequency, state in local variables;
+- every declared length is checked against the bytes actually present before anything
+  is built (NEWLIST n needs n bytes left, a string n bytes, a tuple n stack items);
+- ``pos`` only moves past an opcode once it has been applied, so when anything inside
+  fails, the failing opcode sits at ``pos - 1`` and one handler turns the low-level
+  exception into a LoadError there;
+- a list of small ints (the exact bytes ``dumps`` writes for one) is recognised after
+  NEWLIST and decoded with strided slices and one ``struct.unpack``;
+- hashing a tuple nested thousands of levels deep recurses in C and can overflow the
+  stack, so once enough tuples were built to allow that, tuples used as dict keys or set
+  members have their depth checked first.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from typing import Any, Callable, List, Optional, Union
+
+from ._errors import LoadError
+from ._hook import ChannelHook
+from ._opcodes import NAMES
+
+__all__ = ["decode", "loads_payload"]
+
+_unpack_i = struct.Struct(">i").unpack_from
+_unpack_d = struct.Struct(">d").unpack_from
+_unpack_dd = struct.Struct(">dd").unpack_from
+
+# Hashing nests C calls per tuple level: 1,000 levels need well under 100 KiB of stack.
+HASHED_TUPLE_DEPTH_LIMIT = 1000
+_INT_LIST_MIN = 8
+_get_int_max_str_digits: Optional[Callable[[], int]] = getattr(sys, "get_int_max_str_digits", None)
+
+
+class _Truncated(Exception):
+    """A payload runs past the end of the data (turned into LoadError by decode)."""
+
+
+def _check_hashed_tuple(key: tuple[Any, ...]) -> None:
+    todo: List[Any] = [(key, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > HASHED_TUPLE_DEPTH_LIMIT:
+            raise LoadError(
+                f"a tuple nested more than {HASHED_TUPLE_DEPTH_LIMIT} levels deep can't be "
+                f"a dict key or set member (hashing it could overflow the C stack)"
+            )
+        todo.extend((sub, depth + 1) for sub in item if type(sub) is tuple)
+
+
+def _decimal(data: bytes, start: int, stop: int) -> int:
+    limit = _get_int_max_str_digits() if _get_int_max_str_digits is not None else 4300
+    if limit and stop - start > limit:
+        raise LoadError(
+            f"an int of {stop - start} decimal digits is beyond this interpreter's limit "
+            f"of {limit} (sys.set_int_max_str_digits raises it)"
+        )
+    digits = data[start:stop]
+    if not digits.isdigit() and not (digits[:1] == b"-" and digits[1:].isdigit()):
+        raise ValueError(f"not a decimal integer: {digits[:40]!r}")
+    return int(digits)
+
+
+def decode(
+    data: bytes,
+    pos: int,
+    py2str_as_py3str: bool,
+    py3str_as_py2str: bool,
+    hook: Optional[ChannelHook],
+) -> Any:
+    """The value encoded in ``data[pos:]``, which must end with its STOP."""
+    end = len(data)
+    stack: List[Any] = []
+    push = stack.append
+    pop = stack.pop
+    unpack_i = _unpack_i
+    tuples = 0
+    op = -1
+    try:
+        while True:
+            op = data[pos]
+            pos += 1
+            if op == 70:  # INT
+                push(unpack_i(data, pos)[0])
+                pos += 4
+            elif op == 80:  # SETITEM
+                value = pop()
+                key = pop()
+                if tuples > HASHED_TUPLE_DEPTH_LIMIT and type(key) is tuple:
+                    _check_hashed_tuple(key)
+                stack[-1][key] = value
+            elif op == 78:  # PY3STRING
+                n = unpack_i(data, pos)[0]
+                start = pos + 4
+                stop = start + n
+                if n < 0 or stop > end:
+                    raise _Truncated(n)
+                if py3str_as_py2str:
+                    push(data[start:stop])
+                else:
+                    push(data[start:stop].decode("utf-8"))
+                pos = stop
+            elif op == 76:  # NONE
+                push(None)
+            elif op == 68:  # FLOAT
+                push(_unpack_d(data, pos)[0])
+                pos += 8
+            elif op == 64:  # BUILDTUPLE
+                n = _unpack_i(data, pos)[0]
+                if n < 0 or n > len(stack):
+                    raise _too_few(op, pos - 1, n, len(stack))
+                if n:
+                    items = tuple(stack[-n:])
+                    del stack[-n:]
+                    push(items)
+                    tuples += 1
+                else:
+                    push(())
+                pos += 4
+            elif op == 74:  # NEWDICT
+                push({})
+            elif op == 75:  # NEWLIST
+                n = _unpack_i(data, pos)[0]
+                start = pos + 4
+                if n < 0 or n > end - start:
+                    raise _Truncated(n)
+                if n >= _INT_LIST_MIN and data[start + 5 : start + 6] == b"F":
+                    values = _int_list(data, start, n)
+                    if values is not None:
+                        push(values)
+                        pos = start + 13 * n
+                        continue
+                push([None] * n)
+                pos = start
+            elif op == 82:  # TRUE
+                push(True)
+            elif op == 67:  # FALSE
+                push(False)
+            elif op in (65, 77):  # BYTES, PY2STRING
+                n = _unpack_i(data, pos)[0]
+                start = pos + 4
+                stop = start + n
+                if n < 0 or stop > end:
+                    raise _Truncated(n)
+                if op == 77 and py2str_as_py3str:
+                    push(data[start:stop].decode("latin-1"))
+                else:
+                    push(data[start:stop])
+                pos = stop
+            elif op == 81:  # STOP
+                if len(stack) != 1:
+                    raise LoadError(
+                        f"STOP at offset {pos - 1} with {len(stack)} values on the stack "
+                        f"(must be exactly 1)"
+                    )
+                if pos != end:
+                    raise LoadError(f"{end - pos} bytes after STOP at offset {pos - 1}")
+                return stack[0]
+            elif op == 83:  # UNICODE (Python 2)
+                n = _unpack_i(data, pos)[0]
+                start = pos + 4
+                stop = start + n
+                if n < 0 or stop > end:
+                    raise _Truncated(n)
+                push(data[start:stop].decode("utf-8"))
+                pos = stop
+            elif op in (79, 69):  # SET, FROZENSET
+                n = _unpack_i(data, pos)[0]
+                if n < 0 or n > len(stack):
+                    raise _too_few(op, pos - 1, n, len(stack))
+                members = stack[len(stack) - n :]
+                del stack[len(stack) - n :]
+                if tuples > HASHED_TUPLE_DEPTH_LIMIT:
+                    for member in members:
+                        if type(member) is tuple:
+                            _check_hashed_tuple(member)
+                push(set(members) if op == 79 else frozenset(members))
+                pos += 4
+            elif op == 71:  # LONG (Python 2)
+                push(_unpack_i(data, pos)[0])
+                pos += 4
+            elif op in (72, 73):  # LONGINT, LONGLONG (Python 2)
+                n = _unpack_i(data, pos)[0]
+                start = pos + 4
+                stop = start + n
+                if n < 0 or stop > end:
+                    raise _Truncated(n)
+                push(_decimal(data, start, stop))
+                pos = stop
+            elif op == 84:  # COMPLEX
+                real, imag = _unpack_dd(data, pos)
+                push(complex(real, imag))
+                pos += 16
+            elif op == 66:  # CHANNEL
+                if hook is None:
+                    raise LoadError(
+                        f"CHANNEL at offset {pos - 1}: channels can only be loaded "
+                        f"through a gateway"
+                    )
+                push(hook.channel_from_id(_unpack_i(data, pos)[0]))
+                pos += 4
+            else:
+                raise LoadError(f"unknown opcode {bytes([op])!r} at offset {pos - 1}")
+    except LoadError:
+        raise
+    except _Truncated as exc:
+        raise LoadError(
+            _describe(op, pos - 1, f"declares length {exc}, {end - pos - 4} bytes follow")
+        ) from None
+    except struct.error:
+        raise LoadError(_describe(op, pos - 1, f"payload runs past the end ({end})")) from None
+    except IndexError as exc:
+        if pos >= end:
+            raise LoadError(f"data ends at offset {end} before STOP") from None
+        if "assignment" in str(exc):  # SETITEM with an index beyond the list
+            raise LoadError(_describe(op, pos - 1, f"IndexError: {exc}")) from None
+        raise LoadError(_describe(op, pos - 1, "too few values on the stack")) from None
+    except (TypeError, ValueError, KeyError, RecursionError, OverflowError) as exc:
+        raise LoadError(_describe(op, pos - 1, f"{type(exc).__name__}: {exc}")) from None
+
+
+def _int_list(data: bytes, start: int, n: int) -> Optional[List[int]]:
+    """The list of n ints at data[start:] if it is laid out exactly as dumps writes it.
+
+    Per item: F <index> F <value> P, 13 bytes; checked column by column.
+    """
+    size = 13 * n
+    body = data[start : start + size]
+    if len(body) != size:
+        return None
+    f_column = b"F" * n
+    if body[0::13] != f_column or body[5::13] != f_column or body[12::13] != b"P" * n:
+        return None
+    indices = struct.pack(f">{n}i", *range(n))
+    values = bytearray(4 * n)
+    for k in range(4):
+        if body[1 + k :: 13] != indices[k::4]:
+            return None
+        values[k::4] = body[6 + k :: 13]
+    return list(struct.unpack(f">{n}i", values))
+
+
+def _describe(op: int, offset: int, what: str) -> str:
+    name = NAMES.get(op, repr(bytes([op & 0xFF])))
+    return f"{name} at offset {offset}: {what}"
+
+
+def _too_few(op: int, offset: int, n: int, have: int) -> LoadError:
+    return LoadError(_describe(op, offset, f"needs {n} values, the stack holds {have}"))
+
+
+def loads_payload(
+    data: Union[bytes, bytearray, memoryview],
+    *,
+    py2str_as_py3str: bool = False,
+    py3str_as_py2str: bool = False,
+    hook: Optional[ChannelHook] = None,
+) -> Any:
+    """The value of an opcode stream without the version byte (a channel message).
+
+    ``hook.channel_from_id(id)`` gives the value of a CHANNEL opcode; without a hook
+    CHANNEL is a LoadError.
+
+    >>> loads_payload(b"K\\x00\\x00\\x00\\x01F\\x00\\x00\\x00\\x00LPQ")
+    [None]
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    return decode(data, 0, py2str_as_py3str, py3str_as_py2str, hook)
