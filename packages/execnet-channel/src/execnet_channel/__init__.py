@@ -1,7 +1,44 @@
-"""execnet's channel protocol: execution models, framing, channels and the gateway endpoint."""
+"""execnet's channel protocol: execution models, framing, channels and the gateway endpoint.
+
+Both ends of every gateway run this package: the opener through a transport's Gateway
+(a BaseGateway subclass), the other side through ``serve()``.
+"""
 
 from __future__ import annotations
 
 from .__about__ import __version__
+from ._channel import NO_ENDMARKER, Channel, ChannelFileRead, ChannelFileWrite
+from ._errors import ChannelClosedError, RemoteError, TimeoutError
+from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
+from ._gateway import BaseGateway, RemoteStatus
+from ._io import IO, BufferedIO, FdIO, SocketIO, StdioIO
+from ._serve import serve
+from ._trace import trace
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    # execution models
+    "EXECMODEL_NAMES",
+    "ExecModel",
+    "get_execmodel",
+    # the byte stream
+    "IO",
+    "BufferedIO",
+    "FdIO",
+    "SocketIO",
+    "StdioIO",
+    # channels and the endpoint
+    "Channel",
+    "ChannelFileRead",
+    "ChannelFileWrite",
+    "NO_ENDMARKER",
+    "BaseGateway",
+    "RemoteStatus",
+    "serve",
+    # errors
+    "RemoteError",
+    "TimeoutError",
+    "ChannelClosedError",
+    # tracing
+    "trace",
+]

@@ -1,0 +1,417 @@
+"""Channel: one two-way, ordered stream of items between the two ends of a gateway."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    Type,
+    Union,
+    overload,
+)
+
+from . import _frames
+from ._errors import ChannelClosedError, RemoteError, TimeoutError
+from ._execmodels import EventLike, QueueLike
+
+if TYPE_CHECKING:
+    from ._gateway import BaseGateway
+
+__all__ = ["NO_ENDMARKER", "Channel", "ChannelFileRead", "ChannelFileWrite"]
+
+
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NO_ENDMARKER: Any = _Marker("NO_ENDMARKER")
+_ENDMARKER: Any = _Marker("ENDMARKER")  # in a channel's queue: nothing follows
+
+
+class Channel:
+    """One ordered stream of items to and from the other end of a gateway.
+
+    >>> channel = gateway.remote_exec("channel.send(channel.receive() + 1)")  # doctest: +SKIP
+    >>> channel.send(1); channel.receive()                                      # doctest: +SKIP
+    2
+    """
+
+    RemoteError = RemoteError
+    TimeoutError = TimeoutError
+
+    def __init__(self, gateway: BaseGateway, id: int) -> None:
+        self.gateway = gateway
+        self.id = id
+        model = gateway.execmodel
+        self._items: QueueLike = model._queue()
+        self._empty: Type[BaseException] = model.queue.Empty
+        self._closed_event: EventLike = model.Event()
+        self._callback: Optional[Callable[[Any], object]] = None
+        self._endmarker: Any = NO_ENDMARKER
+        self._endmarker_done = False
+        self._callback_failed_already = False
+        self._closed = False  # closed for sending (by us, or the other side closed it)
+        self._sent_close = False  # we sent CLOSE/CLOSE_ERROR
+        self._receive_closed = False  # the other side sends nothing more
+        self._remoteerror: Optional[BaseException] = None
+        self._error_seen = False
+        self._executing = False  # inside remote_exec code on this side
+        self._strconfig: Optional[Tuple[bool, bool]] = None
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif self._receive_closed:
+            state = "sendonly"
+        else:
+            state = "open"
+        return f"<Channel id={self.id} {state}>"
+
+    def __del__(self) -> None:
+        try:
+            self.gateway._channel_collected(self)
+            if isinstance(self._remoteerror, RemoteError) and not self._error_seen:
+                self._remoteerror.warn()
+        except Exception:
+            pass  # interpreter shutdown: nothing left to tell
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(self, item: object) -> None:
+        """Send ``item`` (any value execnet_serial dumps, channels included).
+
+        DumpError if it does not serialize; OSError (also a ValueError) if the channel
+        is closed for sending; OSError if the connection is gone.
+        """
+        if self._closed:
+            raise ChannelClosedError(f"cannot send to {self!r}: it is closed")
+        gateway = self.gateway
+        payload = gateway._dumps(item)
+        gateway._send(_frames.CHANNEL_DATA, self.id, payload)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def receive(self, timeout: Optional[float] = None) -> Any:
+        """The next item; waits at most ``timeout`` seconds (None: forever).
+
+        Raises Channel.TimeoutError after the timeout, Channel.RemoteError if the other
+        side failed, EOFError once the channel is closed and every item was received.
+        """
+        if self._callback is not None:
+            raise ValueError(f"{self!r} has a callback: receive() is not allowed")
+        try:
+            item = self._items.get(timeout=timeout)
+        except self._empty:
+            raise self.TimeoutError(
+                f"no item after {timeout} seconds on channel {self.id}"
+            ) from None
+        if item is _ENDMARKER:
+            self._items.put(_ENDMARKER)  # every later receive() ends the same way
+            error = self._remoteerror
+            if error is not None:
+                self._error_seen = True
+                raise error
+            raise EOFError(f"channel {self.id} is closed")
+        return item
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self.receive()
+        except EOFError:
+            raise StopIteration from None
+
+    def setcallback(self, callback: Callable[[Any], object], endmarker: Any = NO_ENDMARKER) -> None:
+        """Pass every item to ``callback`` instead of queueing it.
+
+        Items already queued go to it at once (in this thread), later ones in the
+        receiver. When the channel closes (also when the connection is lost) the
+        callback gets ``endmarker`` once, if one is given. A callback that raises
+        closes the channel with that error; the traceback is reported once on stderr.
+        """
+        gateway = self.gateway
+        with gateway._receivelock:
+            if self._callback is not None:
+                raise ValueError(f"{self!r} already has a callback")
+            self._callback = callback
+            self._endmarker = endmarker
+            gateway._keep_for_callback(self)
+            closed = False
+            while True:
+                try:
+                    item = self._items.get(block=False)
+                except self._empty:
+                    break
+                if item is _ENDMARKER:
+                    closed = True
+                    self._items.put(_ENDMARKER)
+                    break
+                self._call(item)
+            if closed:
+                self._fire_endmarker()
+
+    def _call(self, item: object) -> None:
+        callback = self._callback
+        if callback is None or self._callback_failed_already:
+            return  # after a failure later items are dropped
+        try:
+            callback(item)
+        except Exception as exc:
+            self._callback_failed(exc)
+
+    def _callback_failed(self, exc: BaseException) -> None:
+        self._callback_failed_already = True
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stderr.write(
+            f"[{os.getpid()}] execnet: the callback of channel {self.id} raised; "
+            f"closing the channel:\n{text}"
+        )
+        if self._remoteerror is None:
+            self._remoteerror = RemoteError(text)
+        self._error_seen = True  # reported just now: no "unhandled" warning later
+        self._close(text)
+
+    def _fire_endmarker(self) -> None:
+        if self._endmarker_done or self._callback is None:
+            return
+        self._endmarker_done = True
+        self.gateway._release_callback(self)
+        if self._endmarker is not NO_ENDMARKER:
+            try:
+                self._callback(self._endmarker)
+            except Exception as exc:
+                if not self._callback_failed_already:
+                    self._callback_failed(exc)
+
+    @overload
+    def makefile(self, mode: Literal["w"] = ..., proxyclose: bool = ...) -> ChannelFileWrite: ...
+    @overload
+    def makefile(self, mode: Literal["r"], proxyclose: bool = ...) -> ChannelFileRead: ...
+    def makefile(
+        self, mode: str = "w", proxyclose: bool = False
+    ) -> Union[ChannelFileWrite, ChannelFileRead]:
+        """A file-like object over this channel.
+
+        ``makefile('w')`` sends what is written (str or bytes) as items;
+        ``makefile('r')`` reads them back with read(n) and readline(). With
+        ``proxyclose=True`` closing the file closes the channel.
+        """
+        if mode == "w":
+            return ChannelFileWrite(self, proxyclose)
+        if mode == "r":
+            return ChannelFileRead(self, proxyclose)
+        raise ValueError(f"makefile mode must be 'w' or 'r', not {mode!r}")
+
+    # -- closing ---------------------------------------------------------------------
+
+    def isclosed(self) -> bool:
+        """True once the channel is closed (by either side); it may still hold items."""
+        return self._closed
+
+    def close(self, error: Optional[object] = None) -> None:
+        """Close the channel; with ``error`` the other side gets it as a RemoteError.
+
+        Inside remote_exec code the channel closes itself when the code ends, so an
+        explicit close there is refused (OSError).
+        """
+        if self._executing:
+            raise OSError(f"cannot explicitly close {self!r} within remote_exec")
+        self._close(None if error is None else str(error))
+
+    def _close(self, error: Optional[str] = None) -> None:
+        gateway = self.gateway
+        with gateway._receivelock:
+            if self._sent_close:
+                return
+            self._sent_close = True
+            self._closed = True
+        try:
+            if error is None:
+                gateway._send(_frames.CHANNEL_CLOSE, self.id)
+            else:
+                gateway._send(_frames.CHANNEL_CLOSE_ERROR, self.id, gateway._dumps(error))
+        except OSError:
+            pass  # the connection is gone; the other side knows
+        with gateway._receivelock:
+            if not self._receive_closed:
+                self._items.put(_ENDMARKER)
+            self._fire_endmarker()
+
+    def waitclose(self, timeout: Optional[float] = None) -> None:
+        """Wait until the other side closed; re-raise its error (RemoteError, EOFError).
+
+        Channel.TimeoutError if that takes longer than ``timeout`` seconds.
+        """
+        if not self._closed_event.wait(timeout):
+            raise self.TimeoutError(f"{self!r} not closed after {timeout} seconds")
+        error = self._remoteerror
+        if error is not None:
+            self._error_seen = True
+            raise error
+
+    def _getremoteerror(self) -> Optional[BaseException]:
+        """The error the other side closed with: a RemoteError, an EOFError when the
+        connection was lost, or None."""
+        self._error_seen = True
+        return self._remoteerror
+
+    def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
+        """Set string coercion for items received on this channel, on both sides."""
+        self._strconfig = (py2str_as_py3str, py3str_as_py2str)
+        payload = self.gateway._dumps(self._strconfig)
+        self.gateway._send(_frames.RECONFIGURE, self.id, payload)
+
+    # -- called by the receiver (holding the gateway's receive lock) -----------------
+
+    def _deliver(self, item: object) -> None:
+        if self._callback is None:
+            self._items.put(item)
+        else:
+            self._call(item)
+
+    def _on_remote_close(self, error: Optional[BaseException], *, sendonly: bool) -> None:
+        """The other side sends nothing more; unless ``sendonly`` it receives nothing more."""
+        if not sendonly:
+            self._closed = True
+        if self._receive_closed:
+            return
+        self._receive_closed = True
+        if error is not None and self._remoteerror is None:
+            self._remoteerror = error
+        if not self._sent_close:
+            self._items.put(_ENDMARKER)
+        self._closed_event.set()
+        self._fire_endmarker()
+
+    def _on_connection_lost(self, error: EOFError) -> None:
+        if self._receive_closed:
+            self._closed = True
+            return
+        self._on_remote_close(error, sendonly=False)
+
+
+class ChannelFileWrite:
+    """``channel.makefile('w')``: each write() sends its argument as one item."""
+
+    def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
+        self.channel = channel
+        self._proxyclose = proxyclose
+
+    def __repr__(self) -> str:
+        return f"<ChannelFileWrite {self.channel!r}>"
+
+    @property
+    def closed(self) -> bool:
+        return self.channel.isclosed()
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, data: Union[str, bytes]) -> int:
+        self.channel.send(data)
+        return len(data)
+
+    def writelines(self, lines: List[Union[str, bytes]]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Items are sent at once: nothing to flush."""
+
+    def close(self) -> None:
+        if self._proxyclose:
+            self.channel.close()
+
+    def __enter__(self) -> ChannelFileWrite:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
+class ChannelFileRead:
+    """``channel.makefile('r')``: read(n) and readline() over the items received."""
+
+    def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
+        self.channel = channel
+        self._proxyclose = proxyclose
+        self._buffer: Any = None  # str or bytes, the type of the first item
+        self._eof = False
+
+    def __repr__(self) -> str:
+        return f"<ChannelFileRead {self.channel!r}>"
+
+    def isatty(self) -> bool:
+        return False
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        try:
+            item = self.channel.receive()
+        except EOFError:
+            self._eof = True
+            return False
+        if not isinstance(item, (str, bytes)):
+            raise TypeError(
+                f"channel {self.channel.id} file got a {type(item).__name__}, not str or bytes"
+            )
+        self._buffer = item if self._buffer is None else self._buffer + item
+        return True
+
+    def read(self, numbytes: int = -1) -> Any:
+        """Up to ``numbytes`` characters/bytes (all until the channel closes if -1)."""
+        while numbytes < 0 or self._buffer is None or len(self._buffer) < numbytes:
+            if not self._fill():
+                break
+        if self._buffer is None:
+            return ""
+        if numbytes < 0:
+            data, self._buffer = self._buffer, self._buffer[:0]
+        else:
+            data, self._buffer = self._buffer[:numbytes], self._buffer[numbytes:]
+        return data
+
+    def readline(self) -> Any:
+        """The next line, with its newline; shorter at the end of the stream."""
+        while True:
+            if self._buffer is not None:
+                newline = "\n" if isinstance(self._buffer, str) else b"\n"
+                index = self._buffer.find(newline)
+                if index >= 0:
+                    line, self._buffer = self._buffer[: index + 1], self._buffer[index + 1 :]
+                    return line
+            if not self._fill():
+                return self.read()
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def close(self) -> None:
+        if self._proxyclose:
+            self.channel.close()
+
+    def __enter__(self) -> ChannelFileRead:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()

@@ -1,0 +1,490 @@
+"""BaseGateway: the endpoint both sides of a connection run.
+
+One receiver task reads frames and dispatches them: items go straight into their
+channel's queue (or to its callback), status and info requests are answered at once.
+Senders write whole frames under one lock, so frames from many threads never mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from execnet_serial import DumpError, dumps_payload, loads_payload
+
+from . import _frames
+from ._channel import Channel
+from ._errors import RemoteError
+from ._execmodels import ExecModel
+from ._io import IO, _is_buffered
+from ._source import ExecSpec, make_spec
+from ._trace import trace, trace_enabled
+
+__all__ = ["BaseGateway", "RemoteStatus"]
+
+_CHUNK = 256 * 1024  # receive buffer: frames up to this size are decoded in place
+_SMALL = 64 * 1024  # payloads below this are joined to their header; larger use writev
+# (py2str_as_py3str, py3str_as_py2str) for control payloads and new gateways
+_DEFAULT_STRCONFIG = (True, False)
+
+
+class RemoteStatus:
+    """What remote_status() reports: ``numchannels``, ``numexecuting``, ``execmodel``."""
+
+    def __init__(
+        self, numchannels: int = 0, numexecuting: int = 0, execmodel: str = "", **extra: Any
+    ) -> None:
+        self.numchannels = numchannels
+        self.numexecuting = numexecuting
+        self.execmodel = execmodel
+        self.__dict__.update(extra)
+
+    def __repr__(self) -> str:
+        return (
+            f"<RemoteStatus numchannels={self.numchannels} "
+            f"numexecuting={self.numexecuting} execmodel={self.execmodel!r}>"
+        )
+
+
+class _ChannelHook:
+    """execnet_serial's ChannelHook for one gateway: channels travel as their ids."""
+
+    channel_type: type = Channel
+
+    def __init__(self, gateway: BaseGateway) -> None:
+        self._gateway = weakref.ref(gateway)
+
+    def channel_id(self, channel: Any) -> int:
+        if channel.gateway is not self._gateway():
+            raise DumpError(f"{channel!r} belongs to another gateway; it cannot be sent here")
+        return int(channel.id)
+
+    def channel_from_id(self, channel_id: int) -> Any:
+        gateway = self._gateway()
+        assert gateway is not None
+        return gateway._channel_from_id(channel_id)
+
+
+class BaseGateway:
+    """One end of a connection: remote_exec, channels, status, exit.
+
+    ``opener=True`` on the side that opened the connection (its channel ids are odd,
+    the other side's even). The receiver starts at once: a subclass sets its own
+    attributes before calling ``super().__init__``.
+
+    >>> gateway = BaseGateway(io, "gw0", opener=True)                  # doctest: +SKIP
+    >>> gateway.remote_exec("channel.send(42)").receive()              # doctest: +SKIP
+    42
+    """
+
+    _receiver_name = "receiver"
+
+    def __init__(self, io: IO, id: str, *, opener: bool) -> None:
+        self._io = io
+        self.id = id
+        self.execmodel: ExecModel = io.execmodel
+        self._opener = opener
+        self._ids = itertools.count(1 if opener else 2, 2)
+        self._refs: Dict[int, weakref.ReferenceType[Channel]] = {}
+        self._early: Dict[int, Channel] = {}  # the other side's channels we got items for first
+        self._callbacks: Dict[int, Channel] = {}  # channels with a callback live until closed
+        self._collected: set[int] = set()  # the other side's channels we dropped
+        self._pending_last: List[int] = []  # LAST_MESSAGE frames of collected channels
+        model = self.execmodel
+        self._writelock = model.Lock()
+        self._receivelock = model.RLock()
+        self._receiver_done = model.Event()
+        self._strconfig: Tuple[bool, bool] = _DEFAULT_STRCONFIG
+        self._hook = _ChannelHook(self)
+        self._exited = False
+        self._lost: Optional[str] = None  # why the connection ended, once it has
+        self._buffered = _is_buffered(io)
+        self._start_receiver()
+
+    def _start_receiver(self) -> None:
+        if trace_enabled():
+            trace(f"gateway {self.id}: starting {self._receiver_name} over {self._io!r}")
+        self.execmodel.start(self._receive_loop)
+
+    def __repr__(self) -> str:
+        live = "receive-live" if self.hasreceiver() else "not-receiving"
+        return (
+            f"<{self.__class__.__name__} id={self.id!r} {live}, "
+            f"{self.execmodel.backend} model, {self._numchannels()} active channels>"
+        )
+
+    # -- channels --------------------------------------------------------------------
+
+    def newchannel(self) -> Channel:
+        """A new channel with a fresh id; send it through another channel to use it."""
+        channel = Channel(self, next(self._ids))
+        self._register(channel)
+        if self._lost is not None:
+            channel._on_connection_lost(EOFError(self._lost))
+        return channel
+
+    def _register(self, channel: Channel) -> None:
+        channel_id = channel.id
+        refs = self._refs
+
+        def forget(_: object, channel_id: int = channel_id) -> None:
+            if refs.get(channel_id) is ref:
+                del refs[channel_id]
+
+        ref = weakref.ref(channel, forget)
+        refs[channel_id] = ref
+
+    def _is_mine(self, channel_id: int) -> bool:
+        return (channel_id % 2 == 1) == self._opener
+
+    def _lookup(self, channel_id: int) -> Optional[Channel]:
+        """The channel a frame is for; None when it is gone (its frames are dropped)."""
+        ref = self._refs.get(channel_id)
+        if ref is not None:
+            channel = ref()
+            if channel is not None:
+                return channel
+        if self._is_mine(channel_id) or channel_id in self._collected or channel_id <= 0:
+            return None
+        # The other side made this channel and wrote on it before sending it to us:
+        # keep it (and its items) until the channel itself arrives.
+        channel = self._early[channel_id] = Channel(self, channel_id)
+        self._register(channel)
+        return channel
+
+    def _channel_from_id(self, channel_id: int) -> Channel:
+        """The ChannelHook's way in: a channel arriving inside a value."""
+        channel = self._lookup(channel_id)
+        if channel is None:
+            # a channel we dropped (or a dead id): give a closed one
+            channel = Channel(self, channel_id)
+            channel._on_remote_close(None, sendonly=False)
+            return channel
+        self._early.pop(channel_id, None)
+        return channel
+
+    def _keep_for_callback(self, channel: Channel) -> None:
+        self._callbacks[channel.id] = channel
+
+    def _release_callback(self, channel: Channel) -> None:
+        self._callbacks.pop(channel.id, None)
+
+    def _channel_collected(self, channel: Channel) -> None:
+        """Called by Channel.__del__: tell the other side nobody listens here any more."""
+        if channel._sent_close or channel._closed or self._lost is not None or self._exited:
+            return
+        if not self._is_mine(channel.id):
+            self._collected.add(channel.id)
+        # __del__ may run inside a send holding the write lock: never block on it here
+        self._pending_last.append(channel.id)
+        self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        while self._pending_last and self._writelock.acquire(False):
+            try:
+                while self._pending_last:
+                    channel_id = self._pending_last.pop()
+                    header = _frames.HEADER.pack(_frames.CHANNEL_LAST_MESSAGE, channel_id, 0)
+                    with contextlib.suppress(OSError):
+                        self._io.write(header)
+            finally:
+                self._writelock.release()
+
+    def _numchannels(self) -> int:
+        count = 0
+        for ref in list(self._refs.values()):
+            channel = ref()
+            if channel is not None and not channel._closed:
+                count += 1
+        return count
+
+    def _all_channels(self) -> List[Channel]:
+        channels = [ref() for ref in list(self._refs.values())]
+        return [channel for channel in channels if channel is not None]
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _dumps(self, obj: object) -> bytes:
+        return dumps_payload(obj, self._hook)
+
+    def _send(self, kind: int, channel_id: int, payload: bytes = b"") -> None:
+        """Write one whole frame; OSError once the connection is gone."""
+        header = _frames.HEADER.pack(kind, channel_id, len(payload))
+        with self._writelock:
+            if self._exited or self._lost is not None:
+                raise OSError(
+                    f"cannot send to gateway {self.id!r}: "
+                    + ("it has exited" if self._exited else str(self._lost))
+                )
+            if len(payload) < _SMALL or not self._buffered:
+                self._io.write(header + payload)
+            else:
+                self._io.writev([header, payload])  # type: ignore[attr-defined]
+        if self._pending_last:
+            self._flush_pending()
+
+    # -- remote execution ------------------------------------------------------------
+
+    def remote_exec(self, source: object, **kwargs: Any) -> Channel:
+        """Run ``source`` on the other side with a global ``channel`` connected to the
+        returned channel.
+
+        ``source`` is a string (dedented), a function (its source is sent and it is
+        called as ``f(channel, **kwargs)``) or a module (its whole source runs).
+        """
+        spec = make_spec(source, kwargs)
+        channel = self.newchannel()
+        self._send(_frames.CHANNEL_EXEC, channel.id, self._dumps(tuple(spec)))
+        return channel
+
+    def remote_status(self) -> RemoteStatus:
+        """numchannels, numexecuting and execmodel of the other side (its receiver
+        answers, so a busy remote still answers at once)."""
+        answer = self._request(_frames.STATUS)
+        return RemoteStatus(**answer)
+
+    def _remote_info(self) -> Dict[str, Any]:
+        """The other interpreter's executable, version_info, platform, cwd and pid."""
+        return dict(self._request(_frames.INFO))
+
+    def _request(self, kind: int) -> Dict[str, Any]:
+        channel = self.newchannel()
+        self._send(kind, channel.id)
+        answer = channel.receive()
+        assert isinstance(answer, dict)
+        return answer
+
+    def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
+        """String coercion for the values this gateway and the other side receive."""
+        self._strconfig = (py2str_as_py3str, py3str_as_py2str)
+        self._send(_frames.RECONFIGURE, 0, self._dumps(self._strconfig))
+
+    def _status(self) -> Dict[str, Any]:
+        return {
+            "numchannels": self._numchannels(),
+            "numexecuting": self._numexecuting(),
+            "execmodel": self.execmodel.backend,
+        }
+
+    def _numexecuting(self) -> int:
+        return 0
+
+    def _info(self) -> Dict[str, Any]:
+        return {
+            "executable": sys.executable,
+            "version_info": tuple(sys.version_info),
+            "platform": sys.platform,
+            "cwd": os.getcwd(),
+            "pid": os.getpid(),
+        }
+
+    def _on_exec(self, channel: Channel, spec: ExecSpec) -> None:
+        """An exec request arrived; this end runs no code (serve() overrides this)."""
+        channel._close(f"gateway {self.id!r} does not execute code from the other side")
+
+    def _on_terminate(self) -> None:
+        """The other side asked this end to stop (serve() overrides this)."""
+
+    # -- ending ----------------------------------------------------------------------
+
+    def exit(self) -> None:
+        """Ask the other side to terminate and close the sending direction (idempotent)."""
+        with self._writelock:
+            if self._exited:
+                return
+            self._exited = True
+            if trace_enabled():
+                trace(f"gateway {self.id}: exit")
+            if self._lost is None:
+                with contextlib.suppress(OSError):  # the other side is gone already
+                    self._io.write(_frames.HEADER.pack(_frames.GATEWAY_TERMINATE, 0, 0))
+            self._io.close_write()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Wait (at most ``timeout`` seconds) for the receiver to finish."""
+        self._receiver_done.wait(timeout)
+
+    def hasreceiver(self) -> bool:
+        """True while the receiver is running."""
+        return not self._receiver_done.is_set()
+
+    def _describe_eof(self) -> str:
+        """The text of the EOFError waiters get when the connection is lost."""
+        return f"gateway {self.id!r}: connection to the other side lost"
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _receive_loop(self) -> None:
+        reason = "terminated by the other side"
+        try:
+            if self._buffered:
+                self._receive_buffered()
+            else:
+                self._receive_plain()
+        except EOFError as exc:
+            reason = f"end of stream ({exc})"
+        except BaseException as exc:
+            reason = f"receiver failed: {exc!r}"
+            if not isinstance(exc, (OSError, _frames.FrameError)):
+                import traceback
+
+                sys.stderr.write(
+                    f"[{os.getpid()}] execnet gateway {self.id!r}: receiver failed:\n"
+                    + traceback.format_exc()
+                )
+        finally:
+            if trace_enabled():
+                trace(f"gateway {self.id}: receiver ends: {reason}")
+            self._connection_lost()
+            self._receiver_done.set()
+
+    def _connection_lost(self) -> None:
+        with self._receivelock:
+            if self._lost is not None:
+                return
+            self._lost = self._describe_eof()
+            error = EOFError(self._lost)
+            for channel in self._all_channels() + list(self._early.values()):
+                channel._on_connection_lost(error)
+        self._after_connection_lost()
+
+    def _after_connection_lost(self) -> None:
+        """Hook for serve(): stop executing."""
+
+    def _receive_plain(self) -> None:
+        io = self._io
+        unpack = _frames.HEADER.unpack
+        while True:
+            kind, channel_id, length = unpack(io.read(_frames.HEADER_SIZE))
+            payload = io.read(length) if length else b""
+            with self._receivelock:
+                if self._dispatch(kind, channel_id, memoryview(payload)):
+                    return
+
+    def _receive_buffered(self) -> None:
+        readinto: Callable[[memoryview], int] = self._io.readinto  # type: ignore[attr-defined]
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        start = end = 0
+        decode = _frames.decode_frames
+        dispatch = self._dispatch
+        lock = self._receivelock
+        while True:
+            end += readinto(view[end:])
+            frames, start = decode(view, start, end)
+            if frames:
+                with lock:
+                    for frame in frames:
+                        if dispatch(frame[0], frame[1], frame[2]):
+                            return
+                del frames, frame
+            if start == end:
+                start = end = 0
+                continue
+            need = _frames.pending_frame_size(view, start, end)
+            if need > _CHUNK:
+                # a big frame gets a buffer of its own, read straight into it
+                kind, channel_id, length = _frames.HEADER.unpack_from(view, start)
+                big = bytearray(length)
+                have = end - start - _frames.HEADER_SIZE
+                big[:have] = view[start + _frames.HEADER_SIZE : end]
+                bigview = memoryview(big)
+                while have < length:
+                    have += readinto(bigview[have:])
+                start = end = 0
+                with lock:
+                    if dispatch(kind, channel_id, bigview):
+                        return
+                del big, bigview
+            elif _CHUNK - start < need:
+                buf[: end - start] = buf[start:end]
+                end -= start
+                start = 0
+
+    def _loads(self, payload: memoryview, channel: Optional[Channel] = None) -> Any:
+        """An item (with the channel's string coercion) or, without a channel, a
+        control payload (always the default coercion: the protocol's own strings)."""
+        if channel is None:
+            config = _DEFAULT_STRCONFIG
+        elif channel._strconfig is not None:
+            config = channel._strconfig
+        else:
+            config = self._strconfig
+        return loads_payload(
+            payload, py2str_as_py3str=config[0], py3str_as_py2str=config[1], hook=self._hook
+        )
+
+    def _dispatch(self, kind: int, channel_id: int, payload: memoryview) -> bool:
+        """Handle one frame (holding the receive lock); True: stop receiving."""
+        if kind == _frames.CHANNEL_DATA:
+            channel = self._lookup(channel_id)
+            if channel is not None:
+                try:
+                    item = self._loads(payload, channel)
+                except Exception as exc:
+                    self._bad_item(channel, exc)
+                else:
+                    channel._deliver(item)
+            return False
+        if trace_enabled():
+            trace(
+                f"gateway {self.id}: received {_frames.FRAME_NAMES.get(kind, kind)} "
+                f"channel={channel_id} ({len(payload)} bytes)"
+            )
+        if kind in (
+            _frames.CHANNEL_CLOSE,
+            _frames.CHANNEL_CLOSE_ERROR,
+            _frames.CHANNEL_LAST_MESSAGE,
+        ):
+            channel = self._lookup(channel_id)
+            if channel is None:
+                if kind != _frames.CHANNEL_LAST_MESSAGE:
+                    self._collected.discard(channel_id)
+                return False
+            error = None
+            if kind == _frames.CHANNEL_CLOSE_ERROR:
+                error = RemoteError(str(self._loads(payload)))
+            channel._on_remote_close(error, sendonly=kind == _frames.CHANNEL_LAST_MESSAGE)
+        elif kind == _frames.CHANNEL_EXEC:
+            channel = self._channel_from_id(channel_id)
+            try:
+                spec = ExecSpec(*self._loads(payload))
+            except Exception as exc:
+                channel._close(f"could not load the exec request: {exc!r}")
+            else:
+                self._on_exec(channel, spec)
+        elif kind == _frames.GATEWAY_TERMINATE:
+            self._on_terminate()
+            return True
+        elif kind == _frames.STATUS:
+            self._answer(_frames.STATUS_ANSWER, channel_id, self._status())
+        elif kind == _frames.INFO:
+            self._answer(_frames.INFO_ANSWER, channel_id, self._info())
+        elif kind in (_frames.STATUS_ANSWER, _frames.INFO_ANSWER):
+            channel = self._lookup(channel_id)
+            if channel is not None:
+                channel._deliver(self._loads(payload))
+                channel._on_remote_close(None, sendonly=False)
+        elif kind == _frames.RECONFIGURE:
+            py2str_as_py3str, py3str_as_py2str = self._loads(payload)
+            config = (bool(py2str_as_py3str), bool(py3str_as_py2str))
+            if channel_id == 0:
+                self._strconfig = config
+            else:
+                channel = self._lookup(channel_id)
+                if channel is not None:
+                    channel._strconfig = config
+        return False
+
+    def _answer(self, kind: int, channel_id: int, answer: Dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):  # the asker is gone
+            self._send(kind, channel_id, self._dumps(answer))
+
+    def _bad_item(self, channel: Channel, exc: Exception) -> None:
+        text = f"channel {channel.id}: could not load an item: {exc!r}"
+        channel._on_remote_close(RemoteError(text), sendonly=False)
+        channel._close(text)

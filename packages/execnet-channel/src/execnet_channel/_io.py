@@ -1,0 +1,296 @@
+"""The byte stream a gateway talks over: the IO protocol and the IOs this layer ships.
+
+A transport provides an IO (read exactly n bytes, write all bytes, close each
+direction, wait for/kill the process behind). FdIO, SocketIO and StdioIO are here
+because the remote side needs them too. They also offer ``readinto`` and ``writev``
+(BufferedIO), which the receiver and the senders use when present: the receiver reads
+big chunks and decodes every frame in them, a sender writes a frame in one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, runtime_checkable
+
+from ._execmodels import ExecModel, get_execmodel
+
+if TYPE_CHECKING:
+    import socket
+
+__all__ = ["IO", "BufferedIO", "FdIO", "SocketIO", "StdioIO"]
+
+F_SETPIPE_SZ = 1031  # Linux fcntl; not in the fcntl module before 3.10
+_READ_CHUNK = 256 * 1024
+
+
+@runtime_checkable
+class IO(Protocol):
+    """What a transport provides to a gateway: a two-way byte stream.
+
+    ``read`` returns exactly ``numbytes`` bytes or raises EOFError when the stream ends
+    first; ``write`` writes all of ``data`` or raises OSError once the stream is gone.
+    """
+
+    execmodel: ExecModel
+
+    def read(self, numbytes: int) -> bytes: ...
+    def write(self, data: bytes) -> None: ...
+    def close_read(self) -> None: ...
+    def close_write(self) -> None: ...
+    def wait(self) -> Optional[int]: ...
+    def kill(self) -> None: ...
+
+
+@runtime_checkable
+class BufferedIO(IO, Protocol):
+    """An IO that can also read into a buffer and write several buffers in one call."""
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
+        ...
+
+    def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
+        """Write all of ``buffers``, in order, as if joined."""
+        ...
+
+
+def _raise_pipe_size(fd: int) -> None:
+    try:
+        import fcntl
+
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            size = int(f.read())
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+    except (OSError, ValueError, ImportError):
+        pass  # not a pipe, not Linux, or not allowed: the default buffer works too
+
+
+class FdIO:
+    """An IO over two file descriptors (pipes, a pty, a file...).
+
+    >>> r1, w1 = os.pipe(); r2, w2 = os.pipe()
+    >>> a, b = FdIO(r1, w2), FdIO(r2, w1)
+    >>> a.write(b"ping"); b.read(4)
+    b'ping'
+    """
+
+    def __init__(
+        self, read_fd: int, write_fd: int, execmodel: Union[str, ExecModel] = "thread"
+    ) -> None:
+        self.execmodel = get_execmodel(execmodel)
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self._pending = b""  # bytes read by read() beyond what it returned
+        self._read_closed = False
+        self._write_closed = False
+        cooperative = self.execmodel.cooperative
+        for fd in {read_fd, write_fd}:
+            os.set_blocking(fd, not cooperative)
+            _raise_pipe_size(fd)
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__} read_fd={self.read_fd} write_fd={self.write_fd}>"
+
+    def _read_some(self, numbytes: int) -> bytes:
+        while True:
+            try:
+                data = os.read(self.read_fd, numbytes)
+            except BlockingIOError:
+                self.execmodel._wait_readable(self.read_fd)
+                continue
+            except OSError as exc:
+                raise EOFError(f"reading fd {self.read_fd} failed: {exc}") from exc
+            if not data:
+                raise EOFError(f"end of stream on fd {self.read_fd}")
+            return data
+
+    def read(self, numbytes: int) -> bytes:
+        """Exactly ``numbytes`` bytes; EOFError if the stream ends first."""
+        data = self._pending
+        while len(data) < numbytes:
+            data += self._read_some(max(numbytes - len(data), _READ_CHUNK))
+        self._pending = data[numbytes:]
+        return data[:numbytes]
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
+        if self._pending:
+            n = min(len(buffer), len(self._pending))
+            buffer[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        while True:
+            try:
+                n = os.readv(self.read_fd, [buffer])
+            except BlockingIOError:
+                self.execmodel._wait_readable(self.read_fd)
+                continue
+            except OSError as exc:
+                raise EOFError(f"reading fd {self.read_fd} failed: {exc}") from exc
+            if n == 0:
+                raise EOFError(f"end of stream on fd {self.read_fd}")
+            return n
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Write all of ``data``; OSError once the stream is gone."""
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.write_fd, view)
+            except BlockingIOError:
+                self.execmodel._wait_writable(self.write_fd)
+                continue
+            view = view[n:]
+
+    def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
+        """Write all ``buffers`` in order, normally with one system call."""
+        try:
+            written = os.writev(self.write_fd, buffers)
+        except BlockingIOError:
+            written = 0
+        for buf in buffers:
+            size = len(buf)
+            if written >= size:
+                written -= size
+                continue
+            self.write(memoryview(buf)[written:])
+            written = 0
+
+    def close_read(self) -> None:
+        if not self._read_closed:
+            self._read_closed = True
+            _close(self.read_fd)
+
+    def close_write(self) -> None:
+        if not self._write_closed:
+            self._write_closed = True
+            _close(self.write_fd)
+
+    def wait(self) -> Optional[int]:
+        """No process behind plain file descriptors: None."""
+        return None
+
+    def kill(self) -> None:
+        """No process to kill."""
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):  # already closed: closing is idempotent
+        os.close(fd)
+
+
+class StdioIO(FdIO):
+    """The remote side's IO over its own stdin/stdout (see ``from_process``)."""
+
+    @classmethod
+    def from_process(cls, execmodel: Union[str, ExecModel] = "thread") -> StdioIO:
+        """Take fds 0/1 for the protocol and move the process's own stdio out of the way.
+
+        The protocol continues on duplicates of fds 0 and 1; then fd 0 and ``sys.stdin``
+        read from /dev/null (EOF at once) and fd 1 and ``sys.stdout`` write to /dev/null,
+        so user code that prints cannot corrupt the stream. stderr is untouched.
+        """
+        read_fd = os.dup(0)
+        write_fd = os.dup(1)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+        finally:
+            os.close(devnull)
+        sys.stdin = open(os.devnull)  # noqa: SIM115 - replaces the process's stdin for good
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return cls(read_fd, write_fd, execmodel)
+
+
+class SocketIO:
+    """An IO over a connected socket (create it with ``execmodel.socket`` for greenlets).
+
+    >>> import socket
+    >>> s1, s2 = socket.socketpair()
+    >>> a, b = SocketIO(s1), SocketIO(s2)
+    >>> a.write(b"ping"); b.read(4)
+    b'ping'
+    """
+
+    def __init__(self, sock: socket.socket, execmodel: Union[str, ExecModel] = "thread") -> None:
+        self.execmodel = get_execmodel(execmodel)
+        self.sock = sock
+        self._pending = b""
+        self._read_closed = False
+        self._write_closed = False
+        try:
+            import socket as _socket
+
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a unix socket pair): nothing to tune
+
+    def __repr__(self) -> str:
+        return f"<SocketIO {self.sock!r}>"
+
+    def read(self, numbytes: int) -> bytes:
+        data = self._pending
+        while len(data) < numbytes:
+            data += self._recv(max(numbytes - len(data), _READ_CHUNK))
+        self._pending = data[numbytes:]
+        return data[:numbytes]
+
+    def _recv(self, numbytes: int) -> bytes:
+        try:
+            data: bytes = self.sock.recv(numbytes)
+        except OSError as exc:
+            raise EOFError(f"reading the socket failed: {exc}") from exc
+        if not data:
+            raise EOFError("the socket was closed by the other side")
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self._pending:
+            n = min(len(buffer), len(self._pending))
+            buffer[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        try:
+            n = self.sock.recv_into(buffer)
+        except OSError as exc:
+            raise EOFError(f"reading the socket failed: {exc}") from exc
+        if n == 0:
+            raise EOFError("the socket was closed by the other side")
+        return n
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        self.sock.sendall(data)
+
+    def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
+        for buf in buffers:
+            self.sock.sendall(buf)
+
+    def close_read(self) -> None:
+        if not self._read_closed:
+            self._read_closed = True
+            self._shutdown(0)
+
+    def close_write(self) -> None:
+        if not self._write_closed:
+            self._write_closed = True
+            self._shutdown(1)
+
+    def _shutdown(self, how: int) -> None:
+        with contextlib.suppress(OSError):  # the other side is gone already
+            self.sock.shutdown(how)
+        if self._read_closed and self._write_closed:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+    def wait(self) -> Optional[int]:
+        return None
+
+    def kill(self) -> None:
+        """Nothing to kill; the connection ends when both directions are closed."""
+
+
+def _is_buffered(io: Any) -> bool:
+    return hasattr(io, "readinto") and hasattr(io, "writev")

@@ -1,0 +1,228 @@
+"""The remote serve loop: run the code the opener sends, until it says goodbye."""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import traceback
+from typing import Any, Deque, Dict, Optional, Tuple
+
+from ._channel import Channel
+from ._execmodels import QueueLike
+from ._gateway import BaseGateway
+from ._io import IO
+from ._source import ExecSpec, compile_spec, forget_spec
+from ._trace import trace, trace_enabled
+
+__all__ = ["serve"]
+
+EXIT_GRACE = 2.0
+# main_thread_only: how long a second remote_exec waits for the running one to end
+MAIN_THREAD_ONLY_GRACE = 1.0  # seconds a terminating process gives hung user code before os._exit
+
+_Task = Optional[Tuple[Channel, ExecSpec]]
+
+
+class _ServingGateway(BaseGateway):
+    """The gateway the serve loop runs: executes what arrives, one task per channel."""
+
+    _receiver_name = "serve receiver"
+
+    def __init__(self, io: IO, id: str, *, exit_process: bool) -> None:
+        model = io.execmodel
+        self._main_only = model.backend == "main_thread_only"
+        self._exit_process = exit_process
+        self._tasks: QueueLike = model._queue()
+        self._state = model.Lock()
+        self._main_busy: Optional[Channel] = None
+        self._waiting: Deque[Tuple[Channel, ExecSpec]] = collections.deque()
+        self._executing = 0
+        self._stopping = False
+        import threading
+
+        self._in_main_thread = (
+            not model.cooperative and threading.current_thread() is threading.main_thread()
+        )
+        super().__init__(io, id, opener=False)
+
+    def _numexecuting(self) -> int:
+        return self._executing
+
+    def _on_exec(self, channel: Channel, spec: ExecSpec) -> None:
+        with self._state:
+            if self._stopping:
+                refuse = True
+            elif self._main_busy is None:
+                self._main_busy = channel
+                self._executing += 1
+                self._tasks.put((channel, spec))
+                return
+            elif self._main_only:
+                # The running task may be just about to end (its last item is sent,
+                # its close not yet): wait a little before calling this a deadlock.
+                self._waiting.append((channel, spec))
+                self.execmodel.start(self._refuse_if_still_waiting, (channel,))
+                return
+            else:
+                self._executing += 1
+                refuse = False
+        if refuse:
+            channel._close(f"gateway {self.id!r} is terminating; remote_exec refused")
+            return
+        self.execmodel.start(self._run_in_task, (channel, spec))
+
+    def _refuse_if_still_waiting(self, channel: Channel) -> None:
+        self.execmodel.sleep(MAIN_THREAD_ONLY_GRACE)
+        with self._state:
+            for index, (waiting, _) in enumerate(self._waiting):
+                if waiting is channel:
+                    del self._waiting[index]
+                    busy = self._main_busy
+                    break
+            else:
+                return
+        running = f"channel {busy.id}" if busy is not None else "another task"
+        channel._close(
+            f"main_thread_only execmodel: gateway {self.id!r} is still executing {running} "
+            f"after {MAIN_THREAD_ONLY_GRACE} seconds; running a second remote_exec "
+            "concurrently would deadlock, so it is refused (wait for the first to finish)"
+        )
+
+    def _run_in_task(self, channel: Channel, spec: ExecSpec) -> None:
+        error = _execute(channel, spec)
+        with self._state:
+            self._executing -= 1
+        _finish(channel, error)
+
+    def serve_main(self) -> None:
+        """Run tasks in this (the main) thread until the connection ends."""
+        while True:
+            try:
+                task: _Task = self._tasks.get()
+                if task is None:
+                    return
+                channel, spec = task
+                error = _execute(channel, spec)
+                with self._state:
+                    self._executing -= 1
+                    self._main_busy = None
+                    if self._waiting and not self._stopping:
+                        waiting = self._waiting.popleft()
+                        self._main_busy = waiting[0]
+                        self._executing += 1
+                        self._tasks.put(waiting)
+                _finish(channel, error)
+            except KeyboardInterrupt:
+                if self._stopping:
+                    return
+                raise
+
+    def _on_terminate(self) -> None:
+        self._stop()
+
+    def _after_connection_lost(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        with self._state:
+            if self._stopping:
+                return
+            self._stopping = True
+            busy = self._main_busy is not None
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for channel, _ in waiting:
+            channel._close(f"gateway {self.id!r} is terminating; remote_exec refused")
+        if trace_enabled():
+            trace(f"gateway {self.id}: stopping (main thread busy: {busy})")
+        self._tasks.put(None)
+        if self._exit_process:
+            _start_exit_watchdog()
+            if busy and self._in_main_thread:
+                _interrupt_main()
+
+
+def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
+    """Run one task; the text of its traceback if it failed."""
+    channel._executing = True
+    try:
+        code = compile_spec(spec, channel.id)
+        namespace: Dict[str, Any] = {"channel": channel, "__name__": "__channelexec__"}
+        exec(code, namespace)
+        if spec.callname is not None:
+            namespace[spec.callname](channel, **spec.kwargs)
+    except BaseException:
+        kind, value, tb = sys.exc_info()
+        # the traceback starts in the user's code, not in this function
+        return "".join(traceback.format_exception(kind, value, tb.tb_next if tb else None))
+    finally:
+        channel._executing = False
+        forget_spec(spec, channel.id)
+    return None
+
+
+def _finish(channel: Channel, error: Optional[str]) -> None:
+    channel._close(error)
+
+
+def _interrupt_main() -> None:
+    import signal
+    import threading
+
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            ident = threading.main_thread().ident
+            if ident is not None:
+                signal.pthread_kill(ident, signal.SIGINT)  # wakes sleeps, unlike interrupt_main
+                return
+    except (AttributeError, OSError, ValueError):
+        pass
+    import _thread
+
+    _thread.interrupt_main()
+
+
+def _start_exit_watchdog() -> None:
+    import _thread
+    import time
+
+    def watchdog() -> None:
+        time.sleep(EXIT_GRACE)
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(1)
+
+    _thread.start_new_thread(watchdog, ())
+
+
+def serve(io: IO, id: str, *, exit_process: bool = True) -> None:
+    """Serve the opener over ``io``: run what it sends until it terminates or goes away.
+
+    With the ``thread`` model the first task runs in the calling thread (the main
+    thread, so GUI loops work) and concurrent ones in new threads;
+    ``main_thread_only`` runs every task here and refuses a second concurrent one.
+    With ``exit_process`` a terminating process exits within seconds even if user code
+    hangs (``os._exit`` after a grace period); tests running both ends in one process
+    pass ``exit_process=False``.
+
+    >>> serve(StdioIO.from_process("thread"), "gw0")   # doctest: +SKIP
+    """
+    gateway = _ServingGateway(io, id, exit_process=exit_process)
+    if trace_enabled():
+        trace(f"gateway {id}: serving with {io.execmodel.backend} model, pid {os.getpid()}")
+    try:
+        gateway.serve_main()
+    finally:
+        if trace_enabled():
+            trace(f"gateway {id}: serve loop ends")
+        if not exit_process:
+            _close_io(gateway, io)
+
+
+def _close_io(gateway: BaseGateway, io: Any) -> None:
+    with gateway._writelock:
+        gateway._exited = True
+        io.close_write()
+    io.close_read()

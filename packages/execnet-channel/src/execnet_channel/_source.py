@@ -1,0 +1,104 @@
+"""What remote_exec sends (a source and where it came from) and how the remote runs it."""
+
+from __future__ import annotations
+
+import builtins
+import dis
+import inspect
+import linecache
+import os
+import re
+import textwrap
+import types
+from typing import Any, Dict, Iterator, NamedTuple, Optional
+
+__all__ = ["ExecSpec", "compile_spec", "make_spec"]
+
+_DEF = re.compile(r"(async\s+)?def\s")
+
+
+class ExecSpec(NamedTuple):
+    """The payload of an exec frame."""
+
+    source: str
+    filename: str  # "" for a string source: the remote names it after the channel
+    firstlineno: int
+    callname: Optional[str]  # a function's name: called as f(channel, **kwargs)
+    kwargs: Dict[str, Any]
+
+
+def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
+    """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
+    if isinstance(source, types.FunctionType):
+        _check_function(source)
+        lines, firstlineno = inspect.getsourcelines(source)
+        # decorators would run remotely without their names: start at the def
+        for index, line in enumerate(lines):
+            if _DEF.match(line.lstrip()):
+                lines, firstlineno = lines[index:], firstlineno + index
+                break
+        filename = inspect.getsourcefile(source) or source.__code__.co_filename
+        return ExecSpec(
+            textwrap.dedent("".join(lines)), filename, firstlineno, source.__name__, kwargs
+        )
+    if kwargs:
+        raise TypeError(
+            f"remote_exec keyword arguments need a function source, not a "
+            f"{type(source).__name__} (got {sorted(kwargs)})"
+        )
+    if isinstance(source, types.ModuleType):
+        filename = inspect.getsourcefile(source) or getattr(source, "__file__", "") or ""
+        return ExecSpec(inspect.getsource(source), filename, 1, None, {})
+    if isinstance(source, str):
+        return ExecSpec(textwrap.dedent(source), "", 1, None, {})
+    raise TypeError(
+        f"remote_exec source must be a string, a function or a module, not {type(source).__name__}"
+    )
+
+
+def _check_function(func: types.FunctionType) -> None:
+    name = func.__name__
+    if name == "<lambda>":
+        raise ValueError("remote_exec cannot send a lambda: use a def function or a string")
+    if func.__closure__:
+        free = ", ".join(func.__code__.co_freevars)
+        raise ValueError(f"remote_exec function {name!r} is a closure (over {free})")
+    code = func.__code__
+    if code.co_argcount < 1 or code.co_varnames[0] != "channel":
+        raise ValueError(f"remote_exec function {name!r} must take 'channel' as first parameter")
+    for global_name in sorted(set(_global_names(code))):
+        if not hasattr(builtins, global_name):
+            raise ValueError(
+                f"remote_exec function {name!r} uses the global name {global_name!r}; only "
+                "builtins travel (import inside the function instead)"
+            )
+
+
+def _global_names(code: types.CodeType) -> Iterator[str]:
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"):
+            yield str(instruction.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _global_names(const)
+
+
+def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
+    """The code object for ``spec``, with the real file name and line numbers.
+
+    When that file does not exist here, its lines are put in linecache so tracebacks
+    show them; a string source is named ``<remote exec channel N>``.
+    """
+    filename = spec.filename or f"<remote exec channel {channel_id}>"
+    text = "\n" * (spec.firstlineno - 1) + spec.source
+    code = compile(text, filename, "exec", dont_inherit=True)
+    if not os.path.exists(filename):
+        lines = text.splitlines(True)
+        linecache.cache[filename] = (len(text), None, lines, filename)
+    return code
+
+
+def forget_spec(spec: ExecSpec, channel_id: int) -> None:
+    """Drop what compile_spec put in linecache for a string source (names are unique)."""
+    if not spec.filename:
+        linecache.cache.pop(f"<remote exec channel {channel_id}>", None)
