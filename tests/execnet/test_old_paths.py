@@ -69,6 +69,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# KNOWN: an exited socket gateway's socket is left for the garbage collector to close
+# (execnet_transport); remove this filter once it closes its socket.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_socketserver_script_is_runnable() -> None:
     port = _free_port()
     server = subprocess.Popen(
@@ -88,3 +91,4 @@ def test_socketserver_script_is_runnable() -> None:
     finally:
         server.terminate()
         server.wait(10)
+        server.stdout.close()  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,8 @@ def _start_hung(group: Group, source: str, count: int = 1) -> list[int]:
         assert pid == gw._pid
         pids.append(pid)
         assert gw.remote_exec(source).receive(30) == "running"
+        if source is STOPPED:
+            _wait_stopped(pid)
     return pids
 
 
@@ -75,8 +78,15 @@ def test_clean_exit_is_reported_as_exited(procs) -> None:  # type: ignore[no-unt
     assert len(group) == 0
 
 
-@pytest.mark.parametrize("source", [ENDLESS_LOOP, BLOCKING_READ, IGNORES_SIGINT_AND_SIGTERM, STOPPED],
-                         ids=["endless-loop", "blocking-read", "ignores-sigint", "stopped"])  # fmt: skip
+HUNG = {
+    "endless-loop": ENDLESS_LOOP,
+    "blocking-read": BLOCKING_READ,
+    "ignores-sigint": IGNORES_SIGINT_AND_SIGTERM,
+    "stopped": STOPPED,
+}
+
+
+@pytest.mark.parametrize("source", list(HUNG.values()), ids=list(HUNG))
 def test_hung_remote_ends(source: str, procs) -> None:  # type: ignore[no-untyped-def]
     """Busy remote code ends: by itself on the exit message, else by the kill."""
     group = Group()
@@ -204,9 +214,12 @@ def test_unused_groups_are_not_kept_alive() -> None:
     assert ref() is None
 
 
+STOP = "import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)"
+
+
 def _run_script(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(source)],
+        [sys.executable, "-c", textwrap.dedent(source).replace("STOP", repr(STOP))],
         check=False,
         capture_output=True,
         text=True,
@@ -220,7 +233,9 @@ def test_interpreter_exit_terminates_every_group(procs) -> None:  # type: ignore
         import execnet_group
         group = execnet_group.Group()
         gw = group.makegateway()
-        gw.remote_exec("import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)").receive()
+        gw.remote_exec(STOP).receive()
+        while "T (stopped)" not in open(f"/proc/{gw._pid}/status").read():
+            pass
         idle = execnet_group.makegateway()
         print(gw._pid, idle._pid, flush=True)
         """
@@ -239,7 +254,9 @@ def test_terminate_from_an_atexit_handler(procs) -> None:  # type: ignore[no-unt
         import atexit, execnet_group
         group = execnet_group.Group()
         gw = group.makegateway()
-        gw.remote_exec("import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)").receive()
+        gw.remote_exec(STOP).receive()
+        while "T (stopped)" not in open(f"/proc/{gw._pid}/status").read():
+            pass
         def end():
             report = group.terminate(0.5)
             print("report", report.killed, flush=True)
@@ -253,6 +270,14 @@ def test_terminate_from_an_atexit_handler(procs) -> None:  # type: ignore[no-unt
     _kill(left)
     assert lines[1] == "report ['gw0']"
     assert left == []
+
+
+def _wait_stopped(pid: int, timeout: float = 30) -> None:
+    """Wait until the kernel shows `pid` stopped (it sends "running" just before)."""
+    deadline = time.monotonic() + timeout
+    while "T (stopped)" not in Path(f"/proc/{pid}/status").read_text():
+        assert time.monotonic() < deadline, f"pid {pid} did not stop"
+        time.sleep(0.005)
 
 
 def _kill(pids: list[int]) -> None:

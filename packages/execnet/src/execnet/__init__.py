@@ -15,41 +15,13 @@ MultiChannel, default_group, makegateway, set_execmodel) and execnet_rsync (RSyn
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from execnet_channel import Channel, RemoteError, TimeoutError
+from execnet_group import Group, MultiChannel, default_group, makegateway, set_execmodel
+from execnet_rsync import RSync
+from execnet_serial import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
+from execnet_transport import Gateway, HostNotFound, XSpec
 
 from .__about__ import __version__
-
-if TYPE_CHECKING:
-    from execnet_channel import Channel, RemoteError, TimeoutError
-    from execnet_group import Group, MultiChannel, default_group, makegateway, set_execmodel
-    from execnet_rsync import RSync
-    from execnet_serial import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
-    from execnet_transport import Gateway, HostNotFound, XSpec
-
-# TEMPORARY while the lower packages are written: resolve names on first use.
-_HOMES = {
-    **dict.fromkeys(["Channel", "RemoteError", "TimeoutError"], "execnet_channel"),
-    **dict.fromkeys(
-        ["Group", "MultiChannel", "default_group", "makegateway", "set_execmodel"], "execnet_group"
-    ),
-    "RSync": "execnet_rsync",
-    **dict.fromkeys(
-        ["DataFormatError", "DumpError", "LoadError", "dump", "dumps", "load", "loads"],
-        "execnet_serial",
-    ),
-    **dict.fromkeys(["Gateway", "HostNotFound", "XSpec"], "execnet_transport"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'execnet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
 
 __all__ = [
     "makegateway",

@@ -60,13 +60,17 @@ def _open(group: Group, spec: XSpec) -> Gateway:
         return group.makegateway(spec)
     except HostNotFound as exc:
         raise CommandError(
-            f"host not found for spec {str(spec)!r}: {exc}", EXIT_NO_GATEWAY
+            f"host not found for spec {str(spec)!r}: {_first_line(exc)}", EXIT_NO_GATEWAY
         ) from None
-    except (OSError, EOFError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # every way a bootstrap fails: one line, naming the spec
         raise CommandError(
-            f"cannot start gateway {str(spec)!r}: {first}", EXIT_NO_GATEWAY
+            f"cannot start gateway {str(spec)!r}: {_first_line(exc)}", EXIT_NO_GATEWAY
         ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # -- info -------------------------------------------------------------------------------
@@ -98,7 +102,7 @@ def _info_row(group: Group, spec: XSpec) -> Tuple[Optional[Dict[str, str]], Opti
     try:
         facts = gateway.remote_exec(_INFO_SOURCE).receive(60)
     except (RemoteError, EOFError, OSError) as exc:
-        return None, CommandError(f"{spec}: {exc}".splitlines()[0], EXIT_NO_GATEWAY)
+        return None, CommandError(f"{spec}: {_first_line(exc)}", EXIT_NO_GATEWAY)
     row = {
         "id": gateway.id,
         "spec": str(spec),
@@ -124,7 +128,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
 
     def work(index: int) -> None:
-        results[index] = _info_row(group, specs[index])
+        try:
+            results[index] = _info_row(group, specs[index])
+        except Exception as exc:
+            results[index] = (
+                None,
+                CommandError(f"{specs[index]}: {_first_line(exc)}", EXIT_NO_GATEWAY),
+            )
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(specs))]
     try:
@@ -221,7 +231,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
             print(_remote_text(exc), file=sys.stderr)
             return EXIT_REMOTE_ERROR
         except EOFError as exc:
-            raise CommandError(f"{spec}: connection lost: {exc}", EXIT_REMOTE_ERROR) from None
+            raise CommandError(
+                f"{spec}: connection lost: {_first_line(exc)}", EXIT_REMOTE_ERROR
+            ) from None
     finally:
         group.terminate(TERMINATE_TIMEOUT)
     return EXIT_OK
