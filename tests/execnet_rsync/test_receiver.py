@@ -240,6 +240,18 @@ def test_source_file_notices_changes_while_read(tmp_path: Path) -> None:
         assert first in (b"a" * 10, b"b" * 10)
 
 
+def test_recent_files_are_read_twice(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"fresh")
+    with SourceFile(str(path)) as source:
+        assert source.racy
+        assert source.read_whole() == b"fresh"
+    os.utime(path, ns=(1, 1_000_000_000))
+    with SourceFile(str(path)) as source:
+        assert not source.racy
+        assert b"".join(source.pieces(size=2)) == b"fresh"
+
+
 def test_remove_path_handles_read_only_trees(tmp_path: Path, make_tree: Any) -> None:
     root = make_tree(tmp_path / "t", {"a/b/c": "x"})
     os.chmod(root / "a" / "b", 0o500)

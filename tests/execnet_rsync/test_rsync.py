@@ -1,0 +1,423 @@
+"""RSync end to end: real trees on disk synced to real popen gateways (this interpreter
+and another one), one or two targets, changes, deletes, links, modes, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import parts
+import pytest
+
+from execnet_rsync import RSync, RSyncError, _rsync
+from execnet_rsync._reading import SourceFile
+
+Snapshot = Callable[[Path | str], dict[bytes, tuple[object, ...]]]
+MakeTree = Callable[[Path, dict[str, Any]], Path]
+
+
+@pytest.fixture
+def group() -> Iterator[Any]:
+    from execnet_group import Group
+
+    group = Group()
+    yield group
+    group.terminate(10)
+
+
+@pytest.fixture
+def gw(group: Any) -> Any:
+    return group.makegateway("popen")
+
+
+class Recorder:
+    """callback and finishedcallback that remember what they heard."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, Any]] = []
+        self.finished = 0
+
+    def __call__(self, kind: str, number: int, channel: Any) -> None:
+        self.events.append((kind, number, channel))
+
+    def finish(self) -> None:
+        self.finished += 1
+
+    def kinds(self, kind: str) -> list[int]:
+        return [number for k, number, _ in self.events if k == kind]
+
+
+class Reporting(RSync):
+    """Records what _report_send_file hears instead of printing it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reported: list[tuple[Any, str]] = []
+
+    def _report_send_file(self, gateway: Any, modified_rel_path: str) -> None:
+        self.reported.append((gateway, modified_rel_path))
+
+    def sent(self) -> list[str]:
+        names = sorted(name for _, name in self.reported)
+        self.reported.clear()
+        return names
+
+
+def test_full_then_unchanged(tree: Path, tmp_path: Path, gw: Any, snapshot: Snapshot) -> None:
+    dest = tmp_path / "new" / "parents" / "dest"
+    rec = Recorder()
+    rsync = Reporting(tree, callback=rec)
+    rsync.add_target(gw, dest, finishedcallback=rec.finish)
+    rsync.send()
+    assert snapshot(dest) == snapshot(tree)
+    sizes = sorted(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    assert rec.kinds("list") == [sum(sizes)]
+    assert sorted(rec.kinds("ack")) == sizes
+    assert all(channel is not None for _, _, channel in rec.events)
+    assert rec.finished == 1
+    assert len(rsync.sent()) == 6
+
+    rec.events.clear()
+    rsync.send()  # the same object again: nothing to transfer, the callback still hears it
+    assert rec.kinds("list") == [0]
+    assert rec.kinds("ack") == []
+    assert rec.finished == 2
+    assert rsync.sent() == []
+    assert snapshot(dest) == snapshot(tree)
+
+
+def test_changed_files_only_cross(tree: Path, tmp_path: Path, gw: Any, snapshot: Snapshot) -> None:
+    dest = tmp_path / "dest"
+    rsync = Reporting(tree)
+    rsync.add_target(gw, str(dest) + "/")  # a trailing slash is fine
+    rsync.send()
+    rsync.sent()
+    (tree / "a.txt").write_text("ALPHA\n")  # same size, new content, new mtime
+    os.utime(tree / "a.txt", ns=(1, 1_500_000_000_000_000_000))
+    os.utime(tree / "empty", ns=(1, 1_600_000_000_000_000_000))  # same content, new mtime
+    (tree / "sub" / "b.bin").write_bytes(b"shorter")
+    (tree / "added").write_text("new")
+    rsync.send()
+    assert rsync.sent() == ["a.txt", "added", "sub/b.bin"]
+    assert snapshot(dest) == snapshot(tree)
+
+
+def test_delete(
+    tree: Path, tmp_path: Path, gw: Any, make_tree: MakeTree, snapshot: Snapshot
+) -> None:
+    dest = make_tree(tmp_path / "dest", {"extra": "x", "sub/extra/deep": "y"})
+    rsync = RSync(tree, verbose=False)
+    rsync.add_target(gw, dest)
+    rsync.send()
+    assert (dest / "extra").exists()
+    rsync = RSync(tree, verbose=False)
+    rsync.add_target(gw, dest, delete=True)
+    (tree / "a.txt").unlink()
+    rsync.send()
+    assert snapshot(dest) == snapshot(tree)
+
+
+def test_symlinks(tmp_path: Path, gw: Any, make_tree: MakeTree) -> None:
+    src = make_tree(tmp_path / "src", {"pkg/mod.py": "x = 1\n", "data/big": "d" * 1000})
+    outside = make_tree(tmp_path / "outside", {"o": "outside"})
+    os.symlink(str(src / "pkg" / "mod.py"), src / "abs_inside")
+    os.symlink("pkg/mod.py", src / "rel_inside")
+    os.symlink(str(outside / "o"), src / "abs_outside")
+    os.symlink(str(src / "data"), src / "dirlink")
+    os.symlink("missing", src / "dangling")
+    dest = tmp_path / "dest"
+    rsync = RSync(src, verbose=False)
+    rsync.add_target(gw, dest)
+    rsync.send()
+    assert os.readlink(dest / "abs_inside") == "pkg/mod.py"
+    assert (dest / "abs_inside").read_text() == "x = 1\n"
+    assert os.readlink(dest / "rel_inside") == "pkg/mod.py"
+    assert os.readlink(dest / "abs_outside") == str(outside / "o")
+    assert os.readlink(dest / "dirlink") == "data"  # a link, not a copy of the directory
+    assert os.readlink(dest / "dangling") == "missing"
+    assert sorted(os.listdir(dest)) == sorted(os.listdir(src))
+
+
+def test_relative_destdir_with_links(tmp_path: Path, group: Any, make_tree: MakeTree) -> None:
+    src = make_tree(tmp_path / "src", {"a/f": "x"})
+    os.symlink(str(src / "a" / "f"), src / "link")
+    remote_cwd = tmp_path / "remote_cwd"
+    gw = group.makegateway(f"popen//chdir={remote_cwd}")
+    rsync = RSync(src, verbose=False)
+    rsync.add_target(gw, "rel/dest")
+    rsync.send()
+    assert (remote_cwd / "rel" / "dest" / "link").read_text() == "x"
+    assert os.readlink(remote_cwd / "rel" / "dest" / "link") == "a/f"
+
+
+def test_modes_and_mtimes(tmp_path: Path, gw: Any, make_tree: MakeTree, snapshot: Snapshot) -> None:
+    src = make_tree(tmp_path / "src", {"run.sh": "#!/bin/sh\n", "ro/f": "1", "secret": "s"})
+    os.chmod(src / "run.sh", 0o755)
+    os.chmod(src / "secret", 0o600)
+    os.chmod(src / "ro" / "f", 0o444)
+    os.chmod(src / "ro", 0o555)
+    os.utime(src / "secret", ns=(1, 1_234_567_890_123_456_789))
+    dest = tmp_path / "dest"
+    try:
+        rsync = RSync(src, verbose=False)
+        rsync.add_target(gw, dest)
+        rsync.send()
+        assert snapshot(dest) == snapshot(src)
+        assert stat.S_IMODE(os.stat(dest / "ro").st_mode) == 0o555
+        assert os.stat(dest / "secret").st_mtime_ns == 1_234_567_890_123_456_789
+        # the read-only source directory changes: syncs again into the read-only copy
+        os.chmod(src / "ro", 0o755)
+        os.chmod(src / "ro" / "f", 0o644)
+        (src / "ro" / "f").write_text("22")
+        (src / "ro" / "g").write_text("new")
+        os.chmod(src / "ro", 0o555)
+        rsync.send()
+        assert snapshot(dest) == snapshot(src)
+    finally:
+        for root in (src, dest):
+            if (root / "ro").exists():
+                os.chmod(root / "ro", 0o755)
+
+
+def test_two_targets_at_once(
+    tree: Path, tmp_path: Path, group: Any, snapshot: Snapshot, make_tree: MakeTree
+) -> None:
+    gw1, gw2 = group.makegateway("popen"), group.makegateway("popen")
+    one, two = tmp_path / "one", tmp_path / "two"
+    first = RSync(tree, verbose=False)
+    first.add_target(gw1, one)
+    first.send()
+    (tree / "a.txt").write_text("changed since one was synced\n")
+    rec = Recorder()
+    rsync = Reporting(tree, callback=rec)
+    rsync.add_target(gw1, one, finishedcallback=rec.finish)
+    rsync.add_target(gw2, two, finishedcallback=rec.finish)
+    rsync.send()
+    assert snapshot(one) == snapshot(tree) == snapshot(two)
+    sent = sorted((gw.id, name) for gw, name in rsync.reported)
+    assert [name for gid, name in sent if gid == gw1.id] == ["a.txt"]
+    assert len([name for gid, name in sent if gid == gw2.id]) == 6
+    assert rec.finished == 2
+    channels = {channel for _, _, channel in rec.events}
+    assert len(channels) == 2
+
+
+def test_large_files_stream_in_pieces(tmp_path: Path, gw: Any, make_tree: MakeTree) -> None:
+    content = os.urandom(1 << 20) * 3 + b"tail"
+    src = make_tree(tmp_path / "src", {"big": content, "small": "s"})
+    rec = Recorder()
+    rsync = RSync(src, callback=rec, verbose=False)
+    rsync.add_target(gw, tmp_path / "dest")
+    rsync.send()
+    assert (tmp_path / "dest" / "big").read_bytes() == content
+    assert sorted(rec.kinds("ack")) == [1, len(content)]
+
+
+@pytest.mark.parametrize("which", ["other_cpython", "pypy3"])
+def test_other_interpreter(
+    which: str, tree: Path, tmp_path: Path, group: Any, snapshot: Snapshot
+) -> None:
+    python = parts.other_interpreter() if which == "other_cpython" else parts.pypy3()
+    gw = group.makegateway(f"popen//python={python}")
+    os.symlink(str(tree / "a.txt"), tree / "link")
+    dest = tmp_path / "dest"
+    rsync = Reporting(tree)
+    rsync.add_target(gw, dest, delete=True)
+    rsync.send()
+    assert snapshot(dest) == {**snapshot(tree), b"link": ("link", b"a.txt")}
+    assert len(rsync.sent()) == 6
+    (tree / "sub" / "deeper" / "c.py").write_text("print('C')\n")
+    os.utime(tree / "sub" / "deeper" / "c.py", ns=(1, 10**18))
+    rsync.send()
+    assert rsync.sent() == ["sub/deeper/c.py"]
+    assert snapshot(dest) == {**snapshot(tree), b"link": ("link", b"a.txt")}
+
+
+def test_pytest_xdist_style_subclass(
+    tmp_path: Path, group: Any, make_tree: MakeTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shape of pytest-xdist's HostRSync, kept working."""
+
+    class HostRSync(RSync):
+        def __init__(self, sourcedir: Path, *, ignores: list[str] | None = None,
+                     verbose: bool = True) -> None:  # fmt: skip
+            self._ignores = ignores or []
+            super().__init__(sourcedir=sourcedir, verbose=verbose)
+
+        def filter(self, path: str) -> bool:
+            return not any(Path(path).match(pattern) for pattern in self._ignores)
+
+        def add_target_host(self, gateway: Any, finished: Callable[[], None] | None = None) -> None:
+            remotepath = os.path.basename(self._sourcedir)
+            super().add_target(gateway, remotepath, finishedcallback=finished, delete=True)
+
+        def _report_send_file(self, gateway: Any, modified_rel_path: str) -> None:
+            if self._verbose:
+                path = os.path.basename(self._sourcedir) + "/" + modified_rel_path
+                print(f"{gateway.spec}:{gateway.spec.chdir} <= {path}")
+
+    src = make_tree(
+        tmp_path / "proj", {"pkg/__init__.py": "", "pkg/.git/HEAD": "x", "tests/t.py": ""}
+    )
+    workdir = tmp_path / "worker"
+    gw = group.makegateway(f"popen//chdir={workdir}")
+    finished: list[bool] = []
+    rsync = HostRSync(src, ignores=["*.git"], verbose=True)
+    assert rsync._sourcedir == str(src)
+    assert rsync._verbose is True
+    rsync.add_target_host(gw, finished=lambda: finished.append(True))
+    rsync.send()
+    assert finished == [True]
+    copy = workdir / "proj"
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == [
+        "pkg", "pkg/__init__.py", "tests", "tests/t.py",
+    ]  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"{gw.spec}:{workdir} <= proj/pkg/__init__.py" in out
+
+
+def test_verbose_prints_each_file(
+    tree: Path, tmp_path: Path, gw: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rsync = RSync(tree)
+    rsync.add_target(gw, tmp_path / "dest")
+    rsync.send()
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.endswith(f"sub/b.bin <= {tree / 'sub' / 'b.bin'}") for line in lines)
+    quiet = RSync(tree, verbose=False)
+    quiet.add_target(gw, tmp_path / "dest2")
+    quiet.send()
+    assert capsys.readouterr().out == ""
+
+
+def test_special_files_are_skipped_with_a_message(
+    tmp_path: Path, gw: Any, make_tree: MakeTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = make_tree(tmp_path / "src", {"f": "x"})
+    os.mkfifo(src / "fifo")
+    rsync = RSync(src, verbose=False)
+    rsync.add_target(gw, tmp_path / "dest")
+    rsync.send()
+    assert os.listdir(tmp_path / "dest") == ["f"]
+    err = capsys.readouterr().err
+    assert "skipping 'fifo'" in err
+    assert "a fifo: only files, directories and links are synced" in err
+
+
+def test_no_targets(tree: Path) -> None:
+    rsync = RSync(tree)
+    with pytest.raises(OSError, match="no targets"):
+        rsync.send()
+    rsync.send(raises=False)
+    with pytest.raises(TypeError, match="not a gateway"):
+        rsync.add_target(object(), "dest")  # type: ignore[arg-type]
+
+
+def _pid(gateway: Any) -> int:
+    pid = gateway._pid
+    assert isinstance(pid, int)
+    return pid
+
+
+@pytest.mark.parametrize("raises", [True, False])
+def test_a_dying_target_fails_alone(
+    raises: bool, tmp_path: Path, group: Any, snapshot: Snapshot, capsys: Any
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(24):
+        (src / f"f{n}").write_bytes(os.urandom(1 << 20))
+    doomed, healthy = group.makegateway("popen"), group.makegateway("popen")
+    finished: list[str] = []
+
+    def kill_when_listed(kind: str, number: int, channel: Any) -> None:
+        if kind == "list" and channel.gateway is doomed:
+            os.kill(_pid(doomed), signal.SIGKILL)
+
+    rsync = RSync(src, callback=kill_when_listed, verbose=False)
+    rsync.add_target(doomed, tmp_path / "doomed", finishedcallback=lambda: finished.append("d"))
+    rsync.add_target(healthy, tmp_path / "ok", finishedcallback=lambda: finished.append("h"))
+    if raises:
+        with pytest.raises(RSyncError, match=f"gateway {doomed.id} -> ") as info:
+            rsync.send()
+        assert [gw for gw, _, _ in info.value.failures] == [doomed]
+    else:
+        rsync.send(raises=False)
+        assert f"rsync failed for gateway {doomed.id} -> " in capsys.readouterr().err
+    assert finished == ["h"]
+    assert snapshot(tmp_path / "ok") == snapshot(src)
+    assert not [p for p in os.listdir(tmp_path / "ok") if "rsync-tmp" in p]
+
+
+def test_an_exited_gateway_is_reported(tree: Path, tmp_path: Path, group: Any) -> None:
+    gone, fine = group.makegateway("popen"), group.makegateway("popen")
+    gone.exit()
+    gone.join()
+    rsync = RSync(tree, verbose=False)
+    rsync.add_target(gone, tmp_path / "x")
+    rsync.add_target(fine, tmp_path / "y")
+    with pytest.raises(RSyncError, match=f"gateway {gone.id}"):
+        rsync.send()
+    assert (tmp_path / "y" / "a.txt").exists()
+
+
+def test_a_failing_filter_leaves_no_remote_waiting(tree: Path, tmp_path: Path, gw: Any) -> None:
+    class Broken(RSync):
+        def filter(self, path: str) -> bool:
+            raise RuntimeError("filter bug")
+
+    rsync = Broken(tree)
+    rsync.add_target(gw, tmp_path / "x")
+    with pytest.raises(RuntimeError, match="filter bug"):
+        rsync.send()
+    assert gw.remote_status().numexecuting == 0
+
+
+class ChangingSourceFile(SourceFile):
+    """A real source file that a real write changes after the first piece is read."""
+
+    changes_left = 0
+
+    def pieces(self, size: int = 1 << 20) -> Iterator[bytes]:
+        for n, piece in enumerate(super().pieces(size)):
+            if n == 0 and ChangingSourceFile.changes_left:
+                ChangingSourceFile.changes_left -= 1
+                with open(self.path, "r+b") as f:  # same size, new bytes, new mtime
+                    f.write(b"X" * 100)
+                os.utime(self.path, ns=(1, 2_000_000_000 + ChangingSourceFile.changes_left))
+            yield piece
+
+
+@pytest.mark.parametrize("changes", [1, 3])
+def test_a_file_changing_while_read_is_sent_whole_or_reported(
+    changes: int, tmp_path: Path, gw: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    old = b"o" * 100  # another size: no hash check before sending
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hot").write_bytes(b"n" * (3 << 20))  # large: streamed in pieces
+    os.utime(src / "hot", ns=(1, 1_000_000_000))  # at rest: read once
+    (src / "cold").write_text("c")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "hot").write_bytes(old)
+    monkeypatch.setattr(_rsync, "SourceFile", ChangingSourceFile)
+    monkeypatch.setattr(ChangingSourceFile, "changes_left", changes)
+    rsync = RSync(src, verbose=False)
+    rsync.add_target(gw, dest)
+    rsync.send()
+    assert (dest / "cold").read_text() == "c"
+    if changes < _rsync.ATTEMPTS:  # the next read found it at rest: sent whole
+        assert (dest / "hot").read_bytes() == (src / "hot").read_bytes()
+        assert (dest / "hot").read_bytes().startswith(b"X" * 100)
+        assert capsys.readouterr().err == ""
+    else:  # it changed on every attempt: reported, the old copy stays
+        assert (dest / "hot").read_bytes() == old
+        err = capsys.readouterr().err
+        assert "skipping 'hot'" in err
+        assert "changed while being read, 3 times; not sent" in err
+    assert sorted(os.listdir(dest)) == ["cold", "hot"]  # no temp file left behind
