@@ -135,7 +135,7 @@ def decode(
                     values = _int_list(data, start, n)
                     if values is not None:
                         push(values)
-                        pos = start + 13 * n
+                        pos = start + 11 * n
                         continue
                 push([None] * n)
                 pos = start
@@ -229,21 +229,21 @@ def decode(
 def _int_list(data: bytes, start: int, n: int) -> Optional[List[int]]:
     """The list of n ints at data[start:] if it is laid out exactly as dumps writes it.
 
-    Per item: F <index> F <value> P, 13 bytes; checked column by column.
+    Per item: F <index> F <value> P, 11 bytes; checked column by column.
     """
-    size = 13 * n
+    size = 11 * n
     body = data[start : start + size]
     if len(body) != size:
         return None
     f_column = b"F" * n
-    if body[0::13] != f_column or body[5::13] != f_column or body[12::13] != b"P" * n:
+    if body[0::11] != f_column or body[5::11] != f_column or body[10::11] != b"P" * n:
         return None
     indices = struct.pack(f">{n}i", *range(n))
     values = bytearray(4 * n)
     for k in range(4):
-        if body[1 + k :: 13] != indices[k::4]:
+        if body[1 + k :: 11] != indices[k::4]:
             return None
-        values[k::4] = body[6 + k :: 13]
+        values[k::4] = body[6 + k :: 11]
     return list(struct.unpack(f">{n}i", values))
 
 

@@ -116,14 +116,14 @@ def _small_int_list(x: List[object], n: int) -> Optional[bytes]:
     except struct.error:
         return None
     indices = struct.pack(f">{n}i", *range(n))
-    # Per item: F <index:4> F <value:4> P = 13 bytes, laid out with strided slices.
-    body = bytearray(5 + 13 * n)
+    # Per item: F <index:4> F <value:4> P = 11 bytes, laid out with strided slices.
+    body = bytearray(5 + 11 * n)
     body[0:5] = pack_ci(b"K", n)
     f_column = b"F" * n
-    body[5::13] = f_column
-    body[10::13] = f_column
-    body[17::13] = b"P" * n
+    body[5::11] = f_column
+    body[10::11] = f_column
+    body[15::11] = b"P" * n
     for k in range(4):
-        body[6 + k :: 13] = indices[k::4]
-        body[11 + k :: 13] = values[k::4]
+        body[6 + k :: 11] = indices[k::4]
+        body[11 + k :: 11] = values[k::4]
     return bytes(body)
