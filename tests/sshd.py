@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List
 
-import pytest
-
 import parts
+import pytest
 
 SSHD = "/usr/sbin/sshd"  # sshd refuses to start unless run by its absolute path
 ALIAS = "execnet-sshd"
@@ -69,7 +68,9 @@ def _wait_listening(host: str, port: int, process: subprocess.Popen, timeout: fl
     while True:
         if process.poll() is not None:
             out = process.stderr.read() if process.stderr else b""
-            raise RuntimeError(f"sshd exited with {process.returncode}: {out.decode(errors='replace')}")
+            raise RuntimeError(
+                f"sshd exited with {process.returncode}: {out.decode(errors='replace')}"
+            )
         try:
             socket.create_connection((host, port), timeout=1).close()
             return
@@ -83,9 +84,7 @@ def _write_configs(directory: Path, port: int) -> tuple[Path, Path, Path]:
     host_key = directory / "ssh_host_ed25519_key"
     client_key = directory / "id_ed25519"
     for key in (host_key, client_key):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
-        )
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     authorized = directory / "authorized_keys"
     shutil.copy(f"{client_key}.pub", authorized)
     sshd_config = directory / "sshd_config"

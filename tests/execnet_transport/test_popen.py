@@ -11,9 +11,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
+import parts
 import pytest
 
-import parts
 from execnet_transport import BootstrapError, Gateway, RInfo
 
 MakeGateway = Callable[..., Gateway]
@@ -29,9 +29,9 @@ def _module(tmp_path: Path) -> ModuleType:
     path = tmp_path / "remote_mod.py"
     path.write_text("import sys\nchannel.send(('module', __name__, sys.version_info[0]))\n")
     spec = importlib.util.spec_from_file_location("remote_mod", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    return module
+    assert spec is not None
+    assert spec.loader is not None
+    return importlib.util.module_from_spec(spec)
 
 
 def test_same_interpreter_imports_the_installed_packages(makegw: MakeGateway) -> None:
@@ -110,7 +110,9 @@ def test_chdir_is_created(other: bool, makegw: MakeGateway, tmp_path: Path) -> N
     assert gw.remote_exec("import os; channel.send(os.getcwd())").receive(10) == str(target)
 
 
-def test_relative_chdir(makegw: MakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_chdir(
+    makegw: MakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     gw = makegw("popen//chdir=rel/dir")
     assert gw.remote_exec("import os; channel.send(os.getcwd())").receive(10) == str(
@@ -127,7 +129,8 @@ def test_nice(makegw: MakeGateway) -> None:
 def test_env(makegw: MakeGateway) -> None:
     gw = makegw("popen//env:EXECNET_A=1//env:EXECNET_B=two words//env:EXECNET_C=")
     ch = gw.remote_exec(
-        "import os; channel.send([os.environ.get(k) for k in ('EXECNET_A', 'EXECNET_B', 'EXECNET_C')])"
+        "import os\n"
+        "channel.send([os.environ.get(k) for k in ('EXECNET_A', 'EXECNET_B', 'EXECNET_C')])"
     )
     assert ch.receive(10) == ["1", "two words", ""]
 
@@ -199,7 +202,9 @@ def test_other_non_pythons(python: str, makegw: MakeGateway) -> None:
         makegw(f"popen//python={python}")
 
 
-def test_failing_option_raises_with_the_remote_traceback(makegw: MakeGateway, tmp_path: Path) -> None:
+def test_failing_option_raises_with_the_remote_traceback(
+    makegw: MakeGateway, tmp_path: Path
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(BootstrapError) as info:
@@ -274,7 +279,8 @@ def test_exit_ends_the_process(makegw: MakeGateway) -> None:
 
 def test_exit_unregisters_from_the_group(makegw: MakeGateway) -> None:
     class Group:
-        gone: list[Gateway] = []
+        def __init__(self) -> None:
+            self.gone: list[Gateway] = []
 
         def _unregister(self, gateway: Gateway) -> None:
             self.gone.append(gateway)

@@ -38,7 +38,9 @@ class Server:
                 self.process.wait()
 
 
-def start_server(*args: str, python: str = sys.executable, module: str = "execnet_transport.socketserver") -> Server:
+def start_server(
+    *args: str, python: str = sys.executable, module: str = "execnet_transport.socketserver"
+) -> Server:
     process = subprocess.Popen(
         [python, "-m", module, *args],
         stdout=subprocess.PIPE,
@@ -116,13 +118,17 @@ def test_many_clients_at_once_a_hung_one_blocks_nobody(
 
 
 @pytest.mark.parametrize("model", ["thread", "main_thread_only", "gevent"])
-def test_socket_honours_execmodel(model: str, servers: Callable[..., Server], makegw: MakeGateway) -> None:
+def test_socket_honours_execmodel(
+    model: str, servers: Callable[..., Server], makegw: MakeGateway
+) -> None:
     server = servers("127.0.0.1:0")
     gw = makegw(f"socket={server.address}//execmodel={model}")
     assert gw.remote_status().execmodel == model
 
 
-def test_options_over_socket(servers: Callable[..., Server], makegw: MakeGateway, tmp_path: Path) -> None:
+def test_options_over_socket(
+    servers: Callable[..., Server], makegw: MakeGateway, tmp_path: Path
+) -> None:
     server = servers("127.0.0.1:0")
     gw = makegw(f"socket={server.address}//chdir={tmp_path / 'x'}//env:EXECNET_S=1")
     ch = gw.remote_exec("import os; channel.send((os.getcwd(), os.environ['EXECNET_S']))")
@@ -152,7 +158,7 @@ def test_wrong_secret_is_refused_and_logged(
     server = servers("127.0.0.1:0", "--secret-file", str(secret_file))
     wrong = tmp_path / "wrong"
     wrong.write_text("not the secret\n")
-    with pytest.raises(BootstrapError, match="closed the connection before the bootstrap"):
+    with pytest.raises(BootstrapError, match="closed the connection before"):
         makegw(f"socket={server.address}//secret_file={wrong}")
     # without a secret: the client's line is taken as the answer, and refused
     with pytest.raises(BootstrapError):
@@ -205,7 +211,7 @@ def test_installvia(makegw: MakeGateway) -> None:
 
 
 def test_unresolvable_host(makegw: MakeGateway) -> None:
-    with pytest.raises(HostNotFound, match="no-such-host.invalid"):
+    with pytest.raises(HostNotFound, match=r"no-such-host\.invalid"):
         makegw("socket=no-such-host.invalid:8888")
 
 
@@ -243,4 +249,3 @@ def test_serve_socket_once(tmp_path: Path) -> None:
     assert process.stdout.readline() == "returned\n"
     assert process.wait(10) == 0
     process.stdout.close()
-

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
 import parts
-from execnet_transport import BootstrapError, Gateway, HostNotFound, SshError
+import pytest
 from sshd import SshServer
+
+from execnet_transport import BootstrapError, Gateway, HostNotFound, SshError
 
 MakeGateway = Callable[..., Gateway]
 
@@ -109,14 +109,18 @@ def test_via_an_ssh_gateway(sshd: SshServer, makegw: MakeGateway) -> None:
     assert flag == "1"
 
 
-def test_vagrant_stand_in(sshd: SshServer, makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vagrant_stand_in(
+    sshd: SshServer, makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", f"{sshd.vagrant_path}{os.pathsep}{os.environ['PATH']}")
     gw = makegw(f"vagrant_ssh={sshd.alias}//python={_python()}")
     assert gw.remoteaddress == sshd.alias
     assert gw.remote_exec("import sys; channel.send(sys.platform)").receive(10) == sys.platform
 
 
-def test_vagrant_unknown_machine(sshd: SshServer, makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vagrant_unknown_machine(
+    sshd: SshServer, makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", f"{sshd.vagrant_path}{os.pathsep}{os.environ['PATH']}")
-    with pytest.raises(HostNotFound, match="vagrant_ssh=no-such-machine.invalid"):
+    with pytest.raises(HostNotFound, match=r"vagrant_ssh=no-such-machine\.invalid"):
         makegw("vagrant_ssh=no-such-machine.invalid")

@@ -32,7 +32,7 @@ def serve_socket(
 ) -> None:
     """Run the socket server here (see ``execnet_transport.socketserver``).
 
-        >>> serve_socket("127.0.0.1", 8888, secret=b"s3cret")   # serves until interrupted
+    >>> serve_socket("127.0.0.1", 8888, secret=b"s3cret")   # serves until interrupted
     """
     from .socketserver import serve_socket as serve
 

@@ -46,7 +46,7 @@ def _package_modules(package: str) -> List[Module]:
     spec = find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"travelling package {package!r} is not installed as a package")
-    root = list(spec.submodule_search_locations)[0]
+    root = next(iter(spec.submodule_search_locations))
     found: List[Module] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d.isidentifier())
@@ -107,9 +107,13 @@ X=True
 """
 
 # A socket server execs this with the accepted socket bound to `clientsock`; the
-# server may be execnet 2.1.2's, which keeps running after we return: no exit.
+# server may be execnet 2.1.2's, which keeps running after we return: no exit. Such a
+# server may also have read past the source line, so the client sends the frame only
+# once this code asks for it (SEND_BUNDLE).
+SEND_BUNDLE: Final = b"\x00execnet-send-bundle\x00"
 _SOCKET_PREFIX = """\
 import os,sys
+clientsock.sendall(SEND_BUNDLE)
 def R(n):
     b=b''
     while len(b)<n:
@@ -120,7 +124,7 @@ def R(n):
 W=clientsock.sendall
 def IO(C,m):return C.SocketIO(clientsock,m)
 X=False
-"""
+""".replace("SEND_BUNDLE", repr(SEND_BUNDLE))
 
 _COMMON_READ = """\
 import marshal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -77,7 +78,9 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
         try:
             int(spec.nice)
         except (TypeError, ValueError):
-            raise ValueError(f"nice={spec.nice!r} in gateway spec {str(spec)!r} is not an integer") from None
+            raise ValueError(
+                f"nice={spec.nice!r} in gateway spec {str(spec)!r} is not an integer"
+            ) from None
     if spec.chdir is True:
         raise ValueError(f"chdir in gateway spec {str(spec)!r} needs a directory: chdir=PATH")
     if spec.execmodel is not None and spec.execmodel not in EXECMODELS:
@@ -86,10 +89,13 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
             f"expected one of {', '.join(EXECMODELS)}"
         )
     if spec.via and via is None:
-        raise ValueError(f"via={spec.via} in gateway spec {str(spec)!r} was not resolved to a gateway")
+        raise ValueError(
+            f"via={spec.via} in gateway spec {str(spec)!r} was not resolved to a gateway"
+        )
     if spec.installvia and installvia is None:
         raise ValueError(
-            f"installvia={spec.installvia} in gateway spec {str(spec)!r} was not resolved to a gateway"
+            f"installvia={spec.installvia} in gateway spec {str(spec)!r} "
+            "was not resolved to a gateway"
         )
     if installvia is not None and kind != "socket":
         raise ValueError(f"installvia= in gateway spec {str(spec)!r} only works with socket")
@@ -162,13 +168,14 @@ def make_gateway(
         args, same, remoteaddress = vagrant_args(spec, stage), False, str(spec.vagrant_ssh)
     if via is not None:
         return _via_gateway(spec, model, via, args, kind)
-    return _process_gateway(spec, model, args, same, kind, remoteaddress)
+    return _process_gateway(spec, model, args, same=same, kind=kind, remoteaddress=remoteaddress)
 
 
 def _process_gateway(
     spec: XSpec,
     model: ExecModel,
     args: List[str],
+    *,
     same: bool,
     kind: str,
     remoteaddress: Optional[str],
@@ -179,10 +186,9 @@ def _process_gateway(
         raise BootstrapError(spec, f"cannot start {args[0]!r}: {exc.strerror or exc}") from None
     try:
         marker = _bootstrap.new_marker()
-        try:
+        # A BrokenPipeError means it ended already: its stdout's end and stderr tell why.
+        with contextlib.suppress(BrokenPipeError):
             child.write_all(_bootstrap.frame(_config(spec, marker, same), with_bundle=not same))
-        except BrokenPipeError:
-            pass  # it ended already: its stdout's end and its stderr tell why
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         _handshake(spec, lambda n: child.read_some(n, deadline), marker, child, kind)
     except BaseException:
@@ -229,15 +235,18 @@ def _handshake(
 
 def _ssh_error(spec: XSpec, reason: str, stderr: str, status: Optional[int]) -> BootstrapError:
     text = stderr.lower()
-    if status == 255 and not any(word in text for word in _REFUSED):
-        if any(word in text for word in _UNREACHABLE) or not text.strip():
-            return HostNotFound(spec, f"ssh could not reach the host; {reason}", stderr, status)
+    refused = any(word in text for word in _REFUSED)
+    unreachable = any(word in text for word in _UNREACHABLE) or not text.strip()
+    if status == 255 and unreachable and not refused:
+        return HostNotFound(spec, f"ssh could not reach the host; {reason}", stderr, status)
     if status == 127 or "not found" in text or "no such file" in text:
         reason = f"the remote python did not start; {reason}"
     return SshError(spec, reason, stderr, status)
 
 
-def _via_gateway(spec: XSpec, model: ExecModel, via: Gateway, args: List[str], kind: str) -> Gateway:
+def _via_gateway(
+    spec: XSpec, model: ExecModel, via: Gateway, args: List[str], kind: str
+) -> Gateway:
     default_python = kind == "popen" and not spec.python
     if default_python:
         args = args[1:]  # the via host's own interpreter: sys.executable there
@@ -252,7 +261,9 @@ def _via_gateway(spec: XSpec, model: ExecModel, via: Gateway, args: List[str], k
             _bootstrap.read_until_marker(lambda n: io.read_some(n, deadline), marker)
         except TimeoutError:
             raise BootstrapError(
-                spec, f"no answer to the bootstrap within {BOOTSTRAP_TIMEOUT:.0f} s", io.stderr_tail()
+                spec,
+                f"no answer to the bootstrap within {BOOTSTRAP_TIMEOUT:.0f} s",
+                io.stderr_tail(),
             ) from None
         except EOFError:
             io.wait(10)
@@ -273,7 +284,9 @@ def _via_gateway(spec: XSpec, model: ExecModel, via: Gateway, args: List[str], k
 def _parse_hostport(spec: XSpec) -> Tuple[str, int]:
     host, sep, port = str(spec.socket).rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(f"socket={spec.socket!r} in gateway spec {str(spec)!r}: expected HOST:PORT")
+        raise ValueError(
+            f"socket={spec.socket!r} in gateway spec {str(spec)!r}: expected HOST:PORT"
+        )
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -294,13 +307,24 @@ def _socket_gateway(spec: XSpec, model: ExecModel, installvia: Optional[Gateway]
 
         if isinstance(exc, stdlib_socket.gaierror):
             raise HostNotFound(spec, f"cannot resolve {host!r}: {exc}") from None
-        raise BootstrapError(spec, f"cannot connect to the socket server at {address}: {exc}") from None
+        raise BootstrapError(
+            spec, f"cannot connect to the socket server at {address}: {exc}"
+        ) from None
     try:
         if spec.secret_file:
             _answer_challenge(spec, sock)
         stage = _bootstrap.first_stage("socket")
         sock.sendall(repr(stage).encode("ascii") + b"\n")
         marker = _bootstrap.new_marker()
+        try:
+            _bootstrap.read_until_marker(sock.recv, _bootstrap.SEND_BUNDLE)
+        except (EOFError, ConnectionError) as exc:
+            how = f" ({exc})" if isinstance(exc, ConnectionError) else ""
+            raise BootstrapError(
+                spec,
+                f"the socket server at {address} closed the connection before running the "
+                f"bootstrap{how}; see the server's log",
+            ) from None
         sock.sendall(_bootstrap.frame(_config(spec, marker, False), with_bundle=True))
         try:
             _bootstrap.read_until_marker(sock.recv, marker)
@@ -334,7 +358,9 @@ def _answer_challenge(spec: XSpec, sock: Any) -> None:
         with open(str(spec.secret_file), "rb") as file:
             secret = file.read().strip()
     except OSError as exc:
-        raise BootstrapError(spec, f"cannot read secret_file={spec.secret_file}: {exc.strerror}") from None
+        raise BootstrapError(
+            spec, f"cannot read secret_file={spec.secret_file}: {exc.strerror}"
+        ) from None
     line = b""
     sock.settimeout(CHALLENGE_TIMEOUT)
     try:
@@ -352,7 +378,8 @@ def _answer_challenge(spec: XSpec, sock: Any) -> None:
     sock.settimeout(BOOTSTRAP_TIMEOUT)
     if not line.startswith(CHALLENGE):
         raise BootstrapError(
-            spec, f"the server sent no shared-secret challenge (got {line[:80]!r}); no secret needed?"
+            spec,
+            f"the server sent no shared-secret challenge (got {line[:80]!r}); no secret needed?",
         )
     nonce = line[len(CHALLENGE) :].strip()
     answer = hmac.new(secret, nonce, hashlib.sha256).hexdigest().encode("ascii")

@@ -10,11 +10,11 @@ __all__ = ["BootstrapError", "HostNotFound", "SshError"]
 class BootstrapError(Exception):
     """A gateway could not be started; the message names the spec and the remote's stderr.
 
-        >>> try:
-        ...     make_gateway(XSpec("popen//python=/bin/false//id=gw0"))
-        ... except BootstrapError as exc:
-        ...     print(exc.spec, exc.returncode)
-        popen//python=/bin/false//id=gw0 1
+    >>> try:
+    ...     make_gateway(XSpec("popen//python=/bin/false//id=gw0"))
+    ... except BootstrapError as exc:
+    ...     print(exc.spec, exc.returncode)
+    popen//python=/bin/false//id=gw0 1
     """
 
     def __init__(

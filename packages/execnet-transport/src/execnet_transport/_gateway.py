@@ -24,8 +24,8 @@ class Child(Protocol):
 class RInfo:
     """Facts about the remote interpreter, read as attributes or keys.
 
-        >>> info = gateway._rinfo()
-        >>> info.version_info[:3], info["platform"], info.cwd, info.pid, info.executable
+    >>> info = gateway._rinfo()
+    >>> info.version_info[:3], info["platform"], info.cwd, info.pid, info.executable
     """
 
     executable: str
@@ -62,10 +62,10 @@ class RInfo:
 class Gateway(BaseGateway):
     """A gateway to an interpreter this process started or reached (see make_gateway).
 
-        >>> gw = make_gateway(XSpec("popen//id=gw0"))
-        >>> gw.remote_exec("channel.send(6 * 7)").receive()
-        42
-        >>> gw.exit()
+    >>> gw = make_gateway(XSpec("popen//id=gw0"))
+    >>> gw.remote_exec("channel.send(6 * 7)").receive()
+    42
+    >>> gw.exit()
     """
 
     _group: Any  # the Group that holds this gateway (set by the group), or None

@@ -6,6 +6,7 @@ gateway whose process died can say how (exit status or signal, last stderr lines
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -76,10 +77,8 @@ class ChildProcess:
                     break
                 if not data:
                     break
-                try:
+                with contextlib.suppress(OSError):
                     os.write(2, data)
-                except OSError:
-                    pass
                 with self._tail_lock:
                     self._tail += data
                     if len(self._tail) > STDERR_TAIL_BYTES:
@@ -118,10 +117,8 @@ class ChildProcess:
     def kill(self) -> None:
         """SIGKILL the child; never blocks."""
         if self.popen.returncode is None:
-            try:
+            with contextlib.suppress(OSError):
                 self.popen.kill()
-            except OSError:
-                pass
 
     def postmortem(self, wait: float = 1.0) -> str:
         """How the child ended: status or signal, and its last stderr lines."""
@@ -134,10 +131,8 @@ class ChildProcess:
 
     def close_fds(self) -> None:
         for fd in (self.stdin_fd, self.stdout_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __repr__(self) -> str:
         info: Any = describe_status(self.popen.returncode)

@@ -8,6 +8,7 @@ proxy: bytes go to the child's stdin, None closes it, "kill" kills the child.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -105,10 +106,8 @@ class ViaIO:
             self._buffer += item
         elif isinstance(item, tuple) and item and item[0] == "stderr":
             data = item[1]
-            try:
+            with contextlib.suppress(OSError):
                 os.write(2, data)
-            except OSError:
-                pass
             self._tail += data
             del self._tail[:-STDERR_TAIL_BYTES]
         elif isinstance(item, tuple) and item and item[0] == "exit":
@@ -123,10 +122,8 @@ class ViaIO:
             raise EOFError(self._end_text())
 
     def _close_channel(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._channel.close()
-        except (OSError, ValueError):
-            pass
 
     def _end_text(self) -> str:
         return self._error or f"the proxied child ended: {describe_status(self._status)}"
@@ -166,20 +163,16 @@ class ViaIO:
         pass
 
     def close_write(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError, EOFError):
             self._channel.send(None)
-        except (OSError, ValueError, EOFError):
-            pass
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         self._ended.wait(timeout)
         return self._status
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError, EOFError):
             self._channel.send("kill")
-        except (OSError, ValueError, EOFError):
-            pass
 
     def stderr_tail(self, wait: float = 0.0) -> str:
         text = bytes(self._tail).decode("utf-8", "replace")

@@ -81,7 +81,9 @@ class XSpec:
                 self.env[name] = value
                 continue
             if key.startswith("_"):
-                raise AttributeError(f"key {key!r} in gateway spec {string!r}: '_' keys are private")
+                raise AttributeError(
+                    f"key {key!r} in gateway spec {string!r}: '_' keys are private"
+                )
             if key == "env":
                 raise ValueError(f"key 'env' in gateway spec {string!r}: use env:NAME=value")
             setattr(self, key, value if eq else True)

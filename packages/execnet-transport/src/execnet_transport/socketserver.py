@@ -18,7 +18,7 @@ This module uses only the standard library: it travels as remote_exec source.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import socket
 import subprocess
 import sys
@@ -76,11 +76,12 @@ except Exception as exc:
     clientsock.close()
     sys.exit(1)
 del secret
-exec(compile(source, "<socketserver client>", "exec"), {"clientsock": clientsock, "__name__": "__socketserver__"})
+code = compile(source, "<socketserver client>", "exec")
+exec(code, {"clientsock": clientsock, "__name__": "__socketserver__"})
 """.replace("%(challenge)r", repr(CHALLENGE))
 
 
-def _reap(children: List["subprocess.Popen[bytes]"]) -> None:
+def _reap(children: List[subprocess.Popen[bytes]]) -> None:
     children[:] = [child for child in children if child.poll() is None]
 
 
@@ -106,7 +107,7 @@ def serve_socket(
     bound: Tuple[Any, ...] = server.getsockname()
     if on_listening is not None:
         on_listening(str(bound[0]), int(bound[1]))
-    children: List["subprocess.Popen[bytes]"] = []
+    children: List[subprocess.Popen[bytes]] = []
     try:
         while True:
             connection, _ = server.accept()
@@ -162,10 +163,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     def announce(bound_host: str, bound_port: int) -> None:
         print(f"listening on {bound_host}:{bound_port}", flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve_socket(host, port, secret=secret, on_listening=announce)
-    except KeyboardInterrupt:
-        pass
 
 
 def _serve_for_channel(channel: Any) -> None:
