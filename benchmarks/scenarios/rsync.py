@@ -9,6 +9,9 @@ clock starts; each measured run is one `RSync.send()`.
 - `changed10`: ten files rewritten (five with a new size, five with the same size).
 - `big_1gib`: one 1 GiB file into an empty directory (64 MiB under quick()), with the
   peak RSS of both processes in `extra`: streaming must keep both flat.
+
+`os.sync()` runs before each measured send (outside the time): the trees are written
+in the setup, and without it the disk's writeback of the setup lands in the measurement.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ def _setup() -> Tuple[str, str, execnet.Gateway]:
 def _send(src: str, gateway: execnet.Gateway, dest: str) -> float:
     rsync = execnet.RSync(src, verbose=False)
     rsync.add_target(gateway, dest)
+    # The setup's writes (and earlier runs' deletes) go to disk now, not during the
+    # measured run: on a shared machine writeback otherwise dominates the figures.
+    os.sync()
     start = time.perf_counter()
     rsync.send()
     return time.perf_counter() - start

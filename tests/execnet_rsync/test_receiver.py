@@ -43,7 +43,7 @@ def sync_locally(src: Path, dest: Path | str, delete: bool = False) -> dict[str,
             wanted.append(index)
     for index in wanted:
         data = Path(listing.paths[index]).read_bytes()
-        assert receiver.store_files(_meta(listing, index, len(data)), data) == [len(data)]
+        assert receiver.store_files(_meta(listing, index, len(data)), (data,)) == [len(data)]
     receiver.close()
     return {
         "sent": sorted(listing.names[i] for i in wanted),
@@ -213,7 +213,8 @@ def test_store_reports_what_it_cannot_write(tmp_path: Path, make_tree: Any) -> N
     receiver.plan()
     os.rmdir(dest / "d")  # gone under our feet (tests run as root: modes do not stop us)
     f, g = listing.names.index("d/f"), listing.names.index("g")
-    assert receiver.store_files(_meta(listing, f, 1) + b" " + _meta(listing, g, 1), b"12") == [1]
+    meta = _meta(listing, f, 1) + b" " + _meta(listing, g, 1)
+    assert receiver.store_files(meta, (b"1", b"2")) == [1]
     assert len(receiver.errors) == 1
     assert "dest/d/f: cannot store: FileNotFoundError" in receiver.errors[0]
     assert (dest / "g").read_text() == "2"

@@ -74,16 +74,19 @@ class SourceFile:
         return data
 
     def _read_all(self) -> bytes:
-        want = self.stat.st_size + 1  # one byte more than expected reveals growth
-        parts = []
-        got = 0
-        while got < want:
-            block = os.read(self.fd, want - got)
-            if not block:
-                break
-            parts.append(block)
-            got += len(block)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        # Growth while reading shows in the second fstat (size), so `size` bytes suffice.
+        size = self.stat.st_size
+        data = os.read(self.fd, size) if size else b""
+        if 0 < len(data) < size:  # a short read: file systems may return less than asked
+            parts = [data]
+            got = len(data)
+            while got < size:
+                block = os.read(self.fd, size - got)
+                if not block:
+                    break
+                parts.append(block)
+                got += len(block)
+            data = b"".join(parts)
         self._check(len(data))
         return data
 

@@ -12,7 +12,7 @@ Protocol, one channel per target and send() (S: sender, R: this receiver):
     S ("start", destdir: str, delete: bool, listing: bytes)
     R ("need", wanted: bytes, checks: [(index, sha256 of the copy here), ...])
     S ("touch", meta: bytes)        same content after all: set mode and mtime only
-    S ("files", meta: bytes, data: bytes)   whole files, their bytes concatenated
+    S ("files", meta: bytes, (content: bytes, ...))   whole files, about 1 MiB a message
     S ("chunk", index, data) ... then ("end", index, mode, mtime_ns, size) or ("abort", index)
     R ("ack", [stored file size, ...], bytes consumed so far)   after every data message
     S ("done",)
@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 DIR = b"d"
 FILE = b"f"
@@ -294,24 +294,31 @@ class Receiver:
         os.replace(temp, self.path(relpath))
         self._touched(relpath)
 
-    def store_files(self, meta: bytes, data: bytes) -> List[int]:
+    def store_files(self, meta: bytes, contents: Sequence[bytes]) -> List[int]:
         """Write whole files (meta: index, mode, mtime_ns, length per file); their sizes."""
         fields = decode_ints(meta)
-        view = memoryview(data)
+        if len(fields) != 4 * len(contents):
+            raise ValueError(f"rsync receiver: {len(contents)} contents for {len(fields)} fields")
         stored: List[int] = []
-        offset = 0
-        for i in range(0, len(fields), 4):
-            index, mode, mtime_ns, length = fields[i : i + 4]
-            content = view[offset : offset + length]
-            offset += length
+        for i, content in enumerate(contents):
+            index, mode, mtime_ns, length = fields[4 * i : 4 * i + 4]
+            self.consumed += len(content)
             relpath = self.entries[index].relpath
+            if length != len(content):
+                self.errors.append(
+                    f"{os.fsdecode(self.path(relpath))}: received {len(content)} bytes, "
+                    f"the sender announced {length}: not stored"
+                )
+                continue
             temp = b""
             try:
                 fd, temp = self._open_temp(self.path(relpath))
                 try:
-                    written = 0
-                    while written < length:
-                        written += os.write(fd, content[written:])
+                    written = os.write(fd, content)
+                    if written < length:
+                        view = memoryview(content)
+                        while written < length:
+                            written += os.write(fd, view[written:])
                 except BaseException:
                     os.close(fd)
                     raise
@@ -320,7 +327,6 @@ class Receiver:
             except OSError as exc:
                 self._error(relpath, "cannot store", exc)
                 self._discard(temp)
-        self.consumed += len(data)
         return stored
 
     def write_chunk(self, index: int, data: bytes) -> None:

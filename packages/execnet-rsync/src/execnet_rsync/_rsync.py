@@ -120,10 +120,11 @@ class _Run:
     def flush(self) -> None:
         if not self._meta:
             return
-        data = self._data[0] if len(self._data) == 1 else b"".join(self._data)
-        message = ("files", encode_ints(self._meta), data)
+        # the contents travel as a tuple: the serializer's one join is the only copy
+        message = ("files", encode_ints(self._meta), tuple(self._data))
+        nbytes = self._pending
         self._meta, self._data, self._pending = [], [], 0
-        self._send_data(message, len(data))
+        self._send_data(message, nbytes)
 
     def send_chunk(self, index: int, data: bytes) -> None:
         self._send_data(("chunk", index, data), len(data))
