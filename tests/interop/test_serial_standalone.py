@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from parts import ROOT, TRAVELLING_TARGETS, missing, target_interpreter
 
 PACKAGE = ROOT / "packages" / "execnet-serial"
@@ -22,7 +21,10 @@ PACKAGE = ROOT / "packages" / "execnet-serial"
 ROUND_TRIP = r"""
 import math, sys
 import execnet_serial as s
-assert s.dumps([1, "a"]) == b"\x02K\x00\x00\x00\x02F\x00\x00\x00\x00F\x00\x00\x00\x01PF\x00\x00\x00\x01N\x00\x00\x00\x01aPQ"
+assert s.dumps([1, "a"]) == (
+    b"\x02K\x00\x00\x00\x02F\x00\x00\x00\x00F\x00\x00\x00\x01P"
+    b"F\x00\x00\x00\x01N\x00\x00\x00\x01aPQ"
+)
 corpus = [
     None, True, False, 0, -1, 2**31 - 1, -2**31, 2**31, -2**31 - 1, 2**200, -2**200,
     1.5, -0.0, math.inf, 1 - 2j, "", "h\xe9llo \U0001f600", b"\x00\xff",
