@@ -220,6 +220,17 @@ def test_store_reports_what_it_cannot_write(tmp_path: Path, make_tree: Any) -> N
     assert (dest / "g").read_text() == "2"
 
 
+def test_store_refuses_contents_of_another_length(tmp_path: Path, make_tree: Any) -> None:
+    src = make_tree(tmp_path / "src", {"f": "1234"})
+    receiver, listing = _receiver(src, tmp_path / "dest")
+    receiver.plan()
+    assert receiver.store_files(_meta(listing, 1, 4), (b"12",)) == []
+    assert "received 2 bytes, the sender announced 4: not stored" in receiver.errors[0]
+    assert os.listdir(tmp_path / "dest") == []
+    with pytest.raises(ValueError, match="1 contents for 8 fields"):
+        receiver.store_files(_meta(listing, 1, 4) + b" " + _meta(listing, 1, 4), (b"1234",))
+
+
 def test_source_file_notices_changes_while_read(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"a" * 100)

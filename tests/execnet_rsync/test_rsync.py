@@ -264,7 +264,7 @@ def test_pytest_xdist_style_subclass(
         tmp_path / "proj", {"pkg/__init__.py": "", "pkg/.git/HEAD": "x", "tests/t.py": ""}
     )
     workdir = tmp_path / "worker"
-    gw = group.makegateway(f"popen//chdir={workdir}")
+    gw = group.makegateway(f"execmodel=main_thread_only//popen//chdir={workdir}")
     finished: list[bool] = []
     rsync = HostRSync(src, ignores=["*.git"], verbose=True)
     assert rsync._sourcedir == str(src)
@@ -278,6 +278,14 @@ def test_pytest_xdist_style_subclass(
     ]  # fmt: skip
     out = capsys.readouterr().out
     assert f"{gw.spec}:{workdir} <= proj/pkg/__init__.py" in out
+    # again at once, as xdist does per node: the main-thread-only remote is free again
+    (src / "pkg" / "__init__.py").write_text("changed = True\n")
+    (copy / "tests" / "stale.py").write_text("")
+    rsync.add_target_host(gw, finished=lambda: finished.append(True))  # the same place twice
+    rsync.send()
+    assert finished == [True, True, True]
+    assert (copy / "pkg" / "__init__.py").read_text() == "changed = True\n"
+    assert not (copy / "tests" / "stale.py").exists()
 
 
 def test_verbose_prints_each_file(
@@ -421,3 +429,27 @@ def test_a_file_changing_while_read_is_sent_whole_or_reported(
         assert "skipping 'hot'" in err
         assert "changed while being read, 3 times; not sent" in err
     assert sorted(os.listdir(dest)) == ["cold", "hot"]  # no temp file left behind
+
+
+def test_undecodable_names_and_one_gateway_twice(
+    tmp_path: Path, gw: Any, snapshot: Snapshot
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    raw = os.path.join(os.fsencode(str(src)), b"latin1-\xe9t\xe9")
+    fd = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"bytes name")
+    os.close(fd)
+    seen: list[str] = []
+
+    class Seeing(RSync):
+        def filter(self, path: str) -> bool:
+            seen.append(path)
+            return True
+
+    rsync = Seeing(src, verbose=False)
+    rsync.add_target(gw, tmp_path / "one")
+    rsync.add_target(gw, tmp_path / "two")  # the same gateway: its targets take turns
+    rsync.send()
+    assert snapshot(tmp_path / "one") == snapshot(src) == snapshot(tmp_path / "two")
+    assert seen == [os.fsdecode(raw)]

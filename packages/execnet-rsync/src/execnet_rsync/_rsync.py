@@ -148,6 +148,9 @@ class _Run:
             if isinstance(message, tuple) and message[:1] == ("done",):
                 break
             self._handle(message)
+        # The remote task has ended once its channel closes: a send() right after this
+        # one then finds the remote free (main_thread_only refuses a second task).
+        channel.waitclose()
         errors = message[1]
         if errors:
             raise OSError("the target could not store everything: " + "; ".join(errors))
@@ -161,6 +164,20 @@ class _Run:
             # the gateway may be gone already; then there is nobody left to tell
             with contextlib.suppress(Exception):
                 self.channel.close()
+
+
+def _rounds(targets: list[_Target]) -> list[list[_Target]]:
+    """Targets grouped so that no gateway appears twice in a group: a gateway then runs
+    one remote task at a time (main_thread_only refuses a second concurrent one)."""
+    rounds: list[list[_Target]] = []
+    for target in targets:
+        for group in rounds:
+            if all(other.gateway is not target.gateway for other in group):
+                group.append(target)
+                break
+        else:
+            rounds.append([target])
+    return rounds
 
 
 class RSync:
@@ -222,11 +239,26 @@ class RSync:
             return
         listing = scan(self._sourcedir, self.filter, self._report_skip)
         blob = encode_listing(listing.entries)
-        runs = [_Run(target, self._callback) for target in self._targets]
+        digests: dict[int, bytes | None] = {}
+        runs: list[_Run] = []
+        for targets in _rounds(self._targets):
+            batch = [_Run(target, self._callback) for target in targets]
+            runs += batch
+            self._send_round(listing, blob, batch, digests)
+        failures = [(r.target.gateway, r.target.destdir, r.failure) for r in runs if r.failure]
+        if failures:
+            error = RSyncError(failures)
+            if raises:
+                raise error
+            print(error, file=sys.stderr)
+
+    def _send_round(
+        self, listing: Listing, blob: bytes, runs: list[_Run], digests: dict[int, bytes | None]
+    ) -> None:
+        """Sync these targets (on distinct gateways) at once; failures stay in the runs."""
         try:
             for run in runs:
                 run.attempt(run.start, blob)
-            digests: dict[int, bytes | None] = {}
             for run in runs:
                 run.attempt(self._negotiate, run, listing, digests)
             self._transfer(listing, runs)
@@ -235,12 +267,6 @@ class RSync:
         finally:
             for run in runs:
                 run.close()
-        failures = [(r.target.gateway, r.target.destdir, r.failure) for r in runs if r.failure]
-        if failures:
-            error = RSyncError(failures)
-            if raises:
-                raise error
-            print(error, file=sys.stderr)
 
     def _negotiate(self, run: _Run, listing: Listing, digests: dict[int, bytes | None]) -> None:
         """Read what the target needs; settle its hash checks; report the bytes to send."""
