@@ -90,6 +90,21 @@ def test_full_then_unchanged(tree: Path, tmp_path: Path, gw: Any, snapshot: Snap
     assert snapshot(dest) == snapshot(tree)
 
 
+@pytest.mark.parametrize("execmodel", ["thread", "main_thread_only", "eventlet", "gevent"])
+def test_remote_execution_models(
+    execmodel: str, tree: Path, tmp_path: Path, group: Any, snapshot: Snapshot
+) -> None:
+    gw = group.makegateway(f"popen//execmodel={execmodel}")
+    rec = Recorder()
+    rsync = RSync(tree, callback=rec, verbose=False)
+    rsync.add_target(gw, tmp_path / "dest", finishedcallback=rec.finish)
+    rsync.send()
+    rsync.send()
+    assert snapshot(tmp_path / "dest") == snapshot(tree)
+    assert rec.kinds("list")[1:] == [0]
+    assert rec.finished == 2
+
+
 def test_changed_files_only_cross(tree: Path, tmp_path: Path, gw: Any, snapshot: Snapshot) -> None:
     dest = tmp_path / "dest"
     rsync = Reporting(tree)
@@ -217,12 +232,11 @@ def test_large_files_stream_in_pieces(tmp_path: Path, gw: Any, make_tree: MakeTr
     assert sorted(rec.kinds("ack")) == [1, len(content)]
 
 
-@pytest.mark.parametrize("which", ["other_cpython", "pypy3"])
+@pytest.mark.parametrize("which", parts.TRAVELLING_TARGETS)
 def test_other_interpreter(
     which: str, tree: Path, tmp_path: Path, group: Any, snapshot: Snapshot
 ) -> None:
-    python = parts.other_interpreter() if which == "other_cpython" else parts.pypy3()
-    gw = group.makegateway(f"popen//python={python}")
+    gw = group.makegateway(f"popen//python={parts.target_interpreter(which)}")
     os.symlink(str(tree / "a.txt"), tree / "link")
     dest = tmp_path / "dest"
     rsync = Reporting(tree)
