@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -467,3 +468,33 @@ def test_undecodable_names_and_one_gateway_twice(
     rsync.send()
     assert snapshot(tmp_path / "one") == snapshot(src) == snapshot(tmp_path / "two")
     assert seen == [os.fsdecode(raw)]
+
+
+class Interrupt(BaseException):
+    """Not an Exception: like KeyboardInterrupt, it must leave send() at once."""
+
+
+def test_an_interrupted_send_leaves_no_remote_waiting(tmp_path: Path, gw: Any) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(24):
+        (src / f"f{n:02}").write_bytes(os.urandom(1 << 20))
+    (src / "ro").mkdir()
+    os.chmod(src / "ro", 0o555)
+
+    def interrupt(kind: str, number: int, channel: Any) -> None:
+        if kind == "ack":
+            raise Interrupt
+
+    rsync = RSync(src, callback=interrupt, verbose=False)
+    rsync.add_target(gw, tmp_path / "dest")
+    with pytest.raises(Interrupt):
+        rsync.send()
+    deadline = time.monotonic() + 30
+    while gw.remote_status().numexecuting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gw.remote_status().numexecuting == 0
+    names = os.listdir(tmp_path / "dest")
+    assert not [name for name in names if "rsync-tmp" in name]
+    assert 0 < len(names) < 25
+    assert stat.S_IMODE(os.stat(tmp_path / "dest" / "ro").st_mode) == 0o555
