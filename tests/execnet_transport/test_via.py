@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+import parts
 import pytest
 
-import parts
 from execnet_transport import BootstrapError, Gateway
 
 MakeGateway = Callable[..., Gateway]

@@ -11,11 +11,11 @@ import sys
 import textwrap
 from typing import Iterator, List, Tuple
 
-import pytest
-
 import parts
-from execnet_transport import XSpec, make_gateway
+import pytest
 from sshd import _free_port
+
+from execnet_transport import XSpec, make_gateway
 
 
 def _start(args: List[str], ready: str) -> Tuple[subprocess.Popen[str], str]:

@@ -1,0 +1,77 @@
+"""The one gateway behaviour suite (tests/gateway_contract.py) over every transport."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from typing import Any, Iterator
+
+import pytest
+from gateway_contract import GatewayContract
+
+import parts
+from execnet_transport import Gateway, XSpec, make_gateway
+from sshd import SshServer
+
+_ids = itertools.count()
+
+
+def _open(spec: str, **kwargs: Any) -> Iterator[Gateway]:
+    xspec = XSpec(spec)
+    xspec.id = f"c{next(_ids)}"
+    gateway = make_gateway(xspec, **kwargs)
+    yield gateway
+    gateway.exit()
+    gateway.join(10)
+    if gateway._wait_process(10) is None:
+        gateway._kill_process()
+
+
+@pytest.fixture(scope="module")
+def socket_server() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "execnet_transport.socketserver", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # blocks until bound
+    try:
+        assert line.startswith("listening on "), line
+        yield line.split()[-1]
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+class TestPopen(GatewayContract):
+    @pytest.fixture(params=["thread", "main_thread_only"])
+    def gw(self, request: pytest.FixtureRequest) -> Iterator[Gateway]:
+        yield from _open(f"popen//execmodel={request.param}")
+
+
+class TestPopenOtherInterpreter(GatewayContract):
+    @pytest.fixture
+    def gw(self) -> Iterator[Gateway]:
+        yield from _open(f"popen//python={parts.other_interpreter()}")
+
+
+class TestSocket(GatewayContract):
+    @pytest.fixture
+    def gw(self, socket_server: str) -> Iterator[Gateway]:
+        yield from _open(f"socket={socket_server}")
+
+
+class TestSsh(GatewayContract):
+    @pytest.fixture
+    def gw(self, sshd: SshServer) -> Iterator[Gateway]:
+        yield from _open(f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={sys.executable}")
+
+
+class TestVia(GatewayContract):
+    @pytest.fixture
+    def gw(self) -> Iterator[Gateway]:
+        for hop in _open("popen"):
+            yield from _open("popen", via=hop)
