@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -70,6 +71,7 @@ def scan(
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"rsync source {sourcedir!r} is not a directory")
     root_abs = os.path.abspath(sourcedir)
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     listing = Listing(sourcedir)
     listing.add(Entry(DIR, b"", 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode), b""), sourcedir, "")
     pending = [("", sourcedir)]
@@ -93,7 +95,7 @@ def scan(
                 skipped(name, f"cannot stat: {exc}")
                 continue
             mode = st.st_mode
-            bname = os.fsencode(name)
+            bname = name.encode(encoding, errors)  # os.fsencode, without its type checks
             if stat.S_ISREG(mode):
                 entry = Entry(FILE, bname, st.st_size, st.st_mtime_ns, stat.S_IMODE(mode), b"")
             elif stat.S_ISDIR(mode):

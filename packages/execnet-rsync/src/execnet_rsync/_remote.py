@@ -438,7 +438,10 @@ def serve(channel: Any) -> None:
         wanted, checks = receiver.plan()
         channel.send(("need", encode_ints(wanted), checks))
         while True:
-            message = channel.receive()
+            try:
+                message = channel.receive()
+            except EOFError:
+                return  # the sender went away (interrupted): clean up below, quietly
             op = message[0]
             if op == "files":
                 stored = receiver.store_files(message[1], message[2])
