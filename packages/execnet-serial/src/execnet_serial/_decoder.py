@@ -81,22 +81,14 @@ def decode(
     push = stack.append
     pop = stack.pop
     unpack_i = _unpack_i
+    unpack_d = _unpack_d
     tuples = 0
     op = -1
     try:
         while True:
             op = data[pos]
             pos += 1
-            if op == 70:  # INT
-                push(unpack_i(data, pos)[0])
-                pos += 4
-            elif op == 80:  # SETITEM
-                value = pop()
-                key = pop()
-                if tuples > HASHED_TUPLE_DEPTH_LIMIT and type(key) is tuple:
-                    _check_hashed_tuple(key)
-                stack[-1][key] = value
-            elif op == 78:  # PY3STRING
+            if op == 78:  # PY3STRING
                 n = unpack_i(data, pos)[0]
                 start = pos + 4
                 stop = start + n
@@ -107,13 +99,22 @@ def decode(
                 else:
                     push(data[start:stop].decode("utf-8"))
                 pos = stop
+            elif op == 80:  # SETITEM
+                value = pop()
+                key = pop()
+                if tuples > HASHED_TUPLE_DEPTH_LIMIT and type(key) is tuple:
+                    _check_hashed_tuple(key)
+                stack[-1][key] = value
+            elif op == 70:  # INT
+                push(unpack_i(data, pos)[0])
+                pos += 4
             elif op == 76:  # NONE
                 push(None)
             elif op == 68:  # FLOAT
-                push(_unpack_d(data, pos)[0])
+                push(unpack_d(data, pos)[0])
                 pos += 8
             elif op == 64:  # BUILDTUPLE
-                n = _unpack_i(data, pos)[0]
+                n = unpack_i(data, pos)[0]
                 if n < 0 or n > len(stack):
                     raise _too_few(op, pos - 1, n, len(stack))
                 if n:

@@ -46,6 +46,7 @@ __all__ = ["dumps_payload", "encode"]
 _Parts = List[bytes]
 _KEY_CACHE_SIZE = 2048
 _KEY_CACHE_MAX_LEN = 64
+_KEY_CACHE_DICT_MAX = 64
 _key_cache: Dict[str, bytes] = {}
 
 
@@ -82,7 +83,9 @@ def _encode_any(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
 def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> None:
     w = parts.append
     w(b"J")
-    cache = _key_cache
+    # Small dicts (records: reports, options) share their keys; big ones rarely do.
+    caching = len(x) <= _KEY_CACHE_DICT_MAX
+    cache = _key_cache if caching else {}
     for k, v in x.items():
         if type(k) is str:
             e = cache.get(k)
@@ -90,7 +93,7 @@ def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) 
                 e = k.encode("utf-8")
                 n = len(e)
                 e = (STR_HEADS[n] if n < CACHED else pack_ci(b"N", n)) + e
-                if len(k) <= _KEY_CACHE_MAX_LEN:
+                if caching and len(k) <= _KEY_CACHE_MAX_LEN:
                     if len(cache) >= _KEY_CACHE_SIZE:
                         cache.clear()
                     cache[k] = e
