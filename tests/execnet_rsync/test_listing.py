@@ -160,3 +160,23 @@ def test_file_action_decides_from_size_mtime_and_mode(tmp_path: Path) -> None:
     assert file_action(entry(mtime=st.st_mtime_ns + 1), st) == CHECK
     assert file_action(entry(mode=0o600), st) == MODE
     assert file_action(entry(), st) == SAME
+
+
+def test_the_remote_half_is_self_contained() -> None:
+    """_remote.py travels as remote_exec source: standard library imports only."""
+    import ast
+    import sys
+
+    from execnet_rsync import _remote
+
+    tree = ast.parse(Path(_remote.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "no relative imports in travelling code"
+            assert node.module != "__future__", "the source may run after other text"
+            imported.add((node.module or "").split(".")[0])
+    assert imported
+    assert imported <= set(sys.stdlib_module_names)
