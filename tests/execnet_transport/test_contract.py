@@ -7,12 +7,12 @@ import subprocess
 import sys
 from typing import Any, Iterator
 
+import parts
 import pytest
 from gateway_contract import GatewayContract
-
-import parts
-from execnet_transport import Gateway, XSpec, make_gateway
 from sshd import SshServer
+
+from execnet_transport import Gateway, XSpec, make_gateway
 
 _ids = itertools.count()
 

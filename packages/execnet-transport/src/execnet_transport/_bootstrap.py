@@ -154,6 +154,8 @@ if m:
     del m
 """
 
+# After serve() returns, the protocol's write end is closed at once: the opener sees the
+# end now, not after this interpreter's shutdown (atexit, threads, module teardown).
 _START = """\
 import execnet_channel as C
 if c['nice']:os.nice(int(c['nice']))
@@ -163,7 +165,10 @@ if c['chdir']:
 os.environ.update(c['env'])
 e=C.get_execmodel(c['execmodel'])
 W(c['marker'])
-C.serve(IO(C,e),c['id'],exit_process=X)
+i=IO(C,e)
+try:C.serve(i,c['id'],exit_process=X)
+finally:
+    if X:i.close_write()
 """
 
 

@@ -1,0 +1,70 @@
+"""Gateway startup: makegateway + one remote_exec round trip + exit, in ms (lower is better).
+
+- popen: the interpreter running the benchmark (our child imports the installed
+  packages; nothing crosses the pipe but the small config frame). Target: median <= 25 ms.
+- popen_other: `python=` another CPython (the newest other one under pyenv), so the
+  bootstrap ships the travelling modules as one compressed bundle.
+- ssh: the spec named by EXECNET_BENCH_SSH (e.g. `ssh=localhost//python=python3`),
+  skipped when unset.
+
+One untimed gateway first warms up this side's imports and the page cache.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+from _harness import Measure, Skip, run_cli
+
+import execnet
+
+
+def _other_cpython() -> Optional[str]:
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    me = "python{}.{}".format(*sys.version_info[:2])
+    found = []
+    for path in glob.glob(f"{root}/versions/3.*/bin/python3.*"):
+        name = os.path.basename(path)
+        minor = name[len("python3.") :]
+        if minor.isdigit() and int(minor) >= 8 and name != me:
+            found.append((int(minor), path))
+    return max(found)[1] if found else None
+
+
+def _once(spec: str) -> float:
+    start = time.perf_counter()
+    gateway = execnet.makegateway(spec)
+    channel = gateway.remote_exec("import os; channel.send(os.getpid())")
+    assert isinstance(channel.receive(), int)
+    channel.waitclose()
+    gateway.exit()
+    gateway.join()
+    return time.perf_counter() - start
+
+
+def _case(spec: Optional[str], missing: str) -> Callable[[], Measure]:
+    def case() -> Measure:
+        if spec is None:
+            raise Skip(missing)
+        _once(spec)  # warm up
+        return Measure(_once(spec), "gateway")
+
+    return case
+
+
+_OTHER = _other_cpython()
+
+CASES = {
+    "popen": _case("popen", ""),
+    "popen_other": _case(
+        f"popen//python={_OTHER}" if _OTHER else None, "no second CPython under pyenv"
+    ),
+    "ssh": _case(os.environ.get("EXECNET_BENCH_SSH") or None, "EXECNET_BENCH_SSH is not set"),
+}
+
+if __name__ == "__main__":
+    run_cli(CASES)
