@@ -93,3 +93,30 @@ def test_deep_nesting_in_a_thread_with_a_small_stack() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "nested more than 1000" in proc.stdout
     assert str(1 + 100000 * 10 + 9 + 100000 + 1) in proc.stdout
+
+
+@pytest.mark.parametrize("target", ["this", "3.8"])
+def test_deep_values_with_a_raised_recursion_limit(target: str) -> None:
+    # Before 3.11 a recursive encoder could overflow the C stack when the recursion
+    # limit is raised; the encoder then works iteratively.
+    from parts import target_interpreter
+
+    python = sys.executable if target == "this" else target_interpreter(target)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / "packages/execnet-serial/src")!r})
+        sys.setrecursionlimit(200000)
+        from execnet_serial import dumps, loads
+        value = "leaf"
+        for _ in range(150000):
+            value = [value, 1]
+        data = dumps(value)
+        print(len(data), len(loads(data)))
+        """
+    )
+    proc = subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, timeout=110, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[1] == "2"

@@ -18,6 +18,7 @@ depth. The plan:
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from ._encoder_deep import encode_iteratively
@@ -198,14 +199,24 @@ _CONTAINERS: Dict[type, Callable[[Any, _Parts, Optional[ChannelHook]], None]] = 
 }
 
 
+# From 3.11 on, Python-to-Python calls use no C stack, so recursion is stopped by
+# RecursionError alone. Before that, each call also takes C stack: a raised recursion
+# limit could let a deep value overflow it, so then only the iterative encoder runs.
+_RECURSION_IS_SAFE = sys.version_info >= (3, 11) and sys.implementation.name == "cpython"
+_SAFE_RECURSION_LIMIT = 4000
+
+
 def encode(obj: object, hook: Optional[ChannelHook], head: bytes) -> bytes:
     """``head``, the opcode stream of ``obj``, STOP: one join, no further copy."""
     parts: _Parts = [head]
     try:
-        try:
-            _encode_any(obj, parts, hook)
-        except RecursionError:
-            del parts[1:]
+        if _RECURSION_IS_SAFE or sys.getrecursionlimit() <= _SAFE_RECURSION_LIMIT:
+            try:
+                _encode_any(obj, parts, hook)
+            except RecursionError:
+                del parts[1:]
+                encode_iteratively(obj, hook, parts)
+        else:
             encode_iteratively(obj, hook, parts)
     except UnicodeEncodeError as exc:
         raise DumpError(f"can't serialize a str that is not UTF-8 encodable: {exc}") from None
