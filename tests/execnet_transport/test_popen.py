@@ -313,3 +313,14 @@ def test_dedent_source(makegw: MakeGateway) -> None:
         """
     )
     assert gw.remote_exec(source).receive(10) == 3
+
+
+@pytest.mark.parametrize("model", ["gevent", "eventlet"])
+def test_local_greenlet_models(model: str, makegw: MakeGateway) -> None:
+    gw = makegw("popen//python=" + parts.other_interpreter(), execmodel=model)
+    assert gw.execmodel.backend == model
+    ch = gw.remote_exec("channel.send(channel.receive() + 1)")
+    ch.send(1)
+    assert ch.receive(10) == 2
+    gw2 = makegw("popen", execmodel=model)
+    assert gw2.remote_exec("channel.send(3)").receive(10) == 3
