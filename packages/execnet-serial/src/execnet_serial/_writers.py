@@ -35,19 +35,20 @@ SETITEM = Raw(b"P")
 EMPTY_LIST = b"K\x00\x00\x00\x00"
 FIRST_INDEX = b"F\x00\x00\x00\x00"
 
+# Built with map() so that importing (which every remote interpreter does at bootstrap)
+# stays well under a millisecond.
 CACHED = 1024
-STR_HEADS: List[bytes] = [pack_ci(b"N", n) for n in range(CACHED)]
-TUPLE_CLOSERS: List[bytes] = [pack_ci(b"@", n) for n in range(CACHED)]
+STR_HEADS: List[bytes] = list(map(pack_ci, repeat(b"N", CACHED), range(CACHED)))
+TUPLE_CLOSERS: List[bytes] = list(map(pack_ci, repeat(b"@", CACHED), range(CACHED)))
 SMALL_INT_OFFSET = 256
-SMALL_INTS: List[bytes] = [pack_ci(b"F", i) for i in range(-SMALL_INT_OFFSET, CACHED)]
+SMALL_INTS: List[bytes] = list(map(pack_ci, repeat(b"F"), range(-SMALL_INT_OFFSET, CACHED)))
 
-# SEPARATORS[i] (i >= 1): SETITEM for item i-1, then the index of item i. Shared by
-# every list up to this length; longer lists make theirs on the fly.
-SEPARATORS_CACHED = 4096
-SEPARATORS: List[Raw] = [Raw(b"")] + [
-    Raw(b"P" + pack_ci(b"F", i)) for i in range(1, SEPARATORS_CACHED)
-]
-INDICES: List[bytes] = [pack_ci(b"F", i) for i in range(SEPARATORS_CACHED)]
+# INDICES[i]: the INT opcode of list index i. SEPARATORS[i] (i >= 1): SETITEM for item
+# i-1, then the index of item i. Shared by every list up to this length; longer lists
+# make theirs on the fly.
+SEPARATORS_CACHED = CACHED
+INDICES: List[bytes] = list(map(pack_ci, repeat(b"F", SEPARATORS_CACHED), range(SEPARATORS_CACHED)))
+SEPARATORS: List[Raw] = list(map(Raw, map(b"P".__add__, INDICES)))
 
 
 def separator(index: int) -> Raw:
