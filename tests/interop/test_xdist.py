@@ -69,12 +69,22 @@ def test_pytest_xdist_suite_passes_on_our_execnet() -> None:
     assert set(oracle) <= set(ours), sorted(set(oracle) - set(ours))
 
 
-def test_our_serializer_tests_under_pytest_xdist_n2() -> None:
+def test_our_serializer_tests_under_pytest_xdist_n2(tmp_path: Path) -> None:
     downstream = _prepared()
     python = downstream.venv_for("ours")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     result = subprocess.run(
-        [str(python), "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "tests/execnet_serial"],
+        [
+            str(python),
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={tmp_path / 'basetemp'}",
+            "tests/execnet_serial",
+        ],
         cwd=ROOT,
         check=False,
         env=env,

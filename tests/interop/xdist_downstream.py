@@ -19,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -35,7 +36,7 @@ PACKAGES = [
     "execnet",
 ]
 # What the suite's extras ("testing") and our tests need besides pytest-xdist itself.
-EXTRAS = ["filelock", "psutil", "pytest-timeout", "hypothesis"]
+EXTRAS = ["filelock", "psutil", "pytest-timeout", "hypothesis", "hatchling"]
 
 # The failures execnet 2.1.2 itself shows with the current pytest (they come from pytest).
 KNOWN_FAILURES = {
@@ -81,6 +82,7 @@ def _pip(python: Path, *args: str) -> None:
     )
 
 
+@lru_cache(maxsize=None)
 def venv_for(kind: str) -> Path:
     """The interpreter of the environment for `kind` ('ours' or 'oracle')."""
     if kind == "oracle":
@@ -98,7 +100,7 @@ def venv_for(kind: str) -> Path:
         f"xdist-{XDIST_VERSION}-ours", [*locals_, f"pytest-xdist=={XDIST_VERSION}", *EXTRAS]
     )
     # The packages change while we work: always reinstall the current sources.
-    _pip(python, "--no-deps", "--force-reinstall", *locals_)
+    _pip(python, "--no-deps", "--force-reinstall", "--no-build-isolation", *locals_)
     check = subprocess.run(
         [
             str(python),
@@ -171,6 +173,8 @@ def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
                 "no:cacheprovider",
                 "-q",
                 "--timeout=120",
+                # private: other pytest sessions on this machine prune pytest-of-<user>
+                f"--basetemp={Path(tmp) / 'basetemp'}",
                 *(extra_args or []),
                 "testing",
             ],
