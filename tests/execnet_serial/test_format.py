@@ -246,3 +246,11 @@ def test_public_surface() -> None:
     }
     assert issubclass(execnet_serial.DumpError, execnet_serial.DataFormatError)
     assert issubclass(execnet_serial.LoadError, execnet_serial.DataFormatError)
+
+
+def test_loads_refuses_what_is_not_bytes() -> None:
+    for wrong in ("\x02LQ", 5, None, [2, 76, 81]):
+        with pytest.raises(TypeError, match="expected bytes, bytearray or memoryview"):
+            loads(wrong)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="expected bytes"):
+            loads_payload(wrong)  # type: ignore[arg-type]

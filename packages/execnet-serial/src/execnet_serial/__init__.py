@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, BinaryIO, Union
 
 from .__about__ import __version__
-from ._decoder import decode, loads_payload
+from ._decoder import as_bytes, decode, loads_payload
 from ._encoder import dumps_payload, encode
 from ._errors import DataFormatError, DumpError, LoadError
 from ._files import read_value
@@ -65,8 +65,7 @@ def loads(
     >>> loads(b"\\x02N\\x00\\x00\\x00\\x02hiQ", py3str_as_py2str=True)
     b'hi'
     """
-    if type(data) is not bytes:
-        data = bytes(data)
+    data = as_bytes(data)
     if data[:1] != VERSION_BYTE:
         raise LoadError(
             f"wrong format version {data[:1]!r} at offset 0 (expected {VERSION_BYTE!r})"

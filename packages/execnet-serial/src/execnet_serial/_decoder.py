@@ -27,7 +27,7 @@ from ._errors import LoadError
 from ._hook import ChannelHook
 from ._opcodes import NAMES
 
-__all__ = ["decode", "loads_payload"]
+__all__ = ["as_bytes", "decode", "loads_payload"]
 
 _unpack_i = struct.Struct(">i").unpack_from
 _unpack_d = struct.Struct(">d").unpack_from
@@ -272,6 +272,13 @@ def loads_payload(
     >>> loads_payload(b"K\\x00\\x00\\x00\\x01F\\x00\\x00\\x00\\x00LPQ")
     [None]
     """
-    if type(data) is not bytes:
-        data = bytes(data)
-    return decode(data, 0, py2str_as_py3str, py3str_as_py2str, hook)
+    return decode(as_bytes(data), 0, py2str_as_py3str, py3str_as_py2str, hook)
+
+
+def as_bytes(data: Union[bytes, bytearray, memoryview]) -> bytes:
+    """data as bytes (one copy for bytearray or memoryview); TypeError for other types."""
+    if type(data) is bytes:
+        return data
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"expected bytes, bytearray or memoryview, got {type(data)!r}")
+    return bytes(data)
