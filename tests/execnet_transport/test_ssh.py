@@ -124,3 +124,21 @@ def test_vagrant_unknown_machine(
     monkeypatch.setenv("PATH", f"{sshd.vagrant_path}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(HostNotFound, match=r"vagrant_ssh=no-such-machine\.invalid"):
         makegw("vagrant_ssh=no-such-machine.invalid")
+
+
+def test_execnet_debug_reaches_the_ssh_remote(
+    sshd: SshServer,
+    makegw: MakeGateway,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("EXECNET_DEBUG", "2")  # sshd gives the remote a fresh environment
+    gw = makegw(f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={_python()}//id=traced")
+    ch = gw.remote_exec("import os; channel.send(os.environ.get('EXECNET_DEBUG'))")
+    assert ch.receive(10) == "2"
+    gw.exit()
+    gw.join(10)
+    gw._wait_process(10)
+    assert gw._child is not None
+    gw._child.stderr_tail(wait=5)  # the tee has copied everything
+    assert "gateway traced" in capfd.readouterr().err  # the remote's trace, via its stderr

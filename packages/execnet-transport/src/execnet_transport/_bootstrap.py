@@ -154,15 +154,17 @@ if m:
     del m
 """
 
-# After serve() returns, the protocol's write end is closed at once: the opener sees the
-# end now, not after this interpreter's shutdown (atexit, threads, module teardown).
+# env: is applied before the import (EXECNET_DEBUG is read then), chdir after it (a
+# module in the new directory must not shadow ours). After serve() returns, the
+# protocol's write end is closed at once: the opener sees the end now, not after this
+# interpreter's shutdown (atexit, threads, module teardown).
 _START = """\
+os.environ.update(c['env'])
 import execnet_channel as C
 if c['nice']:os.nice(int(c['nice']))
 if c['chdir']:
     os.makedirs(c['chdir'],exist_ok=True)
     os.chdir(c['chdir'])
-os.environ.update(c['env'])
 e=C.get_execmodel(c['execmodel'])
 W(c['marker'])
 i=IO(C,e)

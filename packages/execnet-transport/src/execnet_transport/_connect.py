@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from execnet_channel import ExecModel, FdIO, SocketIO, get_execmodel
+from execnet_channel import ExecModel, FdIO, SocketIO, get_execmodel, trace
 
 from . import _bootstrap
 from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
@@ -119,12 +119,16 @@ def _travelling_paths() -> List[str]:
 
 
 def _config(spec: XSpec, marker: bytes, same_interpreter: bool) -> Dict[str, Any]:
+    env = {str(k): str(v) for k, v in spec.env.items()}
+    debug = os.environ.get("EXECNET_DEBUG")
+    if debug and "EXECNET_DEBUG" not in env:
+        env["EXECNET_DEBUG"] = debug  # reaches ssh/socket/via remotes too
     return {
         "id": str(spec.id),
         "execmodel": spec.execmodel or "thread",
         "nice": str(spec.nice) if spec.nice is not None else "",
         "chdir": str(spec.chdir) if spec.chdir else "",
-        "env": {str(k): str(v) for k, v in spec.env.items()},
+        "env": env,
         "marker": marker,
         "path": _travelling_paths() if same_interpreter else [],
     }
@@ -180,6 +184,7 @@ def _process_gateway(
     kind: str,
     remoteaddress: Optional[str],
 ) -> Gateway:
+    trace(f"gateway {spec.id}: starting {args[:-1]} -c <first stage> (bundle: {not same})")
     try:
         child = ChildProcess(args)
     except OSError as exc:
@@ -215,7 +220,9 @@ def _handshake(
 ) -> None:
     """Read through the marker; turn an early end into the error that explains it."""
     try:
-        _bootstrap.read_until_marker(read_some, marker)
+        noise = _bootstrap.read_until_marker(read_some, marker)
+        if noise:
+            trace(f"gateway {spec.id}: dropped {len(noise)} bytes of noise: {noise[:200]!r}")
     except TimeoutError:
         tail = child.stderr_tail() if child is not None else ""
         raise BootstrapError(
