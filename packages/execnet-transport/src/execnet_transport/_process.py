@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 __all__ = ["ChildProcess", "describe_status"]
 
@@ -135,5 +135,4 @@ class ChildProcess:
                 os.close(fd)
 
     def __repr__(self) -> str:
-        info: Any = describe_status(self.popen.returncode)
-        return f"<ChildProcess pid={self.pid} {info}>"
+        return f"<ChildProcess pid={self.pid} {describe_status(self.popen.returncode)}>"

@@ -1,9 +1,10 @@
 """via=: a child started on another gateway's host, its stdio proxied over a channel.
 
-The proxy travels as the source of `via_proxy` (remote_exec of a function: stdlib only,
-imports inside). Items on the channel: bytes are the child's stdout; ("stderr", bytes)
-its stderr; ("exit", status) its end; ("error", text) a failure to start it. Towards the
-proxy: bytes go to the child's stdin, None closes it, "kill" kills the child.
+The proxy travels as the remote_exec source VIA_PROXY (standard library only); it first
+receives the child's command line. Items on the channel: bytes are the child's stdout;
+("stderr", bytes) its stderr; ("exit", status) its end; ("error", text) a failure to
+start it. Towards the proxy: bytes go to the child's stdin, None closes it, "kill" kills
+the child.
 """
 
 from __future__ import annotations
