@@ -68,6 +68,18 @@ def test_info_two_interpreters() -> None:
     assert rows[0][7].endswith("ms")
 
 
+def test_info_readme_main_job_with_a_bare_interpreter_name() -> None:
+    """`execnet info popen popen//python=python3.X`, also where pyenv's shim refuses it."""
+    from parts import other_interpreter
+
+    name = Path(other_interpreter()).name  # python3.X
+    result = run("info", "popen", f"popen//python={name}")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert rows[1][1] == f"popen//python={name}"
+    assert rows[1][2].startswith(name[len("python") :] + ".")
+
+
 def test_info_bad_spec_is_one_clear_line() -> None:
     result = run("info", "popen//")
     assert result.returncode == 2

@@ -16,7 +16,10 @@ Exit codes (scripts may rely on them):
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 import threading
@@ -53,9 +56,35 @@ def _parse_spec(text: str) -> XSpec:
         raise CommandError(f"bad spec {text!r}: {exc}", EXIT_USAGE) from None
 
 
+def _find_python(command: str) -> Optional[str]:
+    """A pyenv interpreter for a bare `python=python3.12` that PATH cannot run.
+
+    pyenv puts shims on PATH that refuse versions which are installed but not selected;
+    the command line should still reach them, as a user would expect.
+    """
+    if not command or "/" in command or " " in command:
+        return None
+    found = shutil.which(command)
+    if found is not None and os.sep + "shims" + os.sep not in found:
+        return None  # a real interpreter on PATH: leave it to the transport
+    if found is not None:
+        probe = subprocess.run(
+            [found, "-c", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
+        if probe.returncode == 0:
+            return None
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = sorted(glob.glob(os.path.join(root, "versions", "*", "bin", command)))
+    return candidates[-1] if candidates else None
+
+
 def _open(group: Group, spec: XSpec) -> Gateway:
     from execnet_transport import HostNotFound
 
+    if spec.popen and isinstance(spec.python, str):
+        found = _find_python(spec.python)
+        if found is not None:
+            spec.python = found
     try:
         return group.makegateway(spec)
     except HostNotFound as exc:
@@ -156,22 +185,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _print_table(rows: List[Dict[str, str]]) -> None:
-    """A rich table on a terminal (when rich is installed); aligned plain columns otherwise."""
-    if sys.stdout.isatty():
-        try:
-            from rich import box
-            from rich.console import Console
-            from rich.table import Table
-        except ImportError:
-            pass
-        else:
-            table = Table(box=box.SIMPLE_HEAD)
-            for col in INFO_COLUMNS:
-                table.add_column(col, no_wrap=col not in ("cwd", "spec"))
-            for row in rows:
-                table.add_row(*(row[col] for col in INFO_COLUMNS))
-            Console().print(table)
-            return
+    """Aligned columns, one gateway per line: readable on a terminal, parseable when piped.
+
+    (Long cwd or spec values stay whole rather than being folded or cut to fit.)
+    """
     widths = {col: max(len(col), *(len(row[col]) for row in rows)) for col in INFO_COLUMNS}
     print("  ".join(col.ljust(widths[col]) for col in INFO_COLUMNS).rstrip())
     for row in rows:
