@@ -72,3 +72,12 @@ def test_via_bad_python(makegw: MakeGateway) -> None:
     with pytest.raises(BootstrapError, match="popen//python=/nonexistent/python"):
         makegw("popen//python=/nonexistent/python", via=hop)
     assert hop.remote_exec("channel.send(1)").receive(10) == 1
+
+
+def test_via_hop_death_is_reported(makegw: MakeGateway) -> None:
+    hop = makegw("popen//id=hop")
+    gw = makegw("popen//id=behindhop", via=hop)
+    waiter = gw.remote_exec("channel.receive()")
+    hop._kill_process()
+    with pytest.raises(EOFError, match="connection through the via gateway ended"):
+        waiter.receive(10)

@@ -100,7 +100,9 @@ class ViaIO:
             item = self._channel.receive(timeout)
         except self._channel.TimeoutError:
             raise
-        except EOFError:
+        except EOFError as exc:
+            if self._status is None and not self._error:
+                self._error = f"the connection through the via gateway ended ({exc})"
             self._ended.set()
             raise EOFError(self._end_text()) from None
         if isinstance(item, bytes):
