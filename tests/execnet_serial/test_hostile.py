@@ -160,3 +160,19 @@ def test_generated_values_mutated(value: Any, edits: List[Any], cut: int) -> Non
             data[index] = byte
     check(loads, bytes(data))
     check(loads, bytes(data[: cut % (len(data) + 1)]))
+
+
+def test_many_large_newlists_do_not_allocate_quadratically() -> None:
+    # Each NEWLIST alone fits the bytes left; together they would declare 2**16 items per
+    # 5 input bytes. The decoder keeps one budget for all lists.
+    data = b"\x02" + b"K\x00\x01\x00\x00" * 50_000 + b"Q"
+    tracemalloc.start()
+    try:
+        with pytest.raises(LoadError, match="already declared more items than the input"):
+            loads(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * len(data) + 1_000_000
+    nested = [[[1, 2, 3]] * 50] * 50  # valid data stays within the budget
+    assert loads(dumps(nested)) == nested

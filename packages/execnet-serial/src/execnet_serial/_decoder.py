@@ -6,7 +6,8 @@ the input's size, never recurse, never hang; and be fast in pure Python. The pla
 
 - one loop with the opcodes tested in order of frequency, state in local variables;
 - every declared length is checked against the bytes actually present before anything
-  is built (NEWLIST n needs n bytes left, a string n bytes, a tuple n stack items);
+  is built (a string needs n bytes left, a tuple n stack items, NEWLIST n bytes left,
+  and all NEWLISTs together no more items than the input has bytes);
 - ``pos`` only moves past an opcode once it has been applied, so when anything inside
   fails, the failing opcode sits at ``pos - 1`` and one handler turns the low-level
   exception into a LoadError there;
@@ -48,7 +49,7 @@ def _check_hashed_tuple(key: tuple[Any, ...]) -> None:
     while todo:
         item, depth = todo.pop()
         if depth > HASHED_TUPLE_DEPTH_LIMIT:
-            raise LoadError(
+            raise ValueError(
                 f"a tuple nested more than {HASHED_TUPLE_DEPTH_LIMIT} levels deep can't be "
                 f"a dict key or set member (hashing it could overflow the C stack)"
             )
@@ -58,7 +59,7 @@ def _check_hashed_tuple(key: tuple[Any, ...]) -> None:
 def _decimal(data: bytes, start: int, stop: int) -> int:
     limit = _get_int_max_str_digits() if _get_int_max_str_digits is not None else 4300
     if limit and stop - start > limit:
-        raise LoadError(
+        raise ValueError(
             f"an int of {stop - start} decimal digits is beyond this interpreter's limit "
             f"of {limit} (sys.set_int_max_str_digits raises it)"
         )
@@ -83,6 +84,10 @@ def decode(
     unpack_i = _unpack_i
     unpack_d = _unpack_d
     tuples = 0
+    # Lists are allocated whole at NEWLIST; a real list of n items takes 11 or more bytes
+    # per item, so all lists together may declare at most as many items as there are
+    # bytes (else many NEWLISTs of a large n would allocate quadratically).
+    list_budget = end - pos
     op = -1
     try:
         while True:
@@ -128,10 +133,16 @@ def decode(
             elif op == 74:  # NEWDICT
                 push({})
             elif op == 75:  # NEWLIST
-                n = _unpack_i(data, pos)[0]
+                n = unpack_i(data, pos)[0]
                 start = pos + 4
                 if n < 0 or n > end - start:
                     raise _Truncated(n)
+                if n > list_budget:
+                    raise LoadError(
+                        f"NEWLIST at offset {pos - 1}: {n} items, while the lists before it "
+                        f"already declared more items than the input could fill"
+                    )
+                list_budget -= n
                 if n >= _INT_LIST_MIN and data[start + 5 : start + 6] == b"F":
                     values = _int_list(data, start, n)
                     if values is not None:
