@@ -2,7 +2,7 @@
 
 Cases: `ints` (a list of 100,000 ints), `dict` (10,000 str -> (int, str, float)),
 `reports` (1,000 dicts shaped like pytest-xdist test reports), `bytes10m` (10 MiB of
-bytes), `unicode1m` (1 MiB of non-ASCII str). One measured run is the best of 5
+bytes), `unicode1m` (1 MiB of non-ASCII str). One measured run is the best of 7
 dumps+loads pairs (after one warm-up pair), so a busy machine disturbs it less; the
 value is built outside the clock and the loaded value is checked outside it too.
 """
@@ -82,7 +82,7 @@ def _case(make: Callable[[], Any]) -> Callable[[], Measure]:
         dumps, loads = execnet.dumps, execnet.loads
         loads(dumps(value))  # warm-up
         best = float("inf")
-        for _ in range(5):
+        for _ in range(7):
             start = time.perf_counter()
             loaded = loads(dumps(value))
             best = min(best, time.perf_counter() - start)
