@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from execnet_serial import dumps, loads
+from execnet_serial import DumpError, dumps, loads
 from tests.parts import ROOT
 
 DEPTH = 10_000
@@ -120,3 +120,15 @@ def test_deep_values_with_a_raised_recursion_limit(target: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[1] == "2"
+
+
+def test_a_value_containing_itself_is_a_dump_error() -> None:
+    looped: list[Any] = [1]
+    looped.append(looped)
+    table: dict[str, Any] = {}
+    table["me"] = [table]
+    for value in (looped, {"k": (looped,)}, table, [[[table]]]):
+        with pytest.raises(DumpError, match="contains itself"):
+            dumps(value)
+    shared = [1, 2]
+    assert loads(dumps([shared, shared, (shared,)])) == [[1, 2], [1, 2], ([1, 2],)]
