@@ -22,13 +22,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Counter, Dict, List, Optional, Tuple
+from typing import Counter, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # benchmarks/run.py: the environments and the child env
 
 PY_SPY = "py-spy==0.4.2"
-LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
+STACK = re.compile(
+    r'^(?P<processes>(?:process \d+:".*?"(?:;|(?= \d+$)))+)(?P<frames>.*?) (?P<count>\d+)$',
+    re.DOTALL,
+)
+PROCESS = re.compile(r'process \d+:"')
 
 
 def ensure_py_spy(python: str) -> str:
@@ -38,12 +42,21 @@ def ensure_py_spy(python: str) -> str:
     return str(tool)
 
 
-def split(stack: str) -> Tuple[str, List[str]]:
-    """('local' or 'remote', frames outermost first) of one collapsed stack."""
-    frames = stack.split(";")
-    processes = [f for f in frames if f.startswith("process ")]
-    role = "local" if len(processes) <= 1 else "remote"
-    return role, [f for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
+def records(raw: str) -> Iterator[Tuple[str, List[str], int]]:
+    """(role, frames outermost first, samples) per collapsed stack.
+
+    A record starts with one `process PID:"command line"` frame per process level
+    (the command line of a bootstrap may span lines); role is `local` for the scenario
+    process itself, `remote` for its children.
+    """
+    for record in re.split(r"\n(?=process \d+:\")", raw.strip()):
+        match = STACK.match(record)
+        if match is None:
+            continue
+        processes = PROCESS.findall(match["processes"])
+        role = "local" if len(processes) <= 1 else "remote"
+        frames = [f for f in match["frames"].split(";") if f and not f.startswith("thread ")]
+        yield role, frames, int(match["count"])
 
 
 def without_line(frame: str) -> str:
@@ -54,12 +67,7 @@ def summarize(raw: str, top: int) -> str:
     totals: Counter[str] = collections.Counter()
     own: Dict[str, Counter[str]] = collections.defaultdict(collections.Counter)
     inclusive: Dict[str, Counter[str]] = collections.defaultdict(collections.Counter)
-    for line in raw.splitlines():
-        match = LINE.match(line.strip())
-        if not match:
-            continue
-        role, frames = split(match["stack"])
-        count = int(match["count"])
+    for role, frames, count in records(raw):
         if not frames:
             continue
         totals[role] += count
@@ -109,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             command, env=run.child_env(args.quick), cwd=tmp, check=False, capture_output=True
         )
         sys.stdout.write(done.stdout.decode(errors="replace"))
-        if done.returncode != 0 or not raw.exists():
+        if not raw.exists():  # py-spy may exit non-zero after writing ("No child process")
             sys.stderr.write(done.stderr.decode(errors="replace"))
             return 1
         print(f"# py-spy profile of {args.target} under {args.side}")

@@ -300,12 +300,22 @@ class Runner:
         return sides
 
 
+# Not passed on to the measured processes. PYTHONDONTWRITEBYTECODE: users run with
+# bytecode caching, so the benchmarks do too.
+DROPPED_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "EXECNET_DEBUG",
+    "PYTHONDONTWRITEBYTECODE",
+)
+
+
 def child_env(quick: bool) -> Dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "EXECNET_DEBUG")
-        and not k.startswith(("PYTEST_", "HATCH_"))
+        if k not in DROPPED_ENV and not k.startswith(("PYTEST_", "HATCH_"))
     }
     env["EXECNET_BENCH_QUICK"] = "1" if quick else "0"
     return env
