@@ -215,10 +215,18 @@ class RSync:
     ) -> None:
         """Sync to `destdir` on `gateway` (relative to the remote's working directory;
         created with its parents). delete=True removes what the source lacks there.
-        finishedcallback() runs once per send() when this target is complete."""
+        finishedcallback() runs once per send() when this target is complete.
+
+        Targets stay for later send() calls; adding the same gateway and destdir again
+        replaces that target (code written for execnet 2.1.2, which forgot its targets
+        after each send(), adds them again before each send())."""
         if not callable(getattr(gateway, "remote_exec", None)):
             raise TypeError(f"rsync target {gateway!r} has no remote_exec: not a gateway")
-        self._targets.append(_Target(gateway, os.fspath(destdir), finishedcallback, delete))
+        target = _Target(gateway, os.fspath(destdir), finishedcallback, delete)
+        self._targets = [
+            t for t in self._targets if t.gateway is not gateway or t.destdir != target.destdir
+        ]
+        self._targets.append(target)
 
     def _report_send_file(self, gateway: SupportsRemoteExec, modified_rel_path: str) -> None:
         """Called per file sent to a target when verbose is set; prints a line."""
