@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -505,3 +506,22 @@ def test_an_interrupted_send_leaves_no_remote_waiting(tmp_path: Path, gw: Any) -
     assert not [name for name in names if "rsync-tmp" in name]
     assert 0 < len(names) < 25
     assert stat.S_IMODE(os.stat(tmp_path / "dest" / "ro").st_mode) == 0o555
+
+
+@pytest.mark.parametrize("how", ["ssh", "socket", "via"])
+def test_other_transports(
+    how: str, request: pytest.FixtureRequest, tree: Path, tmp_path: Path, group: Any
+) -> None:
+    if how == "ssh":
+        sshd = request.getfixturevalue("sshd")
+        spec = f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={sys.executable}"
+    else:
+        group.makegateway("popen//id=hop")
+        spec = "socket//installvia=hop" if how == "socket" else "popen//via=hop"
+    gw = group.makegateway(spec)
+    rsync = Reporting(tree)
+    rsync.add_target(gw, tmp_path / "dest")
+    rsync.send()
+    rsync.send()
+    assert len(rsync.sent()) == 6
+    assert sorted(os.listdir(tmp_path / "dest")) == sorted(os.listdir(tree))
