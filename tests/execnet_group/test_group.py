@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -264,3 +265,56 @@ def test_other_interpreter_in_a_group(group: Group) -> None:
     gw = group.makegateway(f"popen//python={python}")
     version = gw.remote_exec("import sys; channel.send(list(sys.version_info[:2]))").receive()
     assert version != list(sys.version_info[:2])
+
+
+def test_installvia_starts_a_socket_server_through_a_group_member(group: Group) -> None:
+    proxy = group.makegateway("popen//id=proxy")
+    gw = group.makegateway("socket//installvia=proxy//id=sock")
+    assert gw.id == "sock"
+    assert gw._pid is None  # a socket gateway has no local child
+    server_pid = proxy.remote_exec("import os; channel.send(os.getpid())").receive(30)
+    remote_pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(30)
+    assert remote_pid != server_pid
+    report = group.terminate(5)
+    assert sorted(report.exited) == ["proxy", "sock"]
+
+
+def test_installvia_unknown_id(group: Group) -> None:
+    with pytest.raises(ValueError, match="installvia=ghost"):
+        group.makegateway("socket//installvia=ghost")
+    assert len(group) == 0
+
+
+GROUP_LIFE = """
+import os, signal, sys, time
+import execnet_group
+group = execnet_group.Group(execmodel=sys.argv[1])
+assert group.execmodel.backend == sys.argv[1]
+gateways = group.makegateways(["popen", "popen"])
+backends = group.remote_exec("channel.send(channel.gateway.execmodel.backend)").receive_each()
+assert backends == [sys.argv[1]] * 2, backends
+gateways[1].remote_exec(
+    "import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)"
+).receive()
+while "T (stopped)" not in open("/proc/%d/status" % gateways[1]._pid).read():
+    pass
+report = group.terminate(0.5)
+print(report.exited, report.killed, [gw._pid for gw in gateways])
+"""
+
+
+@pytest.mark.parametrize("execmodel", ["thread", "main_thread_only", "gevent", "eventlet"])
+def test_group_life_under_each_local_execmodel(execmodel: str, procs) -> None:  # type: ignore[no-untyped-def]
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", GROUP_LIFE, execmodel],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    exited, killed, pids = result.stdout.strip().split("] ")
+    assert exited == "['gw0'"
+    assert killed == "['gw1'"
+    pids = [int(pid) for pid in pids.strip("[]").split(", ")]
+    assert not [pid for pid in pids if procs.exists(pid)]

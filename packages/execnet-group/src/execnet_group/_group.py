@@ -28,10 +28,10 @@ SpecLike = Union[XSpec, str]
 class _Pending:
     """A gateway being bootstrapped: its id is taken, its place in the order fixed."""
 
-    def __init__(self, spec: XSpec, seq: int) -> None:
+    def __init__(self, spec: XSpec, seq: int, execmodel: ExecModel) -> None:
         self.spec = spec
         self.seq = seq
-        self.done = threading.Event()
+        self.done: Any = execmodel.Event()
         self.gateway: Gateway | None = None
         self.error: BaseException | None = None
 
@@ -153,7 +153,7 @@ class Group:
             if spec.execmodel is None and self.remote_execmodel.backend != "thread":
                 spec.execmodel = self.remote_execmodel.backend
             self._seq += 1
-            pending = _Pending(spec, self._seq)
+            pending = _Pending(spec, self._seq, self.execmodel)
             self._pending[spec.id] = pending
             return pending
 
@@ -241,19 +241,7 @@ class Group:
                 for pending in pendings:
                     self._pending.pop(str(pending.spec.id), None)
             raise
-        threads = [
-            threading.Thread(
-                target=self._bootstrap,
-                args=(pending,),
-                name=f"execnet-bootstrap-{pending.spec.id}",
-                daemon=True,
-            )
-            for pending in pendings
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        self._bootstrap_all(pendings)
         made: List[Gateway] = []
         failure: BaseException | None = None
         for pending in pendings:
@@ -270,6 +258,28 @@ class Group:
         if failure is not None:
             raise failure
         return made
+
+    def _bootstrap_all(self, pendings: List[_Pending]) -> None:
+        """Bootstrap side by side: threads, or greenlets under gevent/eventlet."""
+        if self.execmodel.backend in ("gevent", "eventlet"):
+            for pending in pendings:
+                self.execmodel.start(self._bootstrap, (pending,))
+            for pending in pendings:
+                pending.done.wait()
+            return
+        threads = [
+            threading.Thread(
+                target=self._bootstrap,
+                args=(pending,),
+                name=f"execnet-bootstrap-{pending.spec.id}",
+                daemon=True,
+            )
+            for pending in pendings
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _unregister(self, gateway: Gateway) -> None:
         """Called by Gateway.exit(): the gateway leaves the group (terminate still ends it)."""
