@@ -318,3 +318,13 @@ def test_group_life_under_each_local_execmodel(execmodel: str, procs) -> None:  
     assert killed == "['gw1'"
     pids = [int(pid) for pid in pids.strip("[]").split(", ")]
     assert not [pid for pid in pids if procs.exists(pid)]
+
+
+def test_exited_gateways_are_not_kept_forever(group: Group) -> None:
+    first = group.makegateway()
+    first.exit()
+    first.join(30)
+    assert first._wait_process(30) is not None
+    group.makegateway()  # making another forgets the ended one
+    assert first not in group._exited
+    assert group.terminate(5).exited == ["gw1"]

@@ -285,3 +285,38 @@ def _kill(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.12", "3.13"])
+def test_interpreter_exit_on_other_pythons(version: str, procs) -> None:  # type: ignore[no-untyped-def]
+    """3.12+ refuse new threads at exit: terminate must then work without helpers."""
+    from parts import ROOT, interpreter
+
+    python = interpreter(version)
+    sources = os.pathsep.join(str(path) for path in sorted((ROOT / "packages").glob("*/src")))
+    script = textwrap.dedent(
+        """
+        import execnet_group
+        group = execnet_group.Group()
+        gw = group.makegateway()
+        gw.remote_exec(STOP).receive()
+        while "T (stopped)" not in open(f"/proc/{gw._pid}/status").read():
+            pass
+        idle = execnet_group.makegateway()
+        print(gw._pid, idle._pid, flush=True)
+        """
+    ).replace("STOP", repr(STOP))
+    result = subprocess.run(
+        [python, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": sources},
+    )
+    assert result.returncode == 0, result.stderr
+    pids = [int(part) for part in result.stdout.split()]
+    left = [pid for pid in pids if procs.exists(pid)]
+    _kill(left)
+    assert left == []
+    assert "Traceback" not in result.stderr, result.stderr

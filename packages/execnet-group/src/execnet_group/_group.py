@@ -144,6 +144,7 @@ class Group:
         if not isinstance(spec, XSpec):
             spec = XSpec(spec)
         with self._lock:
+            self._prune_exited()
             self.allocate_id(spec)
             assert spec.id is not None
             if self._id_taken(spec.id):
@@ -247,7 +248,8 @@ class Group:
         for pending in pendings:
             if failure is not None and pending.gateway is not None:
                 pending.gateway.exit()
-                self._exited.append(pending.gateway)
+                with self._lock:
+                    self._exited.append(pending.gateway)
                 pending.gateway = None
                 pending.error = failure
             try:
@@ -280,6 +282,10 @@ class Group:
             thread.start()
         for thread in threads:
             thread.join()
+
+    def _prune_exited(self) -> None:
+        """Forget exited gateways that have ended (a program may make and exit many)."""
+        self._exited = [gw for gw in self._exited if not _has_ended(gw)]
 
     def _unregister(self, gateway: Gateway) -> None:
         """Called by Gateway.exit(): the gateway leaves the group (terminate still ends it)."""
@@ -320,6 +326,12 @@ class Group:
             unresponsive = set(report.unresponsive)
             self._exited.extend(gw for gw in gateways if gw.id in unresponsive)
         return report
+
+
+def _has_ended(gateway: Gateway) -> bool:
+    if gateway.hasreceiver():
+        return False
+    return gateway._pid is None or gateway._wait_process(0) is not None
 
 
 # Groups to end at interpreter exit. Weak: a group nobody uses any more (no references,
