@@ -262,3 +262,18 @@ def test_serve_port_in_use() -> None:
     assert result.returncode == 3
     assert len(result.stderr.splitlines()) == 1
     assert time.monotonic() - start < 30
+
+
+def test_exec_remote_that_dies_is_one_line_and_exit_1() -> None:
+    result = run("exec", "popen", "import os\nchannel.send('bye')\nos._exit(3)")
+    assert result.returncode == 1
+    assert result.stdout == "bye\n"
+    ours = [line for line in result.stderr.splitlines() if line.startswith("execnet:")]
+    assert len(ours) == 1
+    assert "connection lost" in ours[0]
+
+
+def test_rsync_to_a_gateway_that_cannot_start(tmp_path: Path) -> None:
+    result = run("rsync", str(tmp_path), "popen//python=no-such-python-either:/tmp/x")
+    assert result.returncode == 3
+    assert "no-such-python-either" in result.stderr.splitlines()[-1]

@@ -242,15 +242,20 @@ def cmd_exec(args: argparse.Namespace) -> int:
         channel.send(values)
         channel.send((source, filename))
         try:
-            for item in channel:
+            while True:
+                item = channel.receive()
                 print(item if isinstance(item, str) else repr(item), flush=True)
         except RemoteError as exc:
             print(_remote_text(exc), file=sys.stderr)
             return EXIT_REMOTE_ERROR
         except EOFError as exc:
-            raise CommandError(
-                f"{spec}: connection lost: {_first_line(exc)}", EXIT_REMOTE_ERROR
-            ) from None
+            lost = channel._getremoteerror()  # an EOFError when the connection was lost
+            if isinstance(lost, EOFError):
+                raise CommandError(
+                    f"{spec}: connection lost: {_first_line(lost)}", EXIT_REMOTE_ERROR
+                ) from None
+            if not channel.isclosed():
+                raise CommandError(f"{spec}: {_first_line(exc)}", EXIT_REMOTE_ERROR) from None
     finally:
         group.terminate(TERMINATE_TIMEOUT)
     return EXIT_OK
