@@ -212,9 +212,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# KNOWN: an exited socket gateway's socket is left for the garbage collector to close
-# (execnet_transport); remove this filter once it closes its socket.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_serve_then_use_it(tmp_path: Path) -> None:
     import execnet
 

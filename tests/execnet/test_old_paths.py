@@ -69,9 +69,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# KNOWN: an exited socket gateway's socket is left for the garbage collector to close
-# (execnet_transport); remove this filter once it closes its socket.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_socketserver_script_is_runnable() -> None:
     port = _free_port()
     server = subprocess.Popen(
