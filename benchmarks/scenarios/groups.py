@@ -37,7 +37,7 @@ def popen_8() -> Measure:
 
 
 def popen_32() -> Measure:
-    return _group_life(8 if quick() else 32)
+    return _group_life(16 if quick() else 32)
 
 
 CASES = {"popen_8": popen_8, "popen_32": popen_32}
