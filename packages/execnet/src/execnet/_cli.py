@@ -88,18 +88,26 @@ def _open(group: Group, spec: XSpec) -> Gateway:
     try:
         return group.makegateway(spec)
     except HostNotFound as exc:
+        reason = _first_line(exc, spec)
         raise CommandError(
-            f"host not found for spec {str(spec)!r}: {_first_line(exc)}", EXIT_NO_GATEWAY
+            f"host not found for spec {str(spec)!r}: {reason}", EXIT_NO_GATEWAY
         ) from None
     except Exception as exc:  # every way a bootstrap fails: one line, naming the spec
+        reason = _first_line(exc, spec)
         raise CommandError(
-            f"cannot start gateway {str(spec)!r}: {_first_line(exc)}", EXIT_NO_GATEWAY
+            f"cannot start gateway {str(spec)!r}: {reason}", EXIT_NO_GATEWAY
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException, spec: Optional[XSpec] = None) -> str:
+    """The first line of an error's text, without a leading "gateway '<spec>': " we repeat."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    if spec is not None:
+        for prefix in (f"gateway {str(spec)!r}: ", f"gateway {spec.id!r}: "):
+            if line.startswith(prefix):
+                line = line[len(prefix) :]
+    return line
 
 
 # -- info -------------------------------------------------------------------------------
