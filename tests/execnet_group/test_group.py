@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -174,37 +173,55 @@ def test_makegateways_failure_keeps_those_before_and_raises(group: Group, procs)
     assert sorted(report.exited + report.killed) == ["a", "c"]
 
 
-def test_makegateways_is_concurrent(group: Group) -> None:
-    start = time.perf_counter()
-    group.makegateway()
-    one = time.perf_counter() - start
-    group.terminate(5)
-    start = time.perf_counter()
-    group.makegateways(["popen"] * 8)
-    eight = time.perf_counter() - start
-    assert len(group) == 8
-    # sequential would be ~8x; allow a loaded 2-core machine plenty of room
-    assert eight < 6 * one + 1.0, (one, eight)
+BARRIER = """#!/bin/sh
+# Start python only once COUNT of these have started: sequential bootstraps never get
+# there, and then each gives up after a while and says so in the log.
+echo started >> "{log}"
+tries=0
+while [ "$(wc -l < "{log}")" -lt {count} ]; do
+    tries=$((tries + 1))
+    if [ $tries -gt 2000 ]; then echo gave-up >> "{log}.gave-up"; break; fi
+    sleep 0.01
+done
+exec "{python}" "$@"
+"""
 
 
-def test_makegateway_from_many_threads(group: Group) -> None:
+def _barrier_python(tmp_path, count: int) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    log = tmp_path / "started.log"
+    script = tmp_path / "barrier-python"
+    script.write_text(BARRIER.format(log=log, count=count, python=sys.executable))
+    script.chmod(0o755)
+    return str(script), tmp_path / "started.log.gave-up"
+
+
+def test_makegateways_bootstraps_side_by_side(group: Group, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    python, gave_up = _barrier_python(tmp_path, 6)
+    gateways = group.makegateways([f"popen//python={python}"] * 6)
+    assert [gw.id for gw in gateways] == [f"gw{i}" for i in range(6)]
+    assert not gave_up.exists(), "the bootstraps ran one after another"  # type: ignore[attr-defined]
+
+
+def test_makegateway_from_many_threads(group: Group, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    python, gave_up = _barrier_python(tmp_path, 6)
     made: list[object] = []
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
-            made.append(group.makegateway())
+            made.append(group.makegateway(f"popen//python={python}"))
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
+    threads = [threading.Thread(target=work) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not errors
-    assert sorted(gw.id for gw in group) == sorted(f"gw{i}" for i in range(8))
-    assert len({gw.id for gw in group}) == 8
+    assert sorted(gw.id for gw in group) == sorted(f"gw{i}" for i in range(6))
+    assert [gw.id for gw in group] == sorted((gw.id for gw in group), key=lambda i: int(i[2:]))
+    assert not gave_up.exists(), "the bootstraps ran one after another"  # type: ignore[attr-defined]
 
 
 def test_via_a_proxy_in_the_group(group: Group) -> None:
