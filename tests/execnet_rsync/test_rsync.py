@@ -405,6 +405,14 @@ def test_a_failing_filter_leaves_no_remote_waiting(tree: Path, tmp_path: Path, g
     rsync.add_target(gw, tmp_path / "x")
     with pytest.raises(RuntimeError, match="filter bug"):
         rsync.send()
+    _wait_idle(gw)
+
+
+def _wait_idle(gw: Any, timeout: float = 30.0) -> None:
+    """Wait until the remote runs no task (its rsync half saw the channel close)."""
+    deadline = time.monotonic() + timeout
+    while gw.remote_status().numexecuting and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert gw.remote_status().numexecuting == 0
 
 
@@ -498,10 +506,7 @@ def test_an_interrupted_send_leaves_no_remote_waiting(tmp_path: Path, gw: Any) -
     rsync.add_target(gw, tmp_path / "dest")
     with pytest.raises(Interrupt):
         rsync.send()
-    deadline = time.monotonic() + 30
-    while gw.remote_status().numexecuting and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert gw.remote_status().numexecuting == 0
+    _wait_idle(gw)
     names = os.listdir(tmp_path / "dest")
     assert not [name for name in names if "rsync-tmp" in name]
     assert 0 < len(names) < 25

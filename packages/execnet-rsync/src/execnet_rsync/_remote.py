@@ -429,7 +429,10 @@ class Receiver:
 
 def serve(channel: Any) -> None:
     """The remote loop: one "start", the plan, contents until "done", then the report."""
-    start = channel.receive()
+    try:
+        start = channel.receive()
+    except EOFError:
+        return  # the sender gave up before starting (its walk failed)
     if not (isinstance(start, tuple) and len(start) == 4 and start[0] == "start"):
         raise ValueError(f"rsync receiver: expected a start message, got {start!r}")
     _, destdir, delete, listing = start

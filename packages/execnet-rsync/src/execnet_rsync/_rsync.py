@@ -87,9 +87,14 @@ class _Run:
             self.failure = exc
             self.close()
 
-    def start(self, listing: bytes) -> None:
+    def open(self) -> None:
+        """Start the remote half; it compiles while the sender walks the source."""
         self.channel = self.target.gateway.remote_exec(_remote)
-        self.channel.send(("start", self.target.destdir, self.target.delete, listing))
+
+    def start(self, listing: bytes) -> None:
+        if self.channel is None:
+            self.open()
+        self._chan().send(("start", self.target.destdir, self.target.delete, listing))
 
     def _chan(self) -> Channel:
         assert self.channel is not None
@@ -245,14 +250,20 @@ class RSync:
             if raises:
                 raise OSError(f"rsync of {self._sourcedir!r}: no targets, call add_target first")
             return
-        listing = scan(self._sourcedir, self.filter, self._report_skip)
+        rounds = [[_Run(t, self._callback) for t in group] for group in _rounds(self._targets)]
+        for run in rounds[0]:
+            run.attempt(run.open)
+        try:
+            listing = scan(self._sourcedir, self.filter, self._report_skip)
+        except BaseException:
+            for run in rounds[0]:
+                run.close()
+            raise
         blob = encode_listing(listing.entries)
         digests: dict[int, bytes | None] = {}
-        runs: list[_Run] = []
-        for targets in _rounds(self._targets):
-            batch = [_Run(target, self._callback) for target in targets]
-            runs += batch
-            self._send_round(listing, blob, batch, digests)
+        for runs in rounds:
+            self._send_round(listing, blob, runs, digests)
+        runs = [run for group in rounds for run in group]
         failures = [(r.target.gateway, r.target.destdir, r.failure) for r in runs if r.failure]
         if failures:
             error = RSyncError(failures)
