@@ -320,3 +320,21 @@ def test_interpreter_exit_on_other_pythons(version: str, procs) -> None:  # type
     _kill(left)
     assert left == []
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_stuck_socket_gateway_gets_its_connection_cut(procs) -> None:  # type: ignore[no-untyped-def]
+    group = Group()
+    group.makegateway("popen//id=server")
+    gw = group.makegateway("socket//installvia=server//id=sock")
+    remote_pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(30)
+    try:
+        assert gw.remote_exec(STOPPED).receive(30) == "running"
+        _wait_stopped(remote_pid)
+        start = time.monotonic()
+        report = group.terminate(timeout=0.5)
+        assert time.monotonic() - start < 2 * 0.5 + 1.0
+        assert report.killed == ["sock"], report
+        assert report.exited == ["server"], report
+        assert not gw.hasreceiver()
+    finally:
+        _kill([remote_pid])

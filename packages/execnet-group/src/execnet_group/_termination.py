@@ -28,7 +28,8 @@ class GatewayTermination:
 
     'exited': the receiver finished and the process (if any) ended by itself within the
     timeout (also when it had died before). 'killed': it was still running after the
-    timeout and its process was killed. 'unresponsive': it was still running when
+    timeout and its process was killed (socket and via gateways have no local process:
+    their connection was cut). 'unresponsive': it was still running when
     terminate gave up (a kill that did not take, or a remote that cannot be killed).
     """
 
@@ -116,6 +117,18 @@ def _bounded(what: str, func: Callable[[], object], deadline: float | None) -> N
         trace(f"terminate: {what} still blocked at the deadline; giving up on it")
 
 
+def _cutter(gateway: Gateway) -> Callable[[], None]:
+    """Close both directions of a gateway's stream: a blocked read then sees the end."""
+
+    def cut() -> None:
+        io = gateway._io
+        io.kill()
+        io.close_read()
+        io.close_write()
+
+    return cut
+
+
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
@@ -166,10 +179,15 @@ def terminate_gateways(gateways: Sequence[Gateway], timeout: float | None) -> Te
     outcomes = {id(state): EXITED for state in states if state.ended}
     stuck = [state for state in states if not state.ended]
     for state in stuck:
-        trace(
-            f"terminate: {state.gateway.id} still running after {timeout}s; killing pid {state.pid}"
-        )
-        _bounded(f"kill of {state.gateway.id}", state.gateway._kill_process, hard_deadline)
+        gateway = state.gateway
+        if state.pid is not None:
+            trace(
+                f"terminate: {gateway.id} still running after {timeout}s; killing pid {state.pid}"
+            )
+            _bounded(f"kill of {gateway.id}", gateway._kill_process, hard_deadline)
+        else:  # socket or via: no process of ours to kill; cut the connection instead
+            trace(f"terminate: {gateway.id} still running after {timeout}s; cutting its connection")
+            _bounded(f"cut of {gateway.id}", _cutter(gateway), hard_deadline)
     for state in stuck:
         outcomes[id(state)] = KILLED if state.wait(hard_deadline) else UNRESPONSIVE
     report = TerminateReport(
