@@ -82,3 +82,38 @@ def test_a_kept_notes_section_survives_a_rewrite(tmp_path: Path) -> None:
         "# old table\n\n| a |\n\n## Notes\n\nprofile: hot spot in _frames.py:12\n"
     )
     assert run.kept_notes(results_md) == "## Notes\n\nprofile: hot spot in _frames.py:12\n"
+
+
+def _load_profiler() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_profile", RUN.parent / "profile.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_profiler_sums_py_spy_stacks_per_process() -> None:
+    profile = _load_profiler()
+    stage = 'process 12:"python -c import os\ndef R(n):\n    return os.read(0, n)\n"'
+    raw = "\n".join(
+        [
+            'process 11:"python bulk.py --case send";<module> (bulk.py:3);send (_channel.py:9) 6',
+            'process 11:"python bulk.py --case send";<module> (bulk.py:3) 2',
+            f'process 11:"python bulk.py";{stage};serve (_serve.py:5);decode (_decoder.py:7) 3',
+            f'process 11:"python bulk.py";{stage} 1',
+        ]
+    )
+    records = list(profile.records(raw))
+    assert [(role, count) for role, _, count in records] == [
+        ("local", 6),
+        ("local", 2),
+        ("remote", 3),
+        ("remote", 1),
+    ]
+    assert records[2][1] == ["serve (_serve.py:5)", "decode (_decoder.py:7)"]
+    text = profile.summarize(raw, top=5)
+    assert "local process(es): 8 samples" in text
+    assert "75.0%  send (_channel.py:9)" in text
+    assert "remote process(es): 3 samples" in text  # a stack of process frames only: none
+    assert "100.0%  decode (_decoder.py:7)" in text
