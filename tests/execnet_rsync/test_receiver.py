@@ -166,6 +166,16 @@ def test_trailing_slash_and_relative_destdir(
     assert snapshot(tmp_path / "rel" / "dest") == snapshot(tree)
 
 
+def test_destdir_that_is_a_link_to_a_directory(
+    tree: Path, tmp_path: Path, snapshot: Snapshot
+) -> None:
+    (tmp_path / "real").mkdir()
+    os.symlink("real", tmp_path / "dest")
+    assert sync_locally(tree, tmp_path / "dest", delete=True)["errors"] == []
+    assert os.readlink(tmp_path / "dest") == "real"
+    assert snapshot(tmp_path / "real") == snapshot(tree)
+
+
 def test_destdir_that_is_a_file(tree: Path, tmp_path: Path) -> None:
     (tmp_path / "dest").write_text("in the way")
     receiver, _ = _receiver(tree, tmp_path / "dest")

@@ -191,7 +191,8 @@ class Receiver:
     def _plan_dir(self, index: int, entry: Entry) -> None:
         path = self.path(entry.relpath)
         self._dirs[entry.relpath] = index
-        st = self._lstat(path)
+        # destdir itself may be a link to a directory (a user's choice): follow that one
+        st = self._lstat(path) if entry.relpath else os.stat(path)
         if st is not None and not stat.S_ISDIR(st.st_mode):
             remove_path(path)
             st = None
@@ -217,6 +218,7 @@ class Receiver:
             os.symlink(entry.target, path)
         else:
             temp = self._temp_name(path)
+            self._discard(temp)  # left by a killed run
             os.symlink(entry.target, temp)
             os.replace(temp, path)
         self._touched(entry.relpath)
