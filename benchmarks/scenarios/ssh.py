@@ -38,6 +38,10 @@ def _sshd_helpers() -> Any:
         raise Skip(f"tests/sshd.py cannot be imported here: {exc}") from None
     finally:
         sys.path.remove(str(TESTS))
+    needed = ("SSHD", "ALIAS", "_free_port", "_write_configs", "_wait_listening")
+    absent = [name for name in needed if not hasattr(sshd, name)]
+    if absent:
+        raise Skip(f"tests/sshd.py no longer offers {', '.join(absent)}")
     if not os.path.exists(sshd.SSHD) or shutil.which("ssh") is None:
         raise Skip("OpenSSH (sshd and ssh) is not installed")
     return sshd
