@@ -530,3 +530,19 @@ def test_other_transports(
     rsync.send()
     assert len(rsync.sent()) == 6
     assert sorted(os.listdir(tmp_path / "dest")) == sorted(os.listdir(tree))
+
+
+def test_a_file_vanishing_before_it_is_read_is_reported(
+    tree: Path, tmp_path: Path, gw: Any, capsys: Any
+) -> None:
+    def vanish(kind: str, number: int, channel: Any) -> None:
+        if kind == "list":  # listed and asked for, gone before it is read
+            (tree / "a.txt").unlink()
+
+    rsync = RSync(tree, callback=vanish, verbose=False)
+    rsync.add_target(gw, tmp_path / "dest")
+    rsync.send()
+    assert "skipping 'a.txt'" in capsys.readouterr().err
+    assert not (tmp_path / "dest" / "a.txt").exists()
+    copy = tmp_path / "dest" / "sub" / "b.bin"
+    assert copy.read_bytes() == (tree / "sub" / "b.bin").read_bytes()
