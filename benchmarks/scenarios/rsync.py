@@ -6,7 +6,8 @@ clock starts; each measured run is one `RSync.send()`.
 
 - `full`: into an empty directory.
 - `unchanged`: again into a copy that is already up to date (the listing costs alone).
-- `changed10`: ten files rewritten (five with a new size, five with the same size).
+- `changed10`: ten files rewritten just before (five with a new size, five with the same
+  size; fresh mtimes, so the sender reads them twice: see execnet-rsync's "racy" files).
 - `big_1gib`: one 1 GiB file into an empty directory (64 MiB under quick()), with the
   peak RSS of both processes in `extra`: streaming must keep both flat.
 
@@ -25,7 +26,7 @@ import random
 import shutil
 import tempfile
 import time
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 from _harness import Measure, peak_rss_mib, quick, remote_peak_rss_mib, run_cli
 
@@ -86,41 +87,40 @@ def _teardown(base: str, gateway: execnet.Gateway) -> None:
     shutil.rmtree(base, ignore_errors=True)
 
 
-def full() -> Measure:
+def _run(first_sync: bool, change: Optional[Callable[[str], None]] = None) -> Measure:
+    """Time one send() into base/dest, after an untimed sync and a change if asked."""
     base, src, gateway = _setup()
     try:
-        elapsed = _send(src, gateway, os.path.join(base, "dest"))
-        return Measure(elapsed)
+        dest = os.path.join(base, "dest")
+        if first_sync:
+            _send(src, gateway, dest)
+        if change is not None:
+            change(src)
+        return Measure(_send(src, gateway, dest))
     finally:
         _teardown(base, gateway)
+
+
+def _change_ten_files(src: str) -> None:
+    for n in range(10):  # as an editor saves them: new content, a fresh mtime
+        path = _file_path(src, n * 97)
+        with open(path, "rb") as f:
+            data = f.read()
+        data = data[:-1] if n % 2 else data[::-1]  # odd: new size; even: same size
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+def full() -> Measure:
+    return _run(first_sync=False)
 
 
 def unchanged() -> Measure:
-    base, src, gateway = _setup()
-    try:
-        dest = os.path.join(base, "dest")
-        _send(src, gateway, dest)
-        return Measure(_send(src, gateway, dest))
-    finally:
-        _teardown(base, gateway)
+    return _run(first_sync=True)
 
 
 def changed10() -> Measure:
-    base, src, gateway = _setup()
-    try:
-        dest = os.path.join(base, "dest")
-        _send(src, gateway, dest)
-        for n in range(10):
-            path = _file_path(src, n * 97)
-            with open(path, "rb") as f:
-                data = f.read()
-            data = data[:-1] if n % 2 else data[::-1]  # odd: new size; even: same size
-            with open(path, "wb") as f:
-                f.write(data)
-            os.utime(path, ns=(1, 1_000_000_000 + n))
-        return Measure(_send(src, gateway, dest))
-    finally:
-        _teardown(base, gateway)
+    return _run(first_sync=True, change=_change_ten_files)
 
 
 def big_1gib() -> Measure:
