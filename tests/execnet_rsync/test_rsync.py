@@ -546,3 +546,17 @@ def test_a_file_vanishing_before_it_is_read_is_reported(
     assert not (tmp_path / "dest" / "a.txt").exists()
     copy = tmp_path / "dest" / "sub" / "b.bin"
     assert copy.read_bytes() == (tree / "sub" / "b.bin").read_bytes()
+
+
+def test_a_failing_callback_fails_its_target(tree: Path, tmp_path: Path, gw: Any) -> None:
+    def broken(kind: str, number: int, channel: Any) -> None:
+        raise ValueError("progress bar bug")
+
+    rsync = RSync(tree, callback=broken, verbose=False)
+    rsync.add_target(gw, tmp_path / "dest")
+    with pytest.raises(RSyncError, match="ValueError: progress bar bug") as info:
+        rsync.send()
+    assert isinstance(info.value, OSError)
+    assert isinstance(info.value.failures[0][2], ValueError)
+    _wait_idle(gw)
+    assert not [p for p in os.listdir(tmp_path / "dest") if "rsync-tmp" in p]
