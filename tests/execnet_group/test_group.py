@@ -345,3 +345,11 @@ def test_exited_gateways_are_not_kept_forever(group: Group) -> None:
     group.makegateway()  # making another forgets the ended one
     assert first not in group._exited
     assert group.terminate(5).exited == ["gw1"]
+
+
+def test_unknown_execmodel_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="'nope'"):
+        Group(execmodel="nope")
+    group = Group()
+    with pytest.raises(ValueError, match="'nope'"):
+        group.set_execmodel("thread", "nope")

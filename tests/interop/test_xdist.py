@@ -9,7 +9,6 @@ execnet 2.1.2 on this machine, recorded in xdist_oracle_outcomes.json by
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -72,26 +71,17 @@ def test_pytest_xdist_suite_passes_on_our_execnet() -> None:
 def test_our_serializer_tests_under_pytest_xdist_n2(tmp_path: Path) -> None:
     downstream = _prepared()
     python = downstream.venv_for("ours")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env = downstream.fresh_packages(tmp_path / "packages")
     result = subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pytest",
-            "-n",
-            "2",
-            "-p",
-            "no:cacheprovider",
-            f"--basetemp={tmp_path / 'basetemp'}",
-            "tests/execnet_serial",
-        ],
+        [str(python), "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
+         f"--basetemp={tmp_path / 'basetemp'}", "tests/execnet_serial"],
         cwd=ROOT,
-        check=False,
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=900,
-    )
+    )  # fmt: skip
     tail = result.stdout[-3000:]
     assert result.returncode == 0, tail + result.stderr[-2000:]
     assert "created: 2/2 workers" in result.stdout, tail

@@ -84,7 +84,12 @@ def _pip(python: Path, *args: str) -> None:
 
 @lru_cache(maxsize=None)
 def venv_for(kind: str) -> Path:
-    """The interpreter of the environment for `kind` ('ours' or 'oracle')."""
+    """The interpreter of the environment for `kind` ('ours' or 'oracle').
+
+    The environment is shared between runs (and test sessions running at the same time)
+    and never changed once made; `ours` runs get the current sources on PYTHONPATH
+    (see fresh_packages).
+    """
     if kind == "oracle":
         return make_venv(
             f"xdist-{XDIST_VERSION}-oracle",
@@ -92,31 +97,48 @@ def venv_for(kind: str) -> Path:
         )
     if kind != "ours":
         raise ValueError(f"kind must be 'ours' or 'oracle', not {kind!r}")
-    locals_ = [str(ROOT / "packages" / name) for name in PACKAGES]
     # One resolver run with our packages and pytest-xdist: pip must accept our umbrella
-    # for pytest-xdist's `execnet>=2.1` (if not, it would fetch the original and the
-    # check below fails).
+    # for pytest-xdist's `execnet>=2.1` (else it fetches the original: checked below).
     python = make_venv(
-        f"xdist-{XDIST_VERSION}-ours", [*locals_, f"pytest-xdist=={XDIST_VERSION}", *EXTRAS]
+        f"xdist-{XDIST_VERSION}-ours",
+        [
+            *(str(ROOT / "packages" / name) for name in PACKAGES),
+            f"pytest-xdist=={XDIST_VERSION}",
+            *EXTRAS,
+        ],
     )
-    # The packages change while we work: always reinstall the current sources.
-    _pip(python, "--no-deps", "--force-reinstall", "--no-build-isolation", *locals_)
+    subprocess.run([str(python), "-m", "pip", "check"], check=True, capture_output=True)
+    return python
+
+
+def fresh_packages(target: Path) -> dict[str, str]:
+    """Install the current sources of our six packages into `target`; the env to use.
+
+    The sources change while we work, and other sessions may use the shared environment
+    at the same time: each run gets a private copy, first on PYTHONPATH (so also in
+    every popen worker, which inherits the environment).
+    """
+    python = venv_for("ours")
+    locals_ = [str(ROOT / "packages" / name) for name in PACKAGES]
+    _pip(python, "--no-deps", "--no-build-isolation", "--target", str(target), *locals_)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXECNET_"))}
+    env["PYTHONPATH"] = str(target)
     check = subprocess.run(
         [
             str(python),
             "-c",
-            "import execnet, execnet_group, importlib.metadata as m;"
+            "import execnet, importlib.metadata as m;"
             "print(execnet.__file__, m.version('execnet'))",
         ],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     where, version = check.stdout.split()
-    if "site-packages" not in where or version != "2.2.0":
-        raise RuntimeError(f"the environment does not hold our execnet: {check.stdout}")
-    subprocess.run([str(python), "-m", "pip", "check"], check=True, capture_output=True)
-    return python
+    if not where.startswith(str(target)) or version != "2.2.0":
+        raise RuntimeError(f"the run would not use our current execnet: {check.stdout}")
+    return env
 
 
 def xdist_sdist_tree() -> Path:
@@ -157,10 +179,11 @@ def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
         plugin_dir.mkdir()
         (plugin_dir / "xdist_outcomes.py").write_text(_PLUGIN)
         outcomes_file = Path(tmp) / "outcomes.json"
-        env = dict(os.environ)
-        for name in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID"):
-            env.pop(name, None)
-        env["PYTHONPATH"] = str(plugin_dir)
+        if kind == "ours":
+            env = fresh_packages(Path(tmp) / "packages")
+        else:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXECNET_"))}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin_dir), env.get("PYTHONPATH")]))
         env["XDIST_OUTCOMES"] = str(outcomes_file)
         proc = subprocess.run(
             [
@@ -179,8 +202,8 @@ def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
                 "testing",
             ],
             cwd=tree,
-            check=False,
             env=env,
+            check=False,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
