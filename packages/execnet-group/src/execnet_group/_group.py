@@ -114,8 +114,9 @@ class Group:
                     f"cannot set the execution model of a group that already has gateways "
                     f"{ids}: call set_execmodel() before the first makegateway()"
                 )
-            self.execmodel = get_execmodel(execmodel)
-            self.remote_execmodel = get_execmodel(remote_execmodel or execmodel)
+            local = get_execmodel(execmodel)
+            remote = get_execmodel(remote_execmodel or execmodel)
+            self.execmodel, self.remote_execmodel = local, remote
 
     # -- creating gateways -----------------------------------------------------------
 
