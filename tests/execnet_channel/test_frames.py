@@ -13,6 +13,7 @@ from execnet_channel._frames import (
     HEADER_SIZE,
     FrameError,
     decode_frames,
+    describe_frame,
     encode_frame,
     encode_header,
     pending_frame_size,
@@ -52,7 +53,9 @@ def test_every_kind_has_a_distinct_number() -> None:
 def test_decode_stops_at_a_partial_frame() -> None:
     data = encode_frame(CHANNEL_DATA, 1, b"one") + encode_frame(CHANNEL_DATA, 3, b"two")
     frames, used = decode_frames(data[:-1])
-    assert [(f.kind, f.channel_id, bytes(f.payload)) for f in frames] == [(CHANNEL_DATA, 1, b"one")]
+    assert [(kind, cid, bytes(payload)) for kind, cid, payload in frames] == [
+        (CHANNEL_DATA, 1, b"one")
+    ]
     assert used == HEADER_SIZE + 3
     assert pending_frame_size(data, used, len(data) - 1) == HEADER_SIZE + 3
     assert pending_frame_size(data, used, used + 4) == HEADER_SIZE
@@ -62,9 +65,9 @@ def test_decode_with_offsets() -> None:
     data = b"junk" + encode_frame(_frames.GATEWAY_TERMINATE, 0) + b"more"
     frames, used = decode_frames(data, 4, len(data) - 4)
     assert len(frames) == 1
-    assert frames[0].kind == _frames.GATEWAY_TERMINATE
+    assert frames[0][0] == _frames.GATEWAY_TERMINATE
     assert used == 4 + HEADER_SIZE
-    assert "GATEWAY_TERMINATE" in repr(frames[0])
+    assert describe_frame(frames[0]) == "GATEWAY_TERMINATE channel=0 (0 bytes)"
 
 
 def test_unknown_kind_names_kind_and_offset() -> None:
@@ -98,10 +101,10 @@ def test_any_split_of_the_stream_decodes_the_same(
         buffer += stream[pos : pos + cut]
         pos += cut
         decoded, used = decode_frames(buffer)
-        got.extend((f.kind, f.channel_id, bytes(f.payload)) for f in decoded)
+        got.extend((kind, cid, bytes(payload)) for kind, cid, payload in decoded)
         buffer = buffer[used:]
     buffer += stream[pos:]
     decoded, used = decode_frames(buffer)
-    got.extend((f.kind, f.channel_id, bytes(f.payload)) for f in decoded)
+    got.extend((kind, cid, bytes(payload)) for kind, cid, payload in decoded)
     assert got == frames
     assert used == len(buffer)

@@ -19,6 +19,8 @@ from typing import (
     overload,
 )
 
+from execnet_serial import dumps_payload
+
 from . import _frames
 from ._errors import ChannelClosedError, RemoteError, TimeoutError
 from ._execmodels import EventLike, QueueLike
@@ -99,8 +101,7 @@ class Channel:
         if self._closed:
             raise ChannelClosedError(f"cannot send to {self!r}: it is closed")
         gateway = self.gateway
-        payload = gateway._dumps(item)
-        gateway._send(_frames.CHANNEL_DATA, self.id, payload)
+        gateway._send(_frames.CHANNEL_DATA, self.id, dumps_payload(item, gateway._hook))
 
     # -- receiving -------------------------------------------------------------------
 

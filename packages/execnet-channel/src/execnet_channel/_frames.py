@@ -15,7 +15,7 @@ frame in them plus how many bytes those used; the rest waits for more input.
 from __future__ import annotations
 
 import struct
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 __all__ = [
     "FRAME_NAMES",
@@ -25,6 +25,7 @@ __all__ = [
     "Frame",
     "FrameError",
     "decode_frames",
+    "describe_frame",
     "encode_frame",
     "encode_header",
     "pending_frame_size",
@@ -68,16 +69,18 @@ class FrameError(ValueError):
     """Bytes that are not a frame (unknown kind); names the kind and the offset."""
 
 
-class Frame(NamedTuple):
-    """One decoded frame; ``payload`` is a view into the decoded buffer."""
+Frame = Tuple[int, int, memoryview]
+"""One decoded frame: (kind, channel id, payload); the payload is a view into the buffer."""
 
-    kind: int
-    channel_id: int
-    payload: memoryview
 
-    def __repr__(self) -> str:
-        name = FRAME_NAMES.get(self.kind, str(self.kind))
-        return f"Frame({name}, channel={self.channel_id}, {len(self.payload)} bytes)"
+def describe_frame(frame: Frame) -> str:
+    """A frame for humans: ``CHANNEL_DATA channel=3 (12 bytes)``.
+
+    >>> describe_frame((CHANNEL_CLOSE, 3, memoryview(b"")))
+    'CHANNEL_CLOSE channel=3 (0 bytes)'
+    """
+    kind, channel_id, payload = frame
+    return f"{FRAME_NAMES.get(kind, str(kind))} channel={channel_id} ({len(payload)} bytes)"
 
 
 def encode_header(kind: int, channel_id: int, length: int) -> bytes:
@@ -110,7 +113,7 @@ def decode_frames(
     The payloads are memoryviews into ``data``: use them before ``data`` changes.
 
     >>> frames, used = decode_frames(encode_frame(CHANNEL_DATA, 1, b"Q") + b"\\x05")
-    >>> [(f.kind, f.channel_id, bytes(f.payload)) for f in frames], used
+    >>> [(kind, channel_id, bytes(payload)) for kind, channel_id, payload in frames], used
     ([(5, 1, b'Q')], 10)
     """
     view = data if isinstance(data, memoryview) else memoryview(data)
@@ -126,7 +129,7 @@ def decode_frames(
         stop = pos + HEADER_SIZE + length
         if stop > end:
             break
-        frames.append(Frame(kind, channel_id, view[pos + HEADER_SIZE : stop]))
+        frames.append((kind, channel_id, view[pos + HEADER_SIZE : stop]))
         pos = stop
     return frames, pos
 

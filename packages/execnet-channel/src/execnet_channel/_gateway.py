@@ -12,7 +12,7 @@ import itertools
 import os
 import sys
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from execnet_serial import DumpError, dumps_payload, loads_payload
 
@@ -27,9 +27,11 @@ from ._trace import trace, trace_enabled
 __all__ = ["BaseGateway", "RemoteStatus"]
 
 _CHUNK = 256 * 1024  # receive buffer: frames up to this size are decoded in place
+_KEEP_BIG = 64 * 1024 * 1024  # the buffer for big frames is kept up to this size
 _SMALL = 64 * 1024  # payloads below this are joined to their header; larger use writev
 # (py2str_as_py3str, py3str_as_py2str) for control payloads and new gateways
 _DEFAULT_STRCONFIG = (True, False)
+_pack_header = _frames.HEADER.pack
 
 
 class RemoteStatus:
@@ -102,6 +104,7 @@ class BaseGateway:
         self._hook = _ChannelHook(self)
         self._exited = False
         self._lost: Optional[str] = None  # why the connection ended, once it has
+        self._closed_for_sending = False  # _exited or _lost: checked by every send
         self._buffered = _is_buffered(io)
         self._start_receiver()
 
@@ -213,19 +216,23 @@ class BaseGateway:
 
     def _send(self, kind: int, channel_id: int, payload: bytes = b"") -> None:
         """Write one whole frame; OSError once the connection is gone."""
-        header = _frames.HEADER.pack(kind, channel_id, len(payload))
+        size = len(payload)
+        header = _pack_header(kind, channel_id, size)
         with self._writelock:
-            if self._exited or self._lost is not None:
-                raise OSError(
-                    f"cannot send to gateway {self.id!r}: "
-                    + ("it has exited" if self._exited else str(self._lost))
-                )
-            if len(payload) < _SMALL or not self._buffered:
+            if self._closed_for_sending:
+                self._raise_closed()
+            if size < _SMALL or not self._buffered:
                 self._io.write(header + payload)
             else:
                 self._io.writev([header, payload])  # type: ignore[attr-defined]
         if self._pending_last:
             self._flush_pending()
+
+    def _raise_closed(self) -> NoReturn:
+        raise OSError(
+            f"cannot send to gateway {self.id!r}: "
+            + ("it has exited" if self._exited else str(self._lost))
+        )
 
     # -- remote execution ------------------------------------------------------------
 
@@ -297,6 +304,7 @@ class BaseGateway:
             if self._exited:
                 return
             self._exited = True
+            self._closed_for_sending = True
             if trace_enabled():
                 trace(f"gateway {self.id}: exit")
             if self._lost is None:
@@ -347,6 +355,7 @@ class BaseGateway:
             if self._lost is not None:
                 return
             self._lost = self._describe_eof()
+            self._closed_for_sending = True
             error = EOFError(self._lost)
             for channel in self._all_channels() + list(self._early.values()):
                 channel._on_connection_lost(error)
@@ -369,37 +378,70 @@ class BaseGateway:
         readinto: Callable[[memoryview], int] = self._io.readinto  # type: ignore[attr-defined]
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
+        bigbuf = bytearray()
         start = end = 0
         decode = _frames.decode_frames
         dispatch = self._dispatch
         lock = self._receivelock
+        refs = self._refs
+        loads = loads_payload
+        hook = self._hook
+        data_kind = _frames.CHANNEL_DATA
         while True:
             end += readinto(view[end:])
             frames, start = decode(view, start, end)
             if frames:
                 with lock:
-                    for frame in frames:
-                        if dispatch(frame[0], frame[1], frame[2]):
-                            return
-                del frames, frame
+                    for kind, channel_id, payload in frames:
+                        if kind != data_kind:
+                            if dispatch(kind, channel_id, payload):
+                                return
+                            continue
+                        # CHANNEL_DATA, the hot path: _dispatch inlined
+                        ref = refs.get(channel_id)
+                        channel = ref() if ref is not None else None
+                        if channel is None:
+                            channel = self._lookup(channel_id)
+                            if channel is None:
+                                continue
+                        config = channel._strconfig or self._strconfig
+                        try:
+                            item = loads(
+                                payload,
+                                py2str_as_py3str=config[0],
+                                py3str_as_py2str=config[1],
+                                hook=hook,
+                            )
+                        except Exception as exc:
+                            self._bad_item(channel, exc)
+                            continue
+                        if channel._callback is None:
+                            channel._items.put(item)
+                        else:
+                            channel._call(item)
+                del frames, payload
             if start == end:
                 start = end = 0
                 continue
             need = _frames.pending_frame_size(view, start, end)
             if need > _CHUNK:
-                # a big frame gets a buffer of its own, read straight into it
+                # A big frame is read straight into a second buffer, kept for the next
+                # one: a fresh allocation per frame costs more than the copy (page faults).
                 kind, channel_id, length = _frames.HEADER.unpack_from(view, start)
-                big = bytearray(length)
+                if len(bigbuf) < length:
+                    bigbuf = bytearray(length)
+                bigview = memoryview(bigbuf)[:length]
                 have = end - start - _frames.HEADER_SIZE
-                big[:have] = view[start + _frames.HEADER_SIZE : end]
-                bigview = memoryview(big)
+                bigview[:have] = view[start + _frames.HEADER_SIZE : end]
                 while have < length:
                     have += readinto(bigview[have:])
                 start = end = 0
                 with lock:
                     if dispatch(kind, channel_id, bigview):
                         return
-                del big, bigview
+                bigview.release()
+                if len(bigbuf) > _KEEP_BIG:
+                    bigbuf = bytearray()
             elif _CHUNK - start < need:
                 buf[: end - start] = buf[start:end]
                 end -= start

@@ -10,9 +10,20 @@ big chunks and decodes every frame in them, a sender writes a frame in one call.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Sequence, Union, runtime_checkable
+from functools import partial
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Optional,
+    Protocol,
+    Sequence,
+    Union,
+    runtime_checkable,
+)
 
 from ._execmodels import ExecModel, get_execmodel
 
@@ -56,6 +67,13 @@ class BufferedIO(IO, Protocol):
         ...
 
 
+_HAVE_WRITEV = hasattr(os, "writev")
+
+
+def _readv(fd: int, buffer: memoryview) -> int:
+    return os.readv(fd, [buffer])
+
+
 def _raise_pipe_size(fd: int) -> None:
     try:
         import fcntl
@@ -85,6 +103,10 @@ class FdIO:
         self._pending = b""  # bytes read by read() beyond what it returned
         self._read_closed = False
         self._write_closed = False
+        if hasattr(os, "readv"):
+            self._readinto: Callable[[memoryview], Optional[int]] = partial(_readv, read_fd)
+        else:  # PyPy: FileIO.readinto reads into the buffer just as well
+            self._readinto = io.FileIO(read_fd, "rb", closefd=False).readinto
         cooperative = self.execmodel.cooperative
         for fd in {read_fd, write_fd}:
             os.set_blocking(fd, not cooperative)
@@ -117,25 +139,34 @@ class FdIO:
     def readinto(self, buffer: memoryview) -> int:
         """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
         if self._pending:
-            n = min(len(buffer), len(self._pending))
-            buffer[:n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            return n
+            size = min(len(buffer), len(self._pending))
+            buffer[:size] = self._pending[:size]
+            self._pending = self._pending[size:]
+            return size
         while True:
+            n: Optional[int]
             try:
-                n = os.readv(self.read_fd, [buffer])
+                n = self._readinto(buffer)
             except BlockingIOError:
-                self.execmodel._wait_readable(self.read_fd)
-                continue
+                n = None
             except OSError as exc:
                 raise EOFError(f"reading fd {self.read_fd} failed: {exc}") from exc
+            if n is None:  # non-blocking and nothing there yet
+                self.execmodel._wait_readable(self.read_fd)
+                continue
             if n == 0:
                 raise EOFError(f"end of stream on fd {self.read_fd}")
             return n
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Write all of ``data``; OSError once the stream is gone."""
-        view = memoryview(data)
+        try:
+            written = os.write(self.write_fd, data)
+        except BlockingIOError:
+            written = 0
+        if written == len(data):
+            return  # the usual case: one call
+        view = memoryview(data)[written:]
         while view:
             try:
                 n = os.write(self.write_fd, view)
@@ -147,7 +178,7 @@ class FdIO:
     def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
         """Write all ``buffers`` in order, normally with one system call."""
         try:
-            written = os.writev(self.write_fd, buffers)
+            written = os.writev(self.write_fd, buffers) if _HAVE_WRITEV else 0
         except BlockingIOError:
             written = 0
         for buf in buffers:

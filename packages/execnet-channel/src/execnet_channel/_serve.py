@@ -224,5 +224,6 @@ def serve(io: IO, id: str, *, exit_process: bool = True) -> None:
 def _close_io(gateway: BaseGateway, io: Any) -> None:
     with gateway._writelock:
         gateway._exited = True
+        gateway._closed_for_sending = True
         io.close_write()
     io.close_read()
