@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from execnet_channel import get_execmodel, trace
 from execnet_transport import XSpec, make_gateway
@@ -53,6 +65,9 @@ class Group:
     """
 
     defaultspec: str = "popen"
+    #: Bootstrap specs announced with allocate_id ahead, once the first of them is made
+    #: (see makegateway). Set to False on a group or the class to turn it off.
+    prefetch: bool = True
 
     def __init__(self, xspecs: Iterable[SpecLike] = (), execmodel: str = "thread") -> None:
         self._lock = threading.RLock()
@@ -62,6 +77,8 @@ class Group:
         self._exited: List[Gateway] = []  # exited by the user, perhaps not yet ended
         self._autoidcounter = 0
         self._seq = 0
+        self._announced: List[XSpec] = []  # given ids by allocate_id, not made yet
+        self._prefetched: Dict[int, Tuple[_Pending, str]] = {}  # id(spec) -> (pending, snapshot)
         self.execmodel: ExecModel
         self.remote_execmodel: ExecModel
         self.set_execmodel(execmodel)
@@ -124,8 +141,15 @@ class Group:
         """Give `spec` an id now (gw0, gw1, ...) unless it has one.
 
         Ids already used in the group are skipped. pytest-xdist calls this before
-        makegateway, and again after `spec.id = None` to clone a crashed worker.
+        makegateway, and again after `spec.id = None` to clone a crashed worker. The
+        spec counts as announced: see makegateway about bootstrapping ahead.
         """
+        with self._lock:
+            self._allocate(spec)
+            if self.prefetch and not any(known is spec for known in self._announced):
+                self._announced.append(spec)
+
+    def _allocate(self, spec: XSpec) -> None:
         with self._lock:
             if spec.id is not None:
                 return
@@ -146,7 +170,7 @@ class Group:
             spec = XSpec(spec)
         with self._lock:
             self._prune_exited()
-            self.allocate_id(spec)
+            self._allocate(spec)
             assert spec.id is not None
             if self._id_taken(spec.id):
                 raise ValueError(
@@ -223,9 +247,89 @@ class Group:
         nothing in the group. Safe to call from several threads at once: the bootstraps
         run side by side.
         """
-        pending = self._reserve(spec)
-        self._bootstrap(pending)
+        pending = self._claim(spec) if isinstance(spec, XSpec) else None
+        if pending is None:
+            pending = self._reserve(spec)
+            self._start_prefetch()
+            self._bootstrap(pending)
         return self._register(pending)
+
+    # -- bootstrapping ahead ------------------------------------------------------------
+    #
+    # pytest-xdist gives every worker spec its id first (allocate_id) and then makes the
+    # gateways one after another: each waits for the previous bootstrap. Once the first
+    # announced spec is made, the others are bootstrapped side by side in the
+    # background, and makegateway hands out the ready gateway, as long as the spec was
+    # not changed since. Unclaimed ones are ended by terminate.
+
+    @staticmethod
+    def _snapshot(spec: XSpec) -> str:
+        return repr((str(spec), sorted(vars(spec).items())))
+
+    def _start_prefetch(self) -> None:
+        with self._lock:
+            announced, self._announced = self._announced, []
+            started: List[_Pending] = []
+            for spec in announced:
+                if spec.id is None or id(spec) in self._prefetched or self._id_taken(spec.id):
+                    continue
+                pending = self._reserve(spec)
+                self._prefetched[id(spec)] = (pending, self._snapshot(spec))
+                started.append(pending)
+        for pending in started:
+            trace(f"group: bootstrapping {pending.spec} ahead")
+            self._spawn(self._bootstrap, pending)
+
+    def _claim(self, spec: XSpec) -> Optional[_Pending]:
+        """The prefetched bootstrap of this very spec, if it is unchanged since."""
+        with self._lock:
+            self._announced = [known for known in self._announced if known is not spec]
+            entry = self._prefetched.pop(id(spec), None)
+            if entry is None:
+                return None
+            pending, snapshot = entry
+            if pending.spec is not spec:  # a new object at the address of a dead one
+                self._prefetched[id(pending.spec)] = entry
+                return None
+        pending.done.wait()
+        with self._lock:
+            if self._snapshot(spec) != snapshot:
+                # Changed after the bootstrap began (a new chdir=, say): start over.
+                self._pending.pop(str(pending.spec.id), None)
+                if pending.gateway is not None:
+                    self._discard(pending.gateway)
+                return None
+            self._seq += 1  # the group's order is the order of makegateway calls
+            pending.seq = self._seq
+        if pending.gateway is None:  # failed ahead: fail (or succeed) now, in the caller
+            pending.error = None
+            pending.done = self.execmodel.Event()
+            self._bootstrap(pending)
+        return pending
+
+    def _discard(self, gateway: Gateway) -> None:
+        try:
+            gateway.exit()
+        except Exception as exc:
+            trace(f"group: exit of a discarded gateway raised {exc!r}")
+        with self._lock:
+            self._exited.append(gateway)
+
+    def _take_prefetched(self, timeout: Optional[float]) -> List[Gateway]:
+        """Forget every unclaimed bootstrap; the gateways made (for terminate to end)."""
+        with self._lock:
+            entries = list(self._prefetched.values())
+            self._prefetched.clear()
+            self._announced = []
+        made: List[Gateway] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pending, _ in entries:
+            pending.done.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                self._pending.pop(str(pending.spec.id), None)
+            if pending.gateway is not None:
+                made.append(pending.gateway)
+        return made
 
     def makegateways(self, specs: Iterable[SpecLike | None]) -> List[Gateway]:
         """Open a gateway per spec, bootstrapping them all at once.
@@ -235,15 +339,20 @@ class Group:
         it stay in the group, those after it are exited, and its error is raised.
         """
         pendings: List[_Pending] = []
+        fresh: List[_Pending] = []
         try:
             for spec in specs:
-                pendings.append(self._reserve(spec))
+                claimed = self._claim(spec) if isinstance(spec, XSpec) else None
+                if claimed is None:
+                    claimed = self._reserve(spec)
+                    fresh.append(claimed)
+                pendings.append(claimed)
         except BaseException:
             with self._lock:
                 for pending in pendings:
                     self._pending.pop(str(pending.spec.id), None)
             raise
-        self._bootstrap_all(pendings)
+        self._bootstrap_all(fresh)
         made: List[Gateway] = []
         failure: BaseException | None = None
         for pending in pendings:
@@ -262,27 +371,19 @@ class Group:
             raise failure
         return made
 
+    def _spawn(self, func: Callable[[_Pending], None], pending: _Pending) -> None:
+        if self.execmodel.backend in ("gevent", "eventlet"):
+            self.execmodel.start(func, (pending,))
+        else:
+            name = f"execnet-bootstrap-{pending.spec.id}"
+            threading.Thread(target=func, args=(pending,), name=name, daemon=True).start()
+
     def _bootstrap_all(self, pendings: List[_Pending]) -> None:
         """Bootstrap side by side: threads, or greenlets under gevent/eventlet."""
-        if self.execmodel.backend in ("gevent", "eventlet"):
-            for pending in pendings:
-                self.execmodel.start(self._bootstrap, (pending,))
-            for pending in pendings:
-                pending.done.wait()
-            return
-        threads = [
-            threading.Thread(
-                target=self._bootstrap,
-                args=(pending,),
-                name=f"execnet-bootstrap-{pending.spec.id}",
-                daemon=True,
-            )
-            for pending in pendings
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for pending in pendings:
+            self._spawn(self._bootstrap, pending)
+        for pending in pendings:
+            pending.done.wait()
 
     def _prune_exited(self) -> None:
         """Forget exited gateways that have ended (a program may make and exit many)."""
@@ -317,8 +418,10 @@ class Group:
         >>> report.exited, report.killed
         (['gw0'], [])
         """
+        unclaimed = self._take_prefetched(timeout)
         with self._lock:
             gateways = self._gateways + [gw for gw in self._exited if gw not in self._gateways]
+            gateways += [gw for gw in unclaimed if gw not in gateways]
             self._gateways, self._exited = [], []
             self._seqs.clear()
         report = terminate_gateways(gateways, timeout)
