@@ -65,6 +65,7 @@ class Channel:
         self._endmarker: Any = NO_ENDMARKER
         self._endmarker_done = False
         self._callback_failed_already = False
+        self._end_queued = False
         self._closed = False  # closed for sending (by us, or the other side closed it)
         self._sent_close = False  # we sent CLOSE/CLOSE_ERROR
         self._receive_closed = False  # the other side sends nothing more
@@ -249,8 +250,7 @@ class Channel:
         except OSError:
             pass  # the connection is gone; the other side knows
         with gateway._receivelock:
-            if not self._receive_closed:
-                self._items.put(_ENDMARKER)
+            self._queue_end()
             self._fire_endmarker()
 
     def waitclose(self, timeout: Optional[float] = None) -> None:
@@ -294,10 +294,15 @@ class Channel:
         self._receive_closed = True
         if error is not None and self._remoteerror is None:
             self._remoteerror = error
-        if not self._sent_close:
-            self._items.put(_ENDMARKER)
+        self._queue_end()
         self._closed_event.set()
         self._fire_endmarker()
+
+    def _queue_end(self) -> None:
+        """Put the end into the queue once: receive() raises after the items before it."""
+        if not self._end_queued:
+            self._end_queued = True
+            self._items.put(_ENDMARKER)
 
     def _on_connection_lost(self, error: EOFError) -> None:
         if self._receive_closed:
