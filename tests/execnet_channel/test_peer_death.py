@@ -130,3 +130,15 @@ def test_vanishing_socket_peer() -> None:
     gw.join(TIMEOUT)
     gw._io.close_read()
     gw._io.close_write()
+
+
+def test_corrupt_stream_ends_the_gateway_with_eof(capfd: pytest.CaptureFixture[str]) -> None:
+    peer = FakePeer()
+    channel = peer.gw.remote_exec("channel.receive()")
+    peer.read_frames(1)
+    os.write(peer.write_fd, b"\xee" + bytes(8))
+    with pytest.raises(EOFError):
+        channel.receive(TIMEOUT)
+    peer.gw.join(TIMEOUT)
+    assert "corrupt stream: unknown frame kind 238 at offset 0" in capfd.readouterr().err
+    peer.vanish(partial=False)

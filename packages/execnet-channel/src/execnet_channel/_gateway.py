@@ -337,7 +337,11 @@ class BaseGateway:
             reason = f"end of stream ({exc})"
         except BaseException as exc:
             reason = f"receiver failed: {exc!r}"
-            if not isinstance(exc, (OSError, _frames.FrameError)):
+            if isinstance(exc, _frames.FrameError):
+                sys.stderr.write(
+                    f"[{os.getpid()}] execnet gateway {self.id!r}: corrupt stream: {exc}\n"
+                )
+            elif not isinstance(exc, OSError):
                 import traceback
 
                 sys.stderr.write(

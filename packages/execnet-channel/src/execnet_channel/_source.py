@@ -10,7 +10,7 @@ import os
 import re
 import textwrap
 import types
-from typing import Any, Dict, Iterator, NamedTuple, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 __all__ = ["ExecSpec", "compile_spec", "make_spec"]
 
@@ -31,7 +31,12 @@ def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
     """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
     if isinstance(source, types.FunctionType):
         _check_function(source)
-        lines, firstlineno = inspect.getsourcelines(source)
+        try:
+            lines, firstlineno = inspect.getsourcelines(source)
+        except (OSError, TypeError) as exc:
+            raise ValueError(
+                f"remote_exec needs the source of function {source.__name__!r}: {exc}"
+            ) from None
         # decorators would run remotely without their names: start at the def
         for index, line in enumerate(lines):
             if _DEF.match(line.lstrip()):
@@ -92,10 +97,19 @@ def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
     filename = spec.filename or f"<remote exec channel {channel_id}>"
     text = "\n" * (spec.firstlineno - 1) + spec.source
     code = compile(text, filename, "exec", dont_inherit=True)
-    if not os.path.exists(filename):
-        lines = text.splitlines(True)
+    lines = text.splitlines(True)
+    if not _same_lines(filename, lines, spec.firstlineno):
+        # the file is not here (or differs): tracebacks show the lines that ran
         linecache.cache[filename] = (len(text), None, lines, filename)
     return code
+
+
+def _same_lines(filename: str, lines: List[str], firstlineno: int) -> bool:
+    if not os.path.exists(filename):
+        return False
+    start = firstlineno - 1
+    on_disk = linecache.getlines(filename)[start : len(lines)]
+    return [line.strip() for line in on_disk] == [line.strip() for line in lines[start:]]
 
 
 def forget_spec(spec: ExecSpec, channel_id: int) -> None:

@@ -1,0 +1,113 @@
+"""FdIO, SocketIO and StdioIO as byte streams."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from execnet_channel import IO, BufferedIO, FdIO, SocketIO
+
+F_GETPIPE_SZ = 1032
+SRC_DIRS = [
+    str(Path(__file__).resolve().parents[2] / "packages" / name / "src")
+    for name in ("execnet-serial", "execnet-channel")
+]
+
+
+def test_fdio_reads_exactly_and_raises_eof() -> None:
+    r, w = os.pipe()
+    reader, writer = FdIO(r, w), FdIO(r, w)
+    assert isinstance(reader, IO)
+    assert isinstance(reader, BufferedIO)
+    writer.write(b"hello world")
+    assert reader.read(5) == b"hello"
+    buffer = bytearray(100)
+    n = reader.readinto(memoryview(buffer))
+    assert bytes(buffer[:n]) == b" world"
+    writer.writev([b"ab", memoryview(b"cd"), bytearray(b"ef")])
+    assert reader.read(6) == b"abcdef"
+    writer.close_write()
+    writer.close_write()  # idempotent
+    with pytest.raises(EOFError):
+        reader.read(1)
+    reader.close_read()
+    assert reader.wait() is None
+    reader.kill()
+
+
+def test_fdio_raises_the_pipe_buffer() -> None:
+    r, w = os.pipe()
+    io = FdIO(r, w)
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        maximum = int(f.read())
+    size = fcntl.fcntl(w, F_GETPIPE_SZ)
+    assert size == maximum or os.geteuid() != 0
+    assert size >= 65536
+    big = b"z" * (3 * 1024 * 1024)
+    import threading
+
+    thread = threading.Thread(target=io.writev, args=([b"h", big],))
+    thread.start()
+    assert io.read(len(big) + 1) == b"h" + big
+    thread.join(30)
+    io.close_read()
+    io.close_write()
+
+
+def test_fdio_on_a_file_ignores_the_pipe_size() -> None:
+    fd = os.open(os.devnull, os.O_RDWR)
+    io = FdIO(fd, fd)
+    io.write(b"x")
+    with pytest.raises(EOFError):
+        io.read(1)
+    io.close_read()
+
+
+def test_socketio() -> None:
+    a, b = socket.socketpair()
+    one, two = SocketIO(a), SocketIO(b)
+    one.writev([b"12", b"345"])
+    assert two.read(3) == b"123"
+    buffer = bytearray(10)
+    assert two.readinto(memoryview(buffer)) == 2
+    one.close_write()
+    with pytest.raises(EOFError):
+        two.read(1)
+    one.close_read()
+    two.close_read()
+    two.close_write()
+    assert a.fileno() == -1
+    assert b.fileno() == -1
+    assert one.wait() is None
+
+
+STDIO_CHILD = """
+import os, sys
+from execnet_channel import StdioIO
+io = StdioIO.from_process("thread")
+print("to sys.stdout")
+os.write(1, b"to fd 1")
+sys.stderr.write("to stderr")
+sys.stderr.flush()
+assert sys.stdin.read() == "" and os.read(0, 5) == b""
+data = io.read(4)
+io.write(data.upper())
+"""
+
+
+def test_stdioio_moves_stdio_out_of_the_protocols_way() -> None:
+    result = subprocess.run(  # noqa: PLW1510 - the output is asserted
+        [sys.executable, "-c", STDIO_CHILD],
+        input=b"ping",
+        capture_output=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(SRC_DIRS)),
+    )
+    assert result.stdout == b"PING", result.stderr
+    assert result.stderr == b"to stderr"
