@@ -66,6 +66,7 @@ def test_package_modules_walks_subpackages(tmp_path: Path, monkeypatch: pytest.M
 # from disk), then uses the package: relative imports, tracebacks with source lines.
 _CHECK = (
     "import sys,marshal,traceback\n"
+    "c={}\n"
     "m=sys.stdin.buffer.read()\n" + INSTALL + "import travelpkg\n"
     "assert 'travelpkg' in sys.modules and not hasattr(travelpkg, '__file__')\n"
     "try:\n    travelpkg.deep()\n"

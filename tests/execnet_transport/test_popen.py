@@ -14,7 +14,8 @@ from typing import Callable
 import parts
 import pytest
 
-from execnet_transport import BootstrapError, Gateway, RInfo
+from execnet_transport import BootstrapError, Gateway, RInfo, XSpec
+from execnet_transport._commands import popen_args
 
 MakeGateway = Callable[..., Gateway]
 
@@ -324,3 +325,47 @@ def test_local_greenlet_models(model: str, makegw: MakeGateway) -> None:
     assert ch.receive(10) == 2
     gw2 = makegw("popen", execmodel=model)
     assert gw2.remote_exec("channel.send(3)").receive(10) == 3
+
+
+def test_compiled_bundle_is_reused_for_the_same_interpreter(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from execnet_transport import _bootstrap
+
+    monkeypatch.setattr(_bootstrap, "_code_cache", {})
+    other = parts.other_interpreter()
+    first = makegw(f"popen//python={other}")
+    assert len(_bootstrap._code_cache) == 1
+    ((key, (magic, code)),) = _bootstrap._code_cache.items()
+    assert other in key
+    assert magic
+    assert code
+    second = makegw(f"popen//python={other}")  # gets the code objects, compiles nothing
+    for gw in (first, second):
+        ch = gw.remote_exec("import execnet_channel; channel.send(execnet_channel.__spec__.origin)")
+        assert ch.receive(10) == "<execnet bundle>/execnet_channel/__init__.py"
+        ch = gw.remote_exec("channel.send(1 / 0)")
+        with pytest.raises(ch.RemoteError, match="ZeroDivisionError"):
+            ch.receive(10)
+
+
+def test_code_with_a_foreign_magic_number_is_not_used(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from execnet_transport import _bootstrap
+
+    other = parts.other_interpreter()
+    key = tuple(popen_args(XSpec(f"popen//python={other}"), _bootstrap.first_stage("stdio")))
+    monkeypatch.setattr(_bootstrap, "_code_cache", {key: (b"XX\r\n", b"not marshal at all")})
+    gw = makegw(f"popen//python={other}")
+    assert gw.remote_exec("channel.send(2)").receive(10) == 2
+
+
+def test_this_interpreter_gets_no_code(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from execnet_transport import _bootstrap
+
+    monkeypatch.setattr(_bootstrap, "_code_cache", {})
+    makegw("popen")
+    assert _bootstrap._code_cache == {}

@@ -8,7 +8,9 @@ marshal'd list of the travelling modules' sources. The child installs those modu
 memory under their real names (an import finder: relative imports work, nothing is
 written to disk), applies the options (nice, chdir, env), writes the marker the parent
 chose, and enters the serve loop. Noise the interpreter printed before the marker
-(a sitecustomize, a .pth file) is discarded by the parent.
+(a sitecustomize, a .pth file) is discarded by the parent. A child asked for it
+(config want_code) sends the code objects it compiled after the marker; the parent
+passes them, unread, to the next child of the same command line (config code).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import secrets
 import zlib
 from functools import lru_cache
 from importlib.util import find_spec
-from typing import Any, Callable, Dict, Final, List, Tuple
+from typing import Any, Callable, Dict, Final, List, Optional, Tuple
 
 __all__ = [
     "INSTALL",
@@ -82,6 +84,28 @@ def new_marker() -> bytes:
     return b"\x00execnet-ready-" + secrets.token_hex(12).encode("ascii") + b"\x00"
 
 
+# Code objects compiled by earlier children, per command line: (magic number, marshal'd
+# {module name: code}). A later child of the same interpreter skips compiling the bundle.
+_code_cache: Dict[Tuple[str, ...], Tuple[bytes, bytes]] = {}
+
+
+def cached_code(key: Tuple[str, ...]) -> Optional[Tuple[bytes, bytes]]:
+    """What an earlier child started by this command line compiled, if any."""
+    return _code_cache.get(key)
+
+
+def read_code_answer(key: Tuple[str, ...], read_exactly: Callable[[int], bytes]) -> None:
+    """Read what a child asked for its code sends after the marker, and keep it.
+
+    The answer: 1 byte n, the n-byte magic number, 4 bytes length, the marshal'd code
+    (made by the child's interpreter: never unmarshalled here, only passed on).
+    """
+    magic = read_exactly(read_exactly(1)[0])
+    code = read_exactly(int.from_bytes(read_exactly(4), "big"))
+    if magic and code:
+        _code_cache[key] = (magic, code)
+
+
 def frame(config: Dict[str, Any], with_bundle: bool) -> bytes:
     """The one frame the first stage reads: length, then marshal'd (config, bundle)."""
     body = marshal.dumps((config, bundle() if with_bundle else b""), _MARSHAL_VERSION)
@@ -133,12 +157,21 @@ for p in c['path']:
     if p not in sys.path:sys.path.append(p)
 """
 
-# Installs the modules of bundle `m` (if any) as an import finder.
+# Installs the modules of bundle `m` (if any) as an import finder. The code objects it
+# compiles collect in D; c['code'] may bring them from an earlier child of the same
+# interpreter (used only if the bytecode magic number M matches).
 INSTALL = """\
+D={}
+M=None
 if m:
     import zlib
     from importlib.machinery import ModuleSpec
+    try:
+        import _frozen_importlib_external as E;M=E.MAGIC_NUMBER
+    except Exception:pass
     S={n:(p,s) for n,p,s in marshal.loads(zlib.decompress(m))}
+    K=c.get('code')
+    if K and M and K[0]==M:D=marshal.loads(K[1])
     def F(n):return '<execnet bundle>/'+n.replace('.','/')+('/__init__.py' if S[n][0] else '.py')
     class L:
         @classmethod
@@ -147,7 +180,10 @@ if m:
         @classmethod
         def create_module(k,s):return None
         @classmethod
-        def exec_module(k,o):exec(compile(S[o.__name__][1],F(o.__name__),'exec'),o.__dict__)
+        def exec_module(k,o):
+            n=o.__name__
+            if n not in D:D[n]=compile(S[n][1],F(n),'exec')
+            exec(D[n],o.__dict__)
         @classmethod
         def get_source(k,n):return S[n][1]
     sys.meta_path.insert(0,L)
@@ -166,7 +202,11 @@ if c['chdir']:
     os.makedirs(c['chdir'],exist_ok=True)
     os.chdir(c['chdir'])
 e=C.get_execmodel(c['execmodel'])
-W(c['marker'])
+if c.get('want_code'):
+    if not(M and D):M=D=b''
+    else:D=marshal.dumps(D)
+    W(c['marker']+bytes([len(M)])+M+len(D).to_bytes(4,'big')+D)
+else:W(c['marker'])
 i=IO(C,e)
 try:C.serve(i,c['id'],exit_process=X)
 finally:

@@ -191,11 +191,27 @@ def _process_gateway(
         raise BootstrapError(spec, f"cannot start {args[0]!r}: {exc.strerror or exc}") from None
     try:
         marker = _bootstrap.new_marker()
+        config = _config(spec, marker, same)
+        key = tuple(args)
+        if not same:  # the child compiles the bundle: or reuses what an earlier one did
+            config["code"] = _bootstrap.cached_code(key)
+            config["want_code"] = config["code"] is None
         # A BrokenPipeError means it ended already: its stdout's end and stderr tell why.
         with contextlib.suppress(BrokenPipeError):
-            child.write_all(_bootstrap.frame(_config(spec, marker, same), with_bundle=not same))
+            child.write_all(_bootstrap.frame(config, with_bundle=not same))
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
-        _handshake(spec, lambda n: child.read_some(n, deadline), marker, child, kind)
+
+        def read_some(numbytes: int) -> bytes:
+            return child.read_some(numbytes, deadline)
+
+        _handshake(spec, read_some, marker, child, kind)
+        if config.get("want_code"):
+            try:
+                _bootstrap.read_code_answer(key, lambda n: _read_exactly(read_some, n))
+            except (EOFError, TimeoutError) as exc:
+                raise BootstrapError(
+                    spec, f"the remote's ready answer broke off ({exc})", child.stderr_tail(1.0)
+                ) from None
     except BaseException:
         child.kill()
         child.close_fds()
@@ -238,6 +254,16 @@ def _handshake(
         if kind in ("ssh", "vagrant_ssh"):
             raise _ssh_error(spec, reason, tail, status) from None
         raise BootstrapError(spec, reason, tail, status) from None
+
+
+def _read_exactly(read_some: Callable[[int], bytes], numbytes: int) -> bytes:
+    data = b""
+    while len(data) < numbytes:
+        chunk = read_some(numbytes - len(data))
+        if not chunk:
+            raise EOFError("the child ended during the bootstrap")
+        data += chunk
+    return data
 
 
 def _ssh_error(spec: XSpec, reason: str, stderr: str, status: Optional[int]) -> BootstrapError:
