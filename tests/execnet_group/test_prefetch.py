@@ -37,6 +37,8 @@ def barrier(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _announce(group: Group, texts: list[str]) -> list[XSpec]:
+    if group.prefetch is None:
+        group.prefetch = True
     specs = [XSpec(text) for text in texts]
     for spec in specs:
         group.allocate_id(spec)
@@ -100,16 +102,34 @@ def test_a_start_that_fails_ahead_fails_in_the_caller(group: Group) -> None:
     assert [gw.id for gw in group] == ["gw0"]
 
 
-def test_prefetch_off(procs) -> None:  # type: ignore[no-untyped-def]
+def test_off_by_default(procs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("EXECNET_PREFETCH", raising=False)
     group = Group()
-    group.prefetch = False
     try:
         before = procs.children()
-        specs = _announce(group, ["popen", "popen", "popen"])
+        specs = [XSpec("popen") for _ in range(3)]
+        for spec in specs:
+            group.allocate_id(spec)
         group.makegateway(specs[0])
         assert len(procs.children() - before) == 1
     finally:
         group.terminate(5)
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("0", False), ("", False)])
+def test_environment_variable(value: str, on: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("EXECNET_PREFETCH", value)
+    group = Group()
+    try:
+        specs = [XSpec("popen") for _ in range(2)]
+        for spec in specs:
+            group.allocate_id(spec)
+        group.makegateway(specs[0])
+        assert bool(group._prefetched) is on
+    finally:
+        group.terminate(5)
+    group.prefetch = False
+    assert group._prefetching() is False
 
 
 def test_allocate_id_alone_starts_nothing(procs) -> None:  # type: ignore[no-untyped-def]

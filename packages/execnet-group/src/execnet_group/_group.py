@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -66,8 +67,9 @@ class Group:
 
     defaultspec: str = "popen"
     #: Bootstrap specs announced with allocate_id ahead, once the first of them is made
-    #: (see makegateway). Set to False on a group or the class to turn it off.
-    prefetch: bool = True
+    #: (see "bootstrapping ahead" below). None: on when the environment variable
+    #: EXECNET_PREFETCH is set (not empty, not 0); True/False on a group or the class.
+    prefetch: Optional[bool] = None
 
     def __init__(self, xspecs: Iterable[SpecLike] = (), execmodel: str = "thread") -> None:
         self._lock = threading.RLock()
@@ -146,7 +148,7 @@ class Group:
         """
         with self._lock:
             self._allocate(spec)
-            if self.prefetch and not any(known is spec for known in self._announced):
+            if self._prefetching() and not any(known is spec for known in self._announced):
                 self._announced.append(spec)
 
     def _allocate(self, spec: XSpec) -> None:
@@ -260,7 +262,15 @@ class Group:
     # gateways one after another: each waits for the previous bootstrap. Once the first
     # announced spec is made, the others are bootstrapped side by side in the
     # background, and makegateway hands out the ready gateway, as long as the spec was
-    # not changed since. Unclaimed ones are ended by terminate.
+    # not changed since. Unclaimed ones are ended by terminate. Off unless asked for:
+    # workers then become ready in any order, and pytest-xdist's loadscope scheduler
+    # hands out its first scopes in that order (its own suite pins gw0 getting the
+    # largest one, test_workqueue_ordered_by_size).
+
+    def _prefetching(self) -> bool:
+        if self.prefetch is None:
+            return os.environ.get("EXECNET_PREFETCH", "") not in ("", "0")
+        return self.prefetch
 
     @staticmethod
     def _snapshot(spec: XSpec) -> str:
