@@ -121,14 +121,13 @@ def fresh_packages(target: Path) -> dict[str, str]:
     python = venv_for("ours")
     locals_ = [str(ROOT / "packages" / name) for name in PACKAGES]
     _pip(python, "--no-deps", "--no-build-isolation", "--target", str(target), *locals_)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXECNET_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXECNET_DEBUG"))}
     env["PYTHONPATH"] = str(target)
     check = subprocess.run(
         [
             str(python),
             "-c",
-            "import execnet, importlib.metadata as m;"
-            "print(execnet.__file__, m.version('execnet'))",
+            "import execnet, importlib.metadata as m;print(execnet.__file__, m.version('execnet'))",
         ],
         capture_output=True,
         text=True,
@@ -182,7 +181,11 @@ def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
         if kind == "ours":
             env = fresh_packages(Path(tmp) / "packages")
         else:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EXECNET_"))}
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("PYTEST_", "EXECNET_DEBUG"))
+            }
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin_dir), env.get("PYTHONPATH")]))
         env["XDIST_OUTCOMES"] = str(outcomes_file)
         proc = subprocess.run(
