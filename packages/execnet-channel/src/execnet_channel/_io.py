@@ -85,7 +85,30 @@ def _raise_pipe_size(fd: int) -> None:
         pass  # not a pipe, not Linux, or not allowed: the default buffer works too
 
 
-class FdIO:
+class _ReadBuffer:
+    """read(n) over a "read some" primitive; what it read too much, readinto hands out."""
+
+    _pending = b""
+
+    def _read_some(self, numbytes: int) -> bytes:
+        raise NotImplementedError
+
+    def read(self, numbytes: int) -> bytes:
+        """Exactly ``numbytes`` bytes; EOFError if the stream ends first."""
+        data = self._pending
+        while len(data) < numbytes:
+            data += self._read_some(max(numbytes - len(data), _READ_CHUNK))
+        self._pending = data[numbytes:]
+        return data[:numbytes]
+
+    def _take_pending(self, buffer: memoryview) -> int:
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class FdIO(_ReadBuffer):
     """An IO over two file descriptors (pipes, a pty, a file...).
 
     >>> r1, w1 = os.pipe(); r2, w2 = os.pipe()
@@ -100,7 +123,6 @@ class FdIO:
         self.execmodel = get_execmodel(execmodel)
         self.read_fd = read_fd
         self.write_fd = write_fd
-        self._pending = b""  # bytes read by read() beyond what it returned
         self._read_closed = False
         self._write_closed = False
         if hasattr(os, "readv"):
@@ -128,21 +150,10 @@ class FdIO:
                 raise EOFError(f"end of stream on fd {self.read_fd}")
             return data
 
-    def read(self, numbytes: int) -> bytes:
-        """Exactly ``numbytes`` bytes; EOFError if the stream ends first."""
-        data = self._pending
-        while len(data) < numbytes:
-            data += self._read_some(max(numbytes - len(data), _READ_CHUNK))
-        self._pending = data[numbytes:]
-        return data[:numbytes]
-
     def readinto(self, buffer: memoryview) -> int:
         """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
         if self._pending:
-            size = min(len(buffer), len(self._pending))
-            buffer[:size] = self._pending[:size]
-            self._pending = self._pending[size:]
-            return size
+            return self._take_pending(buffer)
         while True:
             n: Optional[int]
             try:
@@ -236,7 +247,7 @@ class StdioIO(FdIO):
         return cls(read_fd, write_fd, execmodel)
 
 
-class SocketIO:
+class SocketIO(_ReadBuffer):
     """An IO over a connected socket (create it with ``execmodel.socket`` for greenlets).
 
     >>> import socket
@@ -249,7 +260,6 @@ class SocketIO:
     def __init__(self, sock: socket.socket, execmodel: Union[str, ExecModel] = "thread") -> None:
         self.execmodel = get_execmodel(execmodel)
         self.sock = sock
-        self._pending = b""
         self._read_closed = False
         self._write_closed = False
         try:
@@ -262,14 +272,7 @@ class SocketIO:
     def __repr__(self) -> str:
         return f"<SocketIO {self.sock!r}>"
 
-    def read(self, numbytes: int) -> bytes:
-        data = self._pending
-        while len(data) < numbytes:
-            data += self._recv(max(numbytes - len(data), _READ_CHUNK))
-        self._pending = data[numbytes:]
-        return data[:numbytes]
-
-    def _recv(self, numbytes: int) -> bytes:
+    def _read_some(self, numbytes: int) -> bytes:
         try:
             data: bytes = self.sock.recv(numbytes)
         except OSError as exc:
@@ -280,10 +283,7 @@ class SocketIO:
 
     def readinto(self, buffer: memoryview) -> int:
         if self._pending:
-            n = min(len(buffer), len(self._pending))
-            buffer[:n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            return n
+            return self._take_pending(buffer)
         try:
             n = self.sock.recv_into(buffer)
         except OSError as exc:
