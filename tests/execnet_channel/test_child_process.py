@@ -38,7 +38,8 @@ def test_first_task_in_main_thread_concurrent_ones_elsewhere(
 
 
 def test_main_thread_only_runs_everything_in_main(make_child: Callable[..., Any]) -> None:
-    gw = make_child(execmodel="main_thread_only").gw
+    child = make_child(execmodel="main_thread_only")
+    gw, child_pid = child.gw, child.proc.pid
     is_main = (
         "import threading; channel.send(threading.current_thread() is threading.main_thread())"
     )
@@ -46,6 +47,9 @@ def test_main_thread_only_runs_everything_in_main(make_child: Callable[..., Any]
         channel = gw.remote_exec(is_main)
         assert channel.receive(TIMEOUT) is True
     busy = gw.remote_exec("channel.receive()")
+    # the receiver answers these although the main thread is busy
+    assert gw._remote_info()["pid"] == child_pid
+    assert gw.remote_status().numexecuting == 1
     refused = gw.remote_exec("channel.send('ran')")
     with pytest.raises(refused.RemoteError, match=r"main_thread_only.*deadlock"):
         refused.receive(TIMEOUT)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -178,6 +177,8 @@ class Channel:
 
     def _callback_failed(self, exc: BaseException) -> None:
         self._callback_failed_already = True
+        import traceback
+
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         sys.stderr.write(
             f"[{os.getpid()}] execnet: the callback of channel {self.id} raised; "

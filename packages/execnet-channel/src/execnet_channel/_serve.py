@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import os
 import sys
-import traceback
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from ._channel import Channel
@@ -154,6 +153,8 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
             namespace[spec.callname](channel, **spec.kwargs)
     except BaseException:
         kind, value, tb = sys.exc_info()
+        import traceback
+
         # the traceback starts in the user's code, not in this function
         return "".join(traceback.format_exception(kind, value, tb.tb_next if tb else None))
     finally:

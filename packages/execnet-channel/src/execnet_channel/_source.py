@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import builtins
-import dis
-import inspect
-import linecache
 import os
-import re
-import textwrap
 import types
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 __all__ = ["ExecSpec", "compile_spec", "make_spec"]
 
-_DEF = re.compile(r"(async\s+)?def\s")
+# The remote side only compiles: inspect, dis, re and textwrap are imported by the sender
+# (make_spec), linecache when a traceback needs lines; they are slow to import.
 
 
 class ExecSpec(NamedTuple):
@@ -29,7 +24,12 @@ class ExecSpec(NamedTuple):
 
 def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
     """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
+    import textwrap
+
     if isinstance(source, types.FunctionType):
+        import inspect
+        import re
+
         _check_function(source)
         try:
             lines, firstlineno = inspect.getsourcelines(source)
@@ -39,7 +39,7 @@ def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
             ) from None
         # decorators would run remotely without their names: start at the def
         for index, line in enumerate(lines):
-            if _DEF.match(line.lstrip()):
+            if re.match(r"(async\s+)?def\s", line.lstrip()):
                 lines, firstlineno = lines[index:], firstlineno + index
                 break
         filename = inspect.getsourcefile(source) or source.__code__.co_filename
@@ -52,6 +52,8 @@ def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
             f"{type(source).__name__} (got {sorted(kwargs)})"
         )
     if isinstance(source, types.ModuleType):
+        import inspect
+
         filename = inspect.getsourcefile(source) or getattr(source, "__file__", "") or ""
         return ExecSpec(inspect.getsource(source), filename, 1, None, {})
     if isinstance(source, str):
@@ -62,6 +64,8 @@ def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
 
 
 def _check_function(func: types.FunctionType) -> None:
+    import builtins
+
     name = func.__name__
     if name == "<lambda>":
         raise ValueError("remote_exec cannot send a lambda: use a def function or a string")
@@ -80,6 +84,8 @@ def _check_function(func: types.FunctionType) -> None:
 
 
 def _global_names(code: types.CodeType) -> Iterator[str]:
+    import dis
+
     for instruction in dis.get_instructions(code):
         if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"):
             yield str(instruction.argval)
@@ -97,6 +103,8 @@ def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
     filename = spec.filename or f"<remote exec channel {channel_id}>"
     text = "\n" * (spec.firstlineno - 1) + spec.source
     code = compile(text, filename, "exec", dont_inherit=True)
+    import linecache
+
     lines = text.splitlines(True)
     if not _same_lines(filename, lines, spec.firstlineno):
         # the file is not here (or differs): tracebacks show the lines that ran
@@ -105,6 +113,8 @@ def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
 
 
 def _same_lines(filename: str, lines: List[str], firstlineno: int) -> bool:
+    import linecache
+
     if not os.path.exists(filename):
         return False
     start = firstlineno - 1
@@ -115,4 +125,6 @@ def _same_lines(filename: str, lines: List[str], firstlineno: int) -> bool:
 def forget_spec(spec: ExecSpec, channel_id: int) -> None:
     """Drop what compile_spec put in linecache for a string source (names are unique)."""
     if not spec.filename:
+        import linecache
+
         linecache.cache.pop(f"<remote exec channel {channel_id}>", None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from typing import IO, Optional
 
 __all__ = ["trace", "trace_enabled"]
@@ -35,6 +34,8 @@ def trace(*args: object) -> None:
         if _mode == "2":
             _stream = sys.stderr
         else:
+            import tempfile  # only now: it is slow to import
+
             path = os.path.join(tempfile.gettempdir(), f"execnet-debug-{os.getpid()}")
             _stream = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     line = " ".join(str(arg) for arg in args)
