@@ -140,3 +140,18 @@ def test_makefile_mode_is_checked(make_pair: Callable[..., Any]) -> None:
     channel = make_pair().gw.newchannel()
     with pytest.raises(ValueError, match="'x'"):
         channel.makefile("x")  # type: ignore[call-overload]
+
+
+def test_exit_and_join_from_a_callback(make_pair: Callable[..., Any]) -> None:
+    gw = make_pair().gw
+    done = threading.Event()
+
+    def callback(item: Any) -> None:
+        gw.exit()
+        gw.join(TIMEOUT)  # in the receiver itself: returns at once
+        done.set()
+
+    gw.remote_exec("channel.send(1)").setcallback(callback)
+    assert done.wait(TIMEOUT)
+    gw.join(TIMEOUT)
+    assert not gw.hasreceiver()

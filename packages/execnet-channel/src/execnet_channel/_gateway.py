@@ -105,6 +105,7 @@ class BaseGateway:
         self._exited = False
         self._lost: Optional[str] = None  # why the connection ended, once it has
         self._closed_for_sending = False  # _exited or _lost: checked by every send
+        self._receiver_ident: Optional[int] = None
         self._buffered = _is_buffered(io)
         self._start_receiver()
 
@@ -313,7 +314,12 @@ class BaseGateway:
             self._io.close_write()
 
     def join(self, timeout: Optional[float] = None) -> None:
-        """Wait (at most ``timeout`` seconds) for the receiver to finish."""
+        """Wait (at most ``timeout`` seconds) for the receiver to finish.
+
+        Called from the receiver itself (in a callback) it returns at once.
+        """
+        if self.execmodel.get_ident() == self._receiver_ident:
+            return
         self._receiver_done.wait(timeout)
 
     def hasreceiver(self) -> bool:
@@ -327,6 +333,7 @@ class BaseGateway:
     # -- receiving -------------------------------------------------------------------
 
     def _receive_loop(self) -> None:
+        self._receiver_ident = self.execmodel.get_ident()
         reason = "terminated by the other side"
         try:
             if self._buffered:
