@@ -111,3 +111,18 @@ def test_stdioio_moves_stdio_out_of_the_protocols_way() -> None:
     )
     assert result.stdout == b"PING", result.stderr
     assert result.stderr == b"to stderr"
+
+
+def test_closed_fdio_never_touches_its_fd_numbers_again() -> None:
+    r, w = os.pipe()
+    io = FdIO(r, w)
+    io.close_write()
+    io.close_read()
+    with pytest.raises(OSError):
+        io.write(b"x")
+    with pytest.raises(OSError):
+        io.writev([b"x"])
+    with pytest.raises(EOFError):
+        io.read(1)
+    with pytest.raises(EOFError):
+        io.readinto(memoryview(bytearray(1)))

@@ -155,3 +155,20 @@ def test_exit_and_join_from_a_callback(make_pair: Callable[..., Any]) -> None:
     assert done.wait(TIMEOUT)
     gw.join(TIMEOUT)
     assert not gw.hasreceiver()
+
+
+def test_unsent_remote_channels_leave_nothing_behind(make_pair: Callable[..., Any]) -> None:
+    gw = make_pair().gw
+    channel = gw.remote_exec(
+        """
+        import gc
+        for _ in range(20):
+            unsent = channel.gateway.newchannel()
+            del unsent
+            gc.collect()
+        channel.send("done")
+        """
+    )
+    assert channel.receive(TIMEOUT) == "done"
+    channel.waitclose(TIMEOUT)
+    assert not gw._early

@@ -145,14 +145,19 @@ class BaseGateway:
     def _is_mine(self, channel_id: int) -> bool:
         return (channel_id % 2 == 1) == self._opener
 
-    def _lookup(self, channel_id: int) -> Optional[Channel]:
+    def _lookup(self, channel_id: int, create: bool = True) -> Optional[Channel]:
         """The channel a frame is for; None when it is gone (its frames are dropped)."""
         ref = self._refs.get(channel_id)
         if ref is not None:
             channel = ref()
             if channel is not None:
                 return channel
-        if self._is_mine(channel_id) or channel_id in self._collected or channel_id <= 0:
+        if (
+            not create
+            or self._is_mine(channel_id)
+            or channel_id in self._collected
+            or channel_id <= 0
+        ):
             return None
         # The other side made this channel and wrote on it before sending it to us:
         # keep it (and its items) until the channel itself arrives.
@@ -190,6 +195,8 @@ class BaseGateway:
     def _flush_pending(self) -> None:
         while self._pending_last and self._writelock.acquire(False):
             try:
+                if self._closed_for_sending:
+                    del self._pending_last[:]
                 while self._pending_last:
                     channel_id = self._pending_last.pop()
                     header = _frames.HEADER.pack(_frames.CHANNEL_LAST_MESSAGE, channel_id, 0)
@@ -493,7 +500,8 @@ class BaseGateway:
             _frames.CHANNEL_CLOSE_ERROR,
             _frames.CHANNEL_LAST_MESSAGE,
         ):
-            channel = self._lookup(channel_id)
+            # no channel made for a close: the other side's unsent channels end so
+            channel = self._lookup(channel_id, create=False)
             if channel is None:
                 if kind != _frames.CHANNEL_LAST_MESSAGE:
                     self._collected.discard(channel_id)
@@ -528,7 +536,7 @@ class BaseGateway:
             if channel_id == 0:
                 self._strconfig = config
             else:
-                channel = self._lookup(channel_id)
+                channel = self._lookup(channel_id, create=False)
                 if channel is not None:
                     channel._strconfig = config
         return False

@@ -138,6 +138,8 @@ class FdIO(_ReadBuffer):
         return f"<{self.__class__.__name__} read_fd={self.read_fd} write_fd={self.write_fd}>"
 
     def _read_some(self, numbytes: int) -> bytes:
+        if self._read_closed:
+            raise EOFError(f"fd {self.read_fd} is closed for reading")
         while True:
             try:
                 data = os.read(self.read_fd, numbytes)
@@ -154,6 +156,8 @@ class FdIO(_ReadBuffer):
         """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
         if self._pending:
             return self._take_pending(buffer)
+        if self._read_closed:
+            raise EOFError(f"fd {self.read_fd} is closed for reading")
         while True:
             n: Optional[int]
             try:
@@ -171,6 +175,8 @@ class FdIO(_ReadBuffer):
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Write all of ``data``; OSError once the stream is gone."""
+        if self._write_closed:  # never write to a closed (maybe reused) fd number
+            raise BrokenPipeError(f"fd {self.write_fd} is closed for writing")
         try:
             written = os.write(self.write_fd, data)
         except BlockingIOError:
@@ -188,6 +194,8 @@ class FdIO(_ReadBuffer):
 
     def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
         """Write all ``buffers`` in order, normally with one system call."""
+        if self._write_closed:
+            raise BrokenPipeError(f"fd {self.write_fd} is closed for writing")
         try:
             written = os.writev(self.write_fd, buffers) if _HAVE_WRITEV else 0
         except BlockingIOError:
