@@ -274,3 +274,15 @@ def test_rsync_to_a_gateway_that_cannot_start(tmp_path: Path) -> None:
     result = run("rsync", str(tmp_path), "popen//python=no-such-python-either:/tmp/x")
     assert result.returncode == 3
     assert "no-such-python-either" in result.stderr.splitlines()[-1]
+
+
+def test_serve_without_loop_serves_one_client_and_ends() -> None:
+    port = _free_port()
+    with subprocess.Popen(
+        [str(SCRIPT), "serve", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True
+    ) as server:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == f"listening on 127.0.0.1:{port}"
+        result = run("exec", f"socket=127.0.0.1:{port}", "channel.send('served')")
+        assert result.stdout == "served\n", result.stderr
+        assert server.wait(30) == 0
