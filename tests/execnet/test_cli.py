@@ -286,3 +286,31 @@ def test_serve_without_loop_serves_one_client_and_ends() -> None:
         result = run("exec", f"socket=127.0.0.1:{port}", "channel.send('served')")
         assert result.stdout == "served\n", result.stderr
         assert server.wait(30) == 0
+
+
+def test_serve_with_a_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret-for-the-test\n")
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-secret\n")
+    port = _free_port()
+    with subprocess.Popen(
+        [str(SCRIPT), "serve", f"127.0.0.1:{port}", "--secret-file", str(secret), "--loop"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline().strip() == f"listening on 127.0.0.1:{port}"
+            good = run("exec", f"socket=127.0.0.1:{port}//secret_file={secret}", "channel.send(7)")
+            assert (good.returncode, good.stdout) == (0, "7\n"), good.stderr
+            bad = run("exec", f"socket=127.0.0.1:{port}//secret_file={wrong}", "channel.send(7)")
+            assert bad.returncode == 3
+            assert bad.stdout == ""
+            plain = run("exec", f"socket=127.0.0.1:{port}", "channel.send(7)")
+            assert plain.returncode == 3
+            assert plain.stdout == ""
+        finally:
+            server.terminate()
+            server.wait(10)
