@@ -38,6 +38,7 @@ class _Marker:
         return self.name
 
 
+#: the default endmarker of setcallback: no end call at all
 NO_ENDMARKER: Any = _Marker("NO_ENDMARKER")
 _ENDMARKER: Any = _Marker("ENDMARKER")  # in a channel's queue: nothing follows
 
@@ -313,7 +314,11 @@ class Channel:
 
 
 class ChannelFileWrite:
-    """``channel.makefile('w')``: each write() sends its argument as one item."""
+    """``channel.makefile('w')``: each write() sends its argument as one item.
+
+    >>> out = channel.makefile("w")            # doctest: +SKIP
+    >>> print("hello", file=out)               # sends "hello" and "\\n"  # doctest: +SKIP
+    """
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
         self.channel = channel
@@ -352,7 +357,12 @@ class ChannelFileWrite:
 
 
 class ChannelFileRead:
-    """``channel.makefile('r')``: read(n) and readline() over the items received."""
+    """``channel.makefile('r')``: read(n) and readline() over the items received.
+
+    >>> lines = channel.makefile("r", proxyclose=True)   # doctest: +SKIP
+    >>> lines.readline()                                 # doctest: +SKIP
+    'first line\\n'
+    """
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
         self.channel = channel

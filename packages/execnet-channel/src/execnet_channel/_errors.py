@@ -44,4 +44,7 @@ class ChannelClosedError(OSError, ValueError):
     """send() on a channel that is closed for sending: both an OSError and a ValueError.
 
     pytest-xdist catches OSError; the documents also promise ValueError for this misuse.
+
+    >>> issubclass(ChannelClosedError, OSError) and issubclass(ChannelClosedError, ValueError)
+    True
     """

@@ -35,7 +35,11 @@ _pack_header = _frames.HEADER.pack
 
 
 class RemoteStatus:
-    """What remote_status() reports: ``numchannels``, ``numexecuting``, ``execmodel``."""
+    """What remote_status() reports: ``numchannels``, ``numexecuting``, ``execmodel``.
+
+    >>> RemoteStatus(numchannels=1, numexecuting=0, execmodel="thread")
+    <RemoteStatus numchannels=1 numexecuting=0 execmodel='thread'>
+    """
 
     def __init__(
         self, numchannels: int = 0, numexecuting: int = 0, execmodel: str = "", **extra: Any

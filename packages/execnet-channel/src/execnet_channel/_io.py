@@ -42,6 +42,10 @@ class IO(Protocol):
 
     ``read`` returns exactly ``numbytes`` bytes or raises EOFError when the stream ends
     first; ``write`` writes all of ``data`` or raises OSError once the stream is gone.
+
+    >>> r, w = os.pipe()
+    >>> isinstance(FdIO(r, w), IO)
+    True
     """
 
     execmodel: ExecModel
@@ -263,6 +267,7 @@ class SocketIO(_ReadBuffer):
     >>> a, b = SocketIO(s1), SocketIO(s2)
     >>> a.write(b"ping"); b.read(4)
     b'ping'
+    >>> s1.close(); s2.close()
     """
 
     def __init__(self, sock: socket.socket, execmodel: Union[str, ExecModel] = "thread") -> None:
