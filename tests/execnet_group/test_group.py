@@ -173,37 +173,15 @@ def test_makegateways_failure_keeps_those_before_and_raises(group: Group, procs)
     assert sorted(report.exited + report.killed) == ["a", "c"]
 
 
-BARRIER = """#!/bin/sh
-# Start python only once COUNT of these have started: sequential bootstraps never get
-# there, and then each gives up after a while and says so in the log.
-echo started >> "{log}"
-tries=0
-while [ "$(wc -l < "{log}")" -lt {count} ]; do
-    tries=$((tries + 1))
-    if [ $tries -gt 2000 ]; then echo gave-up >> "{log}.gave-up"; break; fi
-    sleep 0.01
-done
-exec "{python}" "$@"
-"""
-
-
-def _barrier_python(tmp_path, count: int) -> tuple[str, object]:  # type: ignore[no-untyped-def]
-    log = tmp_path / "started.log"
-    script = tmp_path / "barrier-python"
-    script.write_text(BARRIER.format(log=log, count=count, python=sys.executable))
-    script.chmod(0o755)
-    return str(script), tmp_path / "started.log.gave-up"
-
-
-def test_makegateways_bootstraps_side_by_side(group: Group, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    python, gave_up = _barrier_python(tmp_path, 6)
+def test_makegateways_bootstraps_side_by_side(group: Group, barrier) -> None:  # type: ignore[no-untyped-def]
+    python, gave_up = barrier(6)
     gateways = group.makegateways([f"popen//python={python}"] * 6)
     assert [gw.id for gw in gateways] == [f"gw{i}" for i in range(6)]
-    assert not gave_up.exists(), "the bootstraps ran one after another"  # type: ignore[attr-defined]
+    assert not gave_up.exists(), "the bootstraps ran one after another"
 
 
-def test_makegateway_from_many_threads(group: Group, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    python, gave_up = _barrier_python(tmp_path, 6)
+def test_makegateway_from_many_threads(group: Group, barrier) -> None:  # type: ignore[no-untyped-def]
+    python, gave_up = barrier(6)
     made: list[object] = []
     errors: list[BaseException] = []
 
@@ -221,7 +199,7 @@ def test_makegateway_from_many_threads(group: Group, tmp_path) -> None:  # type:
     assert not errors
     assert sorted(gw.id for gw in group) == sorted(f"gw{i}" for i in range(6))
     assert [gw.id for gw in group] == sorted((gw.id for gw in group), key=lambda i: int(i[2:]))
-    assert not gave_up.exists(), "the bootstraps ran one after another"  # type: ignore[attr-defined]
+    assert not gave_up.exists(), "the bootstraps ran one after another"
 
 
 def test_via_a_proxy_in_the_group(group: Group) -> None:

@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from execnet_group import Group
 from execnet_transport import XSpec
-
-BARRIER = """#!/bin/sh
-# Start python only once COUNT of these have started: sequential bootstraps never get
-# there, and then each gives up after a while and says so.
-echo started >> "{log}"
-tries=0
-while [ "$(wc -l < "{log}")" -lt {count} ]; do
-    tries=$((tries + 1))
-    if [ $tries -gt 2000 ]; then echo gave-up >> "{log}.gave-up"; break; fi
-    sleep 0.01
-done
-exec "{python}" "$@"
-"""
-
-
-@pytest.fixture
-def barrier(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(count: int) -> tuple[str, Path]:
-        log = tmp_path / "started.log"
-        script = tmp_path / "barrier-python"
-        script.write_text(BARRIER.format(log=log, count=count, python=sys.executable))
-        script.chmod(0o755)
-        return str(script), tmp_path / "started.log.gave-up"
-
-    return make
 
 
 def _announce(group: Group, texts: list[str]) -> list[XSpec]:

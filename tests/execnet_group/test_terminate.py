@@ -53,10 +53,12 @@ def _start_hung(group: Group, source: str, count: int = 1) -> list[int]:
     gateways = group.makegateways(["popen"] * count)
     pids = []
     for gw in gateways:
-        pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(30)
+        # one task, so it runs in the remote's main thread (signal handlers need that)
+        channel = gw.remote_exec("import os; channel.send(os.getpid())\n" + source)
+        pid = channel.receive(30)
         assert pid == gw._pid
         pids.append(pid)
-        assert gw.remote_exec(source).receive(30) == "running"
+        assert channel.receive(30) == "running"
         if source is STOPPED:
             _wait_stopped(pid)
     return pids
@@ -214,62 +216,76 @@ def test_unused_groups_are_not_kept_alive() -> None:
     assert ref() is None
 
 
-STOP = "import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)"
+# The start of every interpreter-exit script: a group whose gateway cannot answer.
+HUNG_CHILD = """
+import atexit, execnet_group
+group = execnet_group.Group()
+gw = group.makegateway()
+gw.remote_exec("import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)").receive()
+while "T (stopped)" not in open("/proc/%d/status" % gw._pid).read():
+    pass
+"""
 
 
-def _run_script(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(source).replace("STOP", repr(STOP))],
+def _run_exit_script(procs, body: str, python: str = sys.executable, **env: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Run HUNG_CHILD + body in `python`; check every pid it prints is gone; its lines."""
+    result = subprocess.run(
+        [python, "-c", HUNG_CHILD + textwrap.dedent(body)],
         check=False,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=60,
+        env={**os.environ, **env},
     )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    pids = [int(part) for part in lines[0].split()]
+    left = [pid for pid in pids if procs.exists(pid)]
+    _kill(left)
+    assert left == [], "children outlived their parent"
+    return lines
 
 
 def test_interpreter_exit_terminates_every_group(procs) -> None:  # type: ignore[no-untyped-def]
-    result = _run_script(
+    _run_exit_script(
+        procs,
         """
-        import execnet_group
-        group = execnet_group.Group()
-        gw = group.makegateway()
-        gw.remote_exec(STOP).receive()
-        while "T (stopped)" not in open(f"/proc/{gw._pid}/status").read():
-            pass
         idle = execnet_group.makegateway()
         print(gw._pid, idle._pid, flush=True)
-        """
+        """,
     )
-    assert result.returncode == 0, result.stderr
-    pids = [int(part) for part in result.stdout.split()]
-    assert len(pids) == 2
-    left = [pid for pid in pids if procs.exists(pid)]
-    _kill(left)
-    assert left == []
 
 
 def test_terminate_from_an_atexit_handler(procs) -> None:  # type: ignore[no-untyped-def]
-    result = _run_script(
+    lines = _run_exit_script(
+        procs,
         """
-        import atexit, execnet_group
-        group = execnet_group.Group()
-        gw = group.makegateway()
-        gw.remote_exec(STOP).receive()
-        while "T (stopped)" not in open(f"/proc/{gw._pid}/status").read():
-            pass
         def end():
             report = group.terminate(0.5)
             print("report", report.killed, flush=True)
         atexit.register(end)
         print(gw._pid, flush=True)
-        """
+        """,
     )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    left = [pid for pid in [int(lines[0])] if procs.exists(pid)]
-    _kill(left)
     assert lines[1] == "report ['gw0']"
-    assert left == []
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.12", "3.13"])
+def test_interpreter_exit_on_other_pythons(version: str, procs) -> None:  # type: ignore[no-untyped-def]
+    """3.12+ refuse new threads at exit: terminate must then work without helpers."""
+    from parts import ROOT, interpreter
+
+    sources = os.pathsep.join(str(path) for path in sorted((ROOT / "packages").glob("*/src")))
+    _run_exit_script(
+        procs,
+        """
+        idle = execnet_group.makegateway()
+        print(gw._pid, idle._pid, flush=True)
+        """,
+        python=interpreter(version),
+        PYTHONPATH=sources,
+    )
 
 
 def _wait_stopped(pid: int, timeout: float = 30) -> None:
@@ -285,41 +301,6 @@ def _kill(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-
-
-@pytest.mark.parametrize("version", ["3.8", "3.12", "3.13"])
-def test_interpreter_exit_on_other_pythons(version: str, procs) -> None:  # type: ignore[no-untyped-def]
-    """3.12+ refuse new threads at exit: terminate must then work without helpers."""
-    from parts import ROOT, interpreter
-
-    python = interpreter(version)
-    sources = os.pathsep.join(str(path) for path in sorted((ROOT / "packages").glob("*/src")))
-    script = textwrap.dedent(
-        """
-        import execnet_group
-        group = execnet_group.Group()
-        gw = group.makegateway()
-        gw.remote_exec(STOP).receive()
-        while "T (stopped)" not in open(f"/proc/{gw._pid}/status").read():
-            pass
-        idle = execnet_group.makegateway()
-        print(gw._pid, idle._pid, flush=True)
-        """
-    ).replace("STOP", repr(STOP))
-    result = subprocess.run(
-        [python, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "PYTHONPATH": sources},
-    )
-    assert result.returncode == 0, result.stderr
-    pids = [int(part) for part in result.stdout.split()]
-    left = [pid for pid in pids if procs.exists(pid)]
-    _kill(left)
-    assert left == []
-    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_stuck_socket_gateway_gets_its_connection_cut(procs) -> None:  # type: ignore[no-untyped-def]
