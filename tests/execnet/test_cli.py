@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -206,36 +205,20 @@ def test_rsync_usage_errors(tmp_path: Path) -> None:
     assert "SPEC:DEST" in no_dest.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_serve_then_use_it(tmp_path: Path) -> None:
+def test_serve_then_use_it(socket_server) -> None:  # type: ignore[no-untyped-def]
     import execnet
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(SCRIPT), "serve", f"127.0.0.1:{port}", "--loop"], stdout=subprocess.PIPE, text=True
-    )
+    address, server = socket_server(str(SCRIPT), "serve", "ADDRESS", "--loop")
+    for _ in range(2):  # one client after another
+        result = run("exec", f"socket={address}", "import os; channel.send(os.getpid())")
+        assert result.returncode == 0, result.stderr
+        assert int(result.stdout) != server.pid
+    group = execnet.Group()
     try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == f"listening on 127.0.0.1:{port}"
-        for _ in range(2):  # one client after another
-            result = run("exec", f"socket=127.0.0.1:{port}", "import os; channel.send(os.getpid())")
-            assert result.returncode == 0, result.stderr
-            assert int(result.stdout) != server.pid
-        group = execnet.Group()
-        try:
-            gw = group.makegateway(f"socket=127.0.0.1:{port}")
-            assert gw.remote_exec("channel.send(1)").receive(30) == 1
-        finally:
-            group.terminate(5)
+        gw = group.makegateway(f"socket={address}")
+        assert gw.remote_exec("channel.send(1)").receive(30) == 1
     finally:
-        server.terminate()
-        server.wait(10)
-        server.stdout.close()  # type: ignore[union-attr]
+        group.terminate(5)
 
 
 def test_serve_bad_address_and_empty_secret(tmp_path: Path) -> None:
@@ -254,11 +237,9 @@ def test_serve_port_in_use() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        start = time.monotonic()
         result = run("serve", f"127.0.0.1:{port}", timeout=30)
     assert result.returncode == 3
     assert len(result.stderr.splitlines()) == 1
-    assert time.monotonic() - start < 30
 
 
 def test_exec_remote_that_dies_is_one_line_and_exit_1() -> None:
@@ -276,41 +257,32 @@ def test_rsync_to_a_gateway_that_cannot_start(tmp_path: Path) -> None:
     assert "no-such-python-either" in result.stderr.splitlines()[-1]
 
 
-def test_serve_without_loop_serves_one_client_and_ends() -> None:
-    port = _free_port()
-    with subprocess.Popen(
-        [str(SCRIPT), "serve", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True
-    ) as server:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == f"listening on 127.0.0.1:{port}"
-        result = run("exec", f"socket=127.0.0.1:{port}", "channel.send('served')")
-        assert result.stdout == "served\n", result.stderr
-        assert server.wait(30) == 0
+def test_serve_without_loop_serves_one_client_and_ends(socket_server) -> None:  # type: ignore[no-untyped-def]
+    address, server = socket_server(str(SCRIPT), "serve", "ADDRESS")
+    result = run("exec", f"socket={address}", "channel.send('served')")
+    assert result.stdout == "served\n", result.stderr
+    assert server.wait(30) == 0
 
 
-def test_serve_with_a_secret_file(tmp_path: Path) -> None:
+def test_serve_with_a_secret_file(tmp_path: Path, socket_server) -> None:  # type: ignore[no-untyped-def]
     secret = tmp_path / "secret"
     secret.write_text("s3cret-for-the-test\n")
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-secret\n")
-    port = _free_port()
-    with subprocess.Popen(
-        [str(SCRIPT), "serve", f"127.0.0.1:{port}", "--secret-file", str(secret), "--loop"],
-        stdout=subprocess.PIPE,
+    address, _ = socket_server(
+        str(SCRIPT),
+        "serve",
+        "ADDRESS",
+        "--secret-file",
+        str(secret),
+        "--loop",
         stderr=subprocess.PIPE,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            assert server.stdout.readline().strip() == f"listening on 127.0.0.1:{port}"
-            good = run("exec", f"socket=127.0.0.1:{port}//secret_file={secret}", "channel.send(7)")
-            assert (good.returncode, good.stdout) == (0, "7\n"), good.stderr
-            bad = run("exec", f"socket=127.0.0.1:{port}//secret_file={wrong}", "channel.send(7)")
-            assert bad.returncode == 3
-            assert bad.stdout == ""
-            plain = run("exec", f"socket=127.0.0.1:{port}", "channel.send(7)")
-            assert plain.returncode == 3
-            assert plain.stdout == ""
-        finally:
-            server.terminate()
-            server.wait(10)
+    )
+    good = run("exec", f"socket={address}//secret_file={secret}", "channel.send(7)")
+    assert (good.returncode, good.stdout) == (0, "7\n"), good.stderr
+    bad = run("exec", f"socket={address}//secret_file={wrong}", "channel.send(7)")
+    assert bad.returncode == 3
+    assert bad.stdout == ""
+    plain = run("exec", f"socket={address}", "channel.send(7)")
+    assert plain.returncode == 3
+    assert plain.stdout == ""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -63,29 +61,11 @@ def test_gateway_subclass_like_the_xdist_test_doubles() -> None:
     assert MockGateway().id == "mock"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_socketserver_script_is_runnable() -> None:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "execnet.script.socketserver", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def test_socketserver_script_is_runnable(socket_server) -> None:  # type: ignore[no-untyped-def]
+    address, _ = socket_server(sys.executable, "-m", "execnet.script.socketserver", "ADDRESS")
+    group = execnet.Group()
     try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == f"listening on 127.0.0.1:{port}"
-        group = execnet.Group()
-        try:
-            gw = group.makegateway(f"socket=127.0.0.1:{port}")
-            assert gw.remote_exec("channel.send(6 * 7)").receive(30) == 42
-        finally:
-            group.terminate(5)
+        gw = group.makegateway(f"socket={address}")
+        assert gw.remote_exec("channel.send(6 * 7)").receive(30) == 42
     finally:
-        server.terminate()
-        server.wait(10)
-        server.stdout.close()  # type: ignore[union-attr]
+        group.terminate(5)
