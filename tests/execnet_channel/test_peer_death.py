@@ -8,9 +8,18 @@ import time
 from typing import Any, List
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from execnet_channel import BaseGateway, FdIO, SocketIO, get_execmodel
-from execnet_channel._frames import CHANNEL_DATA, HEADER_SIZE, decode_frames, encode_frame
+from execnet_channel import BaseGateway, FdIO, RemoteError, SocketIO, get_execmodel
+from execnet_channel._frames import (
+    CHANNEL_DATA,
+    FRAME_NAMES,
+    GATEWAY_TERMINATE,
+    HEADER_SIZE,
+    decode_frames,
+    encode_frame,
+)
 from execnet_serial import dumps_payload
 
 TIMEOUT = 30.0
@@ -142,3 +151,44 @@ def test_corrupt_stream_ends_the_gateway_with_eof(capfd: pytest.CaptureFixture[s
     peer.gw.join(TIMEOUT)
     assert "corrupt stream: unknown frame kind 238 at offset 0" in capfd.readouterr().err
     peer.vanish(partial=False)
+
+
+frames = st.lists(
+    st.tuples(
+        st.sampled_from(sorted(FRAME_NAMES)),
+        st.integers(-3, 12),
+        st.one_of(
+            st.binary(max_size=40),
+            st.sampled_from([dumps_payload(x) for x in [None, 1, "x", (True, False), (1,)]]),
+        ),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(frames)
+def test_any_frame_sequence_ends_cleanly(sequence: List[Any]) -> None:
+    """Whatever a broken peer writes, waiters end with an item, EOFError or RemoteError
+    and nothing but a one-line "corrupt stream" report reaches stderr."""
+    import contextlib
+    import io
+    import sys
+
+    stderr = io.StringIO()
+    peer = FakePeer()
+    gw = peer.gw
+    channel = gw.remote_exec("channel.receive()")
+    with contextlib.redirect_stderr(stderr):
+        sys.stderr = stderr
+        for kind, channel_id, payload in sequence:
+            if kind == GATEWAY_TERMINATE:
+                continue
+            os.write(peer.write_fd, encode_frame(kind, channel_id, payload))
+        peer.vanish(partial=False)
+        with contextlib.suppress(EOFError, RemoteError):
+            while True:
+                channel.receive(TIMEOUT)
+        gw.join(TIMEOUT)
+    assert not gw.hasreceiver()
+    assert "Traceback" not in stderr.getvalue(), stderr.getvalue()

@@ -14,7 +14,7 @@ import sys
 import weakref
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
-from execnet_serial import DumpError, dumps_payload, loads_payload
+from execnet_serial import DumpError, LoadError, dumps_payload, loads_payload
 
 from . import _frames
 from ._channel import Channel
@@ -484,6 +484,14 @@ class BaseGateway:
 
     def _dispatch(self, kind: int, channel_id: int, payload: memoryview) -> bool:
         """Handle one frame (holding the receive lock); True: stop receiving."""
+        try:
+            return self._handle(kind, channel_id, payload)
+        except (LoadError, TypeError, ValueError) as exc:
+            # a control payload that does not load or fit: the stream cannot be trusted
+            name = _frames.FRAME_NAMES.get(kind, str(kind))
+            raise _frames.FrameError(f"{name} on channel {channel_id}: {exc}") from exc
+
+    def _handle(self, kind: int, channel_id: int, payload: memoryview) -> bool:
         if kind == _frames.CHANNEL_DATA:
             channel = self._lookup(channel_id)
             if channel is not None:
