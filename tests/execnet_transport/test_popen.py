@@ -369,3 +369,28 @@ def test_this_interpreter_gets_no_code(
     monkeypatch.setattr(_bootstrap, "_code_cache", {})
     makegw("popen")
     assert _bootstrap._code_cache == {}
+
+
+_PATCHED = """
+from gevent import monkey
+monkey.patch_all()
+from execnet_transport import XSpec, make_gateway
+gw = make_gateway(XSpec("popen//id=patched"), execmodel="gevent")
+waiter = gw.remote_exec("channel.receive()")
+gw.remote_exec("import os, sys; sys.stderr.write('patched last words\\\\n'); os._exit(5)")
+try:
+    waiter.receive(20)
+except EOFError as exc:
+    print("EOF:", exc)
+"""
+
+
+def test_post_mortem_in_a_gevent_monkey_patched_process() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PATCHED], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "exit status 5" in out.stdout
+    assert "patched last words" in out.stdout

@@ -6,19 +6,38 @@ gateway whose process died can say how (exit status or signal, last stderr lines
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ["ChildProcess", "describe_status"]
 
 STDERR_TAIL_BYTES = 8192
 STDERR_TAIL_LINES = 15
+
+
+def _start_os_thread(func: Callable[..., None], args: Tuple[Any, ...]) -> None:
+    """Start an OS thread, even where gevent or eventlet monkey-patched _thread."""
+    start = _thread.start_new_thread
+    try:
+        if "gevent.monkey" in sys.modules:
+            from gevent import monkey
+
+            start = monkey.get_original("_thread", "start_new_thread")
+        elif "eventlet.patcher" in sys.modules:
+            from eventlet import patcher
+
+            start = patcher.original("_thread").start_new_thread
+    except (ImportError, AttributeError):
+        pass  # not patched after all: the plain one is an OS thread
+    start(func, args)
 
 
 def describe_status(returncode: Optional[int]) -> str:
@@ -57,12 +76,9 @@ class ChildProcess:
         self._tail_lock = threading.Lock()
         self._stderr_done = threading.Event()
         # A real thread even under greenlet models: it only copies bytes and must not
-        # depend on the hub being scheduled.
-        reader = threading.Thread(
-            target=self._tee_stderr, args=(stderr_read,), name=f"stderr-tee-{self.pid}"
-        )
-        reader.daemon = True
-        reader.start()
+        # depend on the hub being scheduled. Started without threading.Thread, whose
+        # start() waits until the new thread runs (milliseconds while the child starts).
+        _start_os_thread(self._tee_stderr, (stderr_read,))
 
     @property
     def pid(self) -> int:
