@@ -319,3 +319,22 @@ def test_stuck_socket_gateway_gets_its_connection_cut(procs) -> None:  # type: i
         assert not gw.hasreceiver()
     finally:
         _kill([remote_pid])
+
+
+def test_ssh_gateways_end_with_their_remotes(sshd, procs) -> None:  # type: ignore[no-untyped-def]
+    """Over ssh (a real sshd on 127.0.0.1): the local ssh client is our child; the remote
+    interpreter, busy or idle, must not outlive the group either."""
+    group = Group()
+    spec = f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}"
+    busy, idle = group.makegateways([spec, spec])
+    remote_pids = [
+        gw.remote_exec("import os; channel.send(os.getpid())").receive(30) for gw in (busy, idle)
+    ]
+    local_pids = [busy._pid, idle._pid]
+    assert busy.remote_exec(ENDLESS_LOOP).receive(30) == "running"
+    report = group.terminate(timeout=1.0)
+    assert sorted(report.exited + report.killed) == ["gw0", "gw1"], report
+    assert not [pid for pid in local_pids if procs.alive(pid)]
+    left = procs.wait_gone(remote_pids, timeout=10)  # reaped by sshd, not by us
+    _kill(left)
+    assert left == []
