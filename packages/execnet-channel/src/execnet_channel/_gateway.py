@@ -32,6 +32,7 @@ _SMALL = 64 * 1024  # payloads below this are joined to their header; larger use
 # (py2str_as_py3str, py3str_as_py2str) for control payloads and new gateways
 _DEFAULT_STRCONFIG = (True, False)
 _pack_header = _frames.HEADER.pack
+_TRACING = trace_enabled()  # EXECNET_DEBUG is read once, at import
 
 
 class RemoteStatus:
@@ -230,6 +231,11 @@ class BaseGateway:
         """Write one whole frame; OSError once the connection is gone."""
         size = len(payload)
         header = _pack_header(kind, channel_id, size)
+        if _TRACING:
+            trace(
+                f"gateway {self.id}: sending {_frames.FRAME_NAMES.get(kind, kind)} "
+                f"channel={channel_id} ({size} bytes)"
+            )
         with self._writelock:
             if self._closed_for_sending:
                 self._raise_closed()
@@ -409,6 +415,7 @@ class BaseGateway:
         loads = loads_payload
         hook = self._hook
         data_kind = _frames.CHANNEL_DATA
+        tracing = trace_enabled()
         while True:
             end += readinto(view[end:])
             frames, start = decode(view, start, end)
@@ -420,6 +427,11 @@ class BaseGateway:
                                 return
                             continue
                         # CHANNEL_DATA, the hot path: _dispatch inlined
+                        if tracing:
+                            trace(
+                                f"gateway {self.id}: received CHANNEL_DATA channel={channel_id}"
+                                f" ({len(payload)} bytes)"
+                            )
                         ref = refs.get(channel_id)
                         channel = ref() if ref is not None else None
                         if channel is None:

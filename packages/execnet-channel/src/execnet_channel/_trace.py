@@ -32,7 +32,8 @@ def trace(*args: object) -> None:
         return
     if _stream is None:
         if _mode == "2":
-            _stream = sys.stderr
+            # the process's own stderr: user code may point sys.stderr at a channel
+            _stream = sys.__stderr__ or sys.stderr
         else:
             import tempfile  # only now: it is slow to import
 
