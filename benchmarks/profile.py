@@ -93,6 +93,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("target", help="scenario:case")
     parser.add_argument("--side", choices=run.SIDES, default="ours")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--worktree", action="store_true", help="ours from the working tree, not HEAD"
+    )
     parser.add_argument("--rate", type=int, default=500, help="samples per second")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
@@ -102,7 +105,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     scenario, _, case = args.target.partition(":")
     base = getattr(sys, "_base_executable", None) or sys.executable
-    python = run.make_ours(base) if args.side == "ours" else run.make_original(base)
+    python = (
+        run.make_ours(base, "worktree" if args.worktree else "head")
+        if args.side == "ours"
+        else run.make_original(base)
+    )
     py_spy = ensure_py_spy(python)
     with tempfile.TemporaryDirectory(prefix="execnet-profile-") as tmp:
         raw = args.raw or Path(tmp) / "stacks.txt"

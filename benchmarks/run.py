@@ -24,6 +24,7 @@ import fnmatch
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -40,6 +41,7 @@ SCENARIOS = BENCH / "scenarios"
 PACKAGES = ("execnet-serial", "execnet-channel", "execnet-transport", "execnet-group",
             "execnet-rsync", "execnet")  # fmt: skip
 TOOLS = ("pytest==8.4.2", "pytest-xdist==3.8.0")
+HATCHLING = "hatchling>=1.26"  # builds the HEAD snapshot of ours without build isolation
 SIDES = ("original", "ours")
 NOTES_HEADING = "## Notes"
 MIN_TIMEOUT = 120.0  # seconds: the least a process gets, however fast the original was
@@ -101,27 +103,74 @@ def make_original(base_python: Optional[str]) -> str:
     return str(oracle.make_venv("bench-original", requirements, base_python=base_python))
 
 
-def make_ours(base_python: Optional[str]) -> str:
-    """The interpreter of the environment holding packages/* (editable) and the tools."""
+def _git(*args: str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def make_ours(base_python: Optional[str], source: str = "head") -> str:
+    """The interpreter of an environment holding packages/* and the tools.
+
+    source="head": the packages as committed at HEAD (a `git archive` snapshot, built
+    and installed; rebuilt when HEAD moves), so a run measures a known commit and not a
+    file someone is halfway through editing. source="worktree": the working tree,
+    installed editable (changes count at once).
+    """
     oracle = _oracle_tools()
+    name = "bench-ours" if source == "head" else "bench-ours-worktree"
     # pytest's own dependencies come from the index; ours and pytest-xdist are added below.
-    ours = str(oracle.make_venv("bench-ours", [TOOLS[0]], base_python=base_python))
-    marker = Path(ours).parent.parent / ".bench-ours"
-    wanted = json.dumps({"editable": PACKAGES, "no-deps": TOOLS[1:]})
-    if not marker.exists() or marker.read_text() != wanted:
-        editable = [arg for name in PACKAGES for arg in ("-e", str(ROOT / "packages" / name))]
-        _pip(ours, "--no-deps", *editable)
-        _pip(ours, "--no-deps", *TOOLS[1:])
-        marker.write_text(wanted)
+    ours = str(oracle.make_venv(name, [TOOLS[0], HATCHLING], base_python=base_python))
+    venv = Path(ours).parent.parent
+    marker = venv / ".bench-ours"
+    if source == "head":
+        commit = _git("rev-parse", "HEAD")
+        wanted = json.dumps({"commit": commit, "packages": PACKAGES, "no-deps": TOOLS[1:]})
+        if not marker.exists() or marker.read_text() != wanted:
+            snapshot = venv / "snapshot"
+            shutil.rmtree(snapshot, ignore_errors=True)
+            snapshot.mkdir()
+            archive = subprocess.Popen(
+                ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "packages"],
+                stdout=subprocess.PIPE,
+            )
+            subprocess.run(["tar", "-x", "-C", str(snapshot)], stdin=archive.stdout, check=True)
+            if archive.wait() != 0:
+                raise SystemExit(f"git archive {commit} failed")
+            paths = [str(snapshot / "packages" / name) for name in PACKAGES]
+            _pip(ours, "--no-deps", "--no-build-isolation", "--force-reinstall", *paths)
+            _pip(ours, "--no-deps", *TOOLS[1:])
+            marker.write_text(wanted)
+        expected = str(venv)
+    else:
+        wanted = json.dumps({"editable": PACKAGES, "no-deps": TOOLS[1:]})
+        if not marker.exists() or marker.read_text() != wanted:
+            editable = [arg for name in PACKAGES for arg in ("-e", str(ROOT / "packages" / name))]
+            _pip(ours, "--no-deps", *editable)
+            _pip(ours, "--no-deps", *TOOLS[1:])
+            marker.write_text(wanted)
+        expected = str(ROOT / "packages")
     where = subprocess.run(
         [ours, "-c", "import importlib.util as u; print(u.find_spec('execnet').origin)"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    if not where.startswith(str(ROOT / "packages")):
-        raise SystemExit(f"the 'ours' environment imports execnet from {where}, not packages/")
+    if not where.startswith(expected):
+        raise SystemExit(f"the 'ours' environment imports execnet from {where}, not {expected}")
     return ours
+
+
+def describe_ours(python: str, source: str) -> str:
+    """What 'ours' was: the commit, and whether uncommitted changes were measured."""
+    if source == "head":
+        marker = Path(python).parent.parent / ".bench-ours"
+        commit = str(json.loads(marker.read_text())["commit"])[:7]
+        return f"{commit} (packages as committed)"
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "--", "packages")
+    return f"{commit} + working tree" + (" (with uncommitted changes)" if dirty else "")
 
 
 def versions(python: str) -> Dict[str, str]:
@@ -154,19 +203,12 @@ def machine() -> Dict[str, Any]:
                 mem_gib = int(line.split()[1]) / 1024 / 1024
     except OSError:
         pass
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        check=False,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "ram_gib": round(mem_gib, 1),
         "kernel": platform.release(),
         "loadavg_start": list(os.getloadavg()),
-        "commit": commit,
     }
 
 
@@ -499,7 +541,7 @@ def markdown(report: Dict[str, Any], notes: str) -> str:
         f"- date: {meta['date']} ({meta['duration_s']:.0f} s)" + (" - QUICK run" if quick else ""),
         f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}, "
         f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_start'])}",
-        f"- commit: {m['commit']}",
+        f"- ours: {meta['ours']}",
         f"- versions: {versions_line}",
         "",
         table(report["results"]),
@@ -526,12 +568,15 @@ def kept_notes(path: Path) -> str:
 # ---------------------------------------------------------------- main
 
 
-def selected(only: Optional[str], scenario: str, case: str) -> bool:
+def selected(only: Optional[str], scenario: str, case: Optional[str] = None) -> bool:
+    """Whether --only picks this case (case=None: any case of this scenario)."""
     if not only:
         return True
     for item in only.split(","):
         want_scenario, _, want_case = item.strip().partition(":")
-        if fnmatch.fnmatch(scenario, want_scenario) and fnmatch.fnmatch(case, want_case or "*"):
+        if fnmatch.fnmatch(scenario, want_scenario) and (
+            case is None or fnmatch.fnmatch(case, want_case or "*")
+        ):
             return True
     return False
 
@@ -546,6 +591,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds per process (default 900)")
     parser.add_argument("--original-python", help="use this interpreter instead of the venv")
     parser.add_argument("--ours-python", help="use this interpreter instead of the venv")
+    parser.add_argument(
+        "--ours",
+        choices=("head", "worktree"),
+        default="head",
+        help="measure packages/* as committed at HEAD (default) or the working tree",
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 5)
     timeout = args.timeout or (300.0 if args.quick else 900.0)
@@ -557,7 +608,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.time()
     pythons = {
         "original": args.original_python or make_original(base_python),
-        "ours": args.ours_python or make_ours(base_python),
+        "ours": args.ours_python or make_ours(base_python, args.ours),
     }
     env = child_env(args.quick)
 
@@ -566,13 +617,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         "quick": args.quick,
         "rounds": rounds,
         "machine": machine(),
+        "ours": f"--ours-python {args.ours_python}"
+        if args.ours_python
+        else describe_ours(pythons["ours"], args.ours),
         "versions": {name: versions(python) for name, python in pythons.items()},
     }
     entries: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="execnet-bench-") as cwd:
         runner = Runner(pythons, env, cwd, timeout, rounds)
         for scenario in scenario_names():
-            if not selected(args.only, scenario, "*"):
+            if not selected(args.only, scenario):
                 continue
             try:
                 cases = list_cases(pythons["original"], scenario, env, cwd)

@@ -117,3 +117,14 @@ def test_the_profiler_sums_py_spy_stacks_per_process() -> None:
     assert "75.0%  send (_channel.py:9)" in text
     assert "remote process(es): 3 samples" in text  # a stack of process frames only: none
     assert "100.0%  decode (_decoder.py:7)" in text
+
+
+def test_only_picks_scenarios_and_cases_by_glob() -> None:
+    run = _load_runner()
+    assert run.selected(None, "bulk", "send")
+    assert run.selected("startup:popen,roundtrip", "startup")
+    assert run.selected("startup:popen,roundtrip", "startup", "popen")
+    assert not run.selected("startup:popen,roundtrip", "startup", "popen_other")
+    assert run.selected("startup:popen,roundtrip", "roundtrip", "roundtrip")
+    assert not run.selected("startup:popen", "bulk")
+    assert run.selected("b*:re*", "bulk", "receive")
