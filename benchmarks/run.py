@@ -114,9 +114,9 @@ def make_ours(base_python: Optional[str], source: str = "head") -> str:
     """The interpreter of an environment holding packages/* and the tools.
 
     source="head": the packages as committed at HEAD (a `git archive` snapshot, built
-    and installed; rebuilt when HEAD moves), so a run measures a known commit and not a
-    file someone is halfway through editing. source="worktree": the working tree,
-    installed editable (changes count at once).
+    and installed; rebuilt when packages/ differs at HEAD), so a run measures a known
+    commit and not a file someone is halfway through editing. source="worktree": the
+    working tree, installed editable (changes count at once).
     """
     oracle = _oracle_tools()
     name = "bench-ours" if source == "head" else "bench-ours-worktree"
@@ -126,8 +126,10 @@ def make_ours(base_python: Optional[str], source: str = "head") -> str:
     marker = venv / ".bench-ours"
     if source == "head":
         commit = _git("rev-parse", "HEAD")
-        wanted = json.dumps({"commit": commit, "packages": PACKAGES, "no-deps": TOOLS[1:]})
-        if not marker.exists() or marker.read_text() != wanted:
+        tree = _git("rev-parse", f"{commit}:packages")  # rebuild only when packages/ moved
+        wanted = json.dumps({"tree": tree, "packages": PACKAGES, "no-deps": TOOLS[1:]})
+        built = json.loads(marker.read_text()) if marker.exists() else {}
+        if {k: v for k, v in built.items() if k != "commit"} != json.loads(wanted):
             snapshot = venv / "snapshot"
             shutil.rmtree(snapshot, ignore_errors=True)
             snapshot.mkdir()
@@ -141,7 +143,7 @@ def make_ours(base_python: Optional[str], source: str = "head") -> str:
             paths = [str(snapshot / "packages" / name) for name in PACKAGES]
             _pip(ours, "--no-deps", "--no-build-isolation", "--force-reinstall", *paths)
             _pip(ours, "--no-deps", *TOOLS[1:])
-            marker.write_text(wanted)
+            marker.write_text(json.dumps({**json.loads(wanted), "commit": commit}))
         expected = str(venv)
     else:
         wanted = json.dumps({"editable": PACKAGES, "no-deps": TOOLS[1:]})
@@ -167,7 +169,7 @@ def describe_ours(python: str, source: str) -> str:
     if source == "head":
         marker = Path(python).parent.parent / ".bench-ours"
         commit = str(json.loads(marker.read_text())["commit"])[:7]
-        return f"{commit} (packages as committed)"
+        return f"packages/ as committed in {commit}"
     commit = _git("rev-parse", "--short", "HEAD")
     dirty = _git("status", "--porcelain", "--", "packages")
     return f"{commit} + working tree" + (" (with uncommitted changes)" if dirty else "")
