@@ -15,13 +15,60 @@ MultiChannel, default_group, makegateway, set_execmodel) and execnet_rsync (RSyn
 
 from __future__ import annotations
 
-from execnet_channel import Channel, RemoteError, TimeoutError
-from execnet_group import Group, MultiChannel, default_group, makegateway, set_execmodel
-from execnet_rsync import RSync
-from execnet_serial import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
-from execnet_transport import Gateway, HostNotFound, XSpec
+from importlib import import_module as _import_module
 
 from .__about__ import __version__
+
+# `typing` costs a remote worker several ms to import; mypy treats this name as True.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List
+
+    from execnet_channel import Channel, RemoteError, TimeoutError
+    from execnet_group import Group, MultiChannel, default_group, makegateway, set_execmodel
+    from execnet_rsync import RSync
+    from execnet_serial import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
+    from execnet_transport import Gateway, HostNotFound, XSpec
+del TYPE_CHECKING
+
+# Where each name lives. They are imported on first use: a pytest-xdist worker runs
+# `import execnet` and then needs only the channel layer, so it should not pay for
+# the transport, the group and rsync (about 10 ms of every worker's start).
+_HOMES: Dict[str, str] = {
+    "Channel": "execnet_channel",
+    "RemoteError": "execnet_channel",
+    "TimeoutError": "execnet_channel",
+    "Group": "execnet_group",
+    "MultiChannel": "execnet_group",
+    "default_group": "execnet_group",
+    "makegateway": "execnet_group",
+    "set_execmodel": "execnet_group",
+    "RSync": "execnet_rsync",
+    "DataFormatError": "execnet_serial",
+    "DumpError": "execnet_serial",
+    "LoadError": "execnet_serial",
+    "dump": "execnet_serial",
+    "dumps": "execnet_serial",
+    "load": "execnet_serial",
+    "loads": "execnet_serial",
+    "Gateway": "execnet_transport",
+    "HostNotFound": "execnet_transport",
+    "XSpec": "execnet_transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'execnet' has no attribute {name!r}")
+    value = getattr(_import_module(home), name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "makegateway",
