@@ -145,10 +145,12 @@ def xdist_sdist_tree() -> Path:
     target = VENVS / f"pytest_xdist-{XDIST_VERSION}"
     if (target / "testing" / "conftest.py").exists():
         return target
+    # The test environment may have no pip (hatch installs with uv): use our venv's.
+    pip_python = str(venv_for("ours"))
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [
-                sys.executable,
+                pip_python,
                 "-m",
                 "pip",
                 "download",
