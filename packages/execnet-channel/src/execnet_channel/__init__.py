@@ -11,9 +11,13 @@ from ._channel import NO_ENDMARKER, Channel, ChannelFileRead, ChannelFileWrite
 from ._errors import ChannelClosedError, RemoteError, TimeoutError
 from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
 from ._gateway import BaseGateway, RemoteStatus
-from ._io import IO, BufferedIO, FdIO, SocketIO, StdioIO
+from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
 from ._trace import trace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._protocols import IO, BufferedIO
 
 __all__ = [
     "__version__",
@@ -42,3 +46,15 @@ __all__ = [
     # tracing
     "trace",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The Protocols need `typing`, which a remote interpreter never imports (it is the
+    # biggest part of a start): they load on first use (PEP 562).
+    if name in ("IO", "BufferedIO"):
+        from . import _protocols
+
+        value = getattr(_protocols, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

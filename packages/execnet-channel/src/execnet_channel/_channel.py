@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Iterator,
-    List,
-    Literal,
-    Optional,
-    Tuple,
-    Type,
-    Union,
-    overload,
-)
-
-from execnet_serial import dumps_payload
 
 from . import _frames
 from ._errors import ChannelClosedError, RemoteError, TimeoutError
-from ._execmodels import EventLike, QueueLike
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import (
+        Any,
+        Callable,
+        Iterator,
+        List,
+        Literal,
+        Optional,
+        Tuple,
+        Type,
+        Union,
+        overload,
+    )
+
     from ._gateway import BaseGateway
+    from ._protocols import EventLike, QueueLike
+
 
 __all__ = ["NO_ENDMARKER", "Channel", "ChannelFileRead", "ChannelFileWrite"]
 
@@ -101,8 +101,7 @@ class Channel:
         """
         if self._closed:
             raise ChannelClosedError(f"cannot send to {self!r}: it is closed")
-        gateway = self.gateway
-        gateway._send(_frames.CHANNEL_DATA, self.id, dumps_payload(item, gateway._hook))
+        self.gateway._send_item(self.id, item)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -202,10 +201,15 @@ class Channel:
                 if not self._callback_failed_already:
                     self._callback_failed(exc)
 
-    @overload
-    def makefile(self, mode: Literal["w"] = ..., proxyclose: bool = ...) -> ChannelFileWrite: ...
-    @overload
-    def makefile(self, mode: Literal["r"], proxyclose: bool = ...) -> ChannelFileRead: ...
+    if TYPE_CHECKING:  # typing.overload, which is not imported at run time
+
+        @overload
+        def makefile(
+            self, mode: Literal["w"] = ..., proxyclose: bool = ...
+        ) -> ChannelFileWrite: ...
+        @overload
+        def makefile(self, mode: Literal["r"], proxyclose: bool = ...) -> ChannelFileRead: ...
+
     def makefile(
         self, mode: str = "w", proxyclose: bool = False
     ) -> Union[ChannelFileWrite, ChannelFileRead]:

@@ -8,43 +8,17 @@ only when their model is chosen.
 from __future__ import annotations
 
 import os
-from types import ModuleType
-from typing import IO, Any, Callable, Dict, Optional, Protocol, Tuple, Union
 
-__all__ = [
-    "EXECMODEL_NAMES",
-    "EventLike",
-    "ExecModel",
-    "LockLike",
-    "QueueLike",
-    "get_execmodel",
-]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import IO, Any, Callable, Dict, Tuple, Union
+
+    from ._protocols import EventLike, LockLike, QueueLike
+
+__all__ = ["EXECMODEL_NAMES", "ExecModel", "get_execmodel"]
 
 EXECMODEL_NAMES = ("thread", "main_thread_only", "eventlet", "gevent")
-
-
-class LockLike(Protocol):
-    """What Lock() and RLock() return."""
-
-    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
-    def release(self) -> None: ...
-    def __enter__(self) -> Any: ...
-    def __exit__(self, *args: Any) -> Any: ...
-
-
-class EventLike(Protocol):
-    """What Event() returns."""
-
-    def set(self) -> None: ...
-    def is_set(self) -> bool: ...
-    def wait(self, timeout: Optional[float] = None) -> bool: ...
-
-
-class QueueLike(Protocol):
-    """The unbounded FIFO a channel keeps its items in (``ExecModel._queue()``)."""
-
-    def put(self, item: Any) -> None: ...
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any: ...
 
 
 class ExecModel:

@@ -15,14 +15,19 @@ frame in them plus how many bytes those used; the rest waits for more input.
 from __future__ import annotations
 
 import struct
-from typing import List, Optional, Tuple, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple, Union
+
+    Buffer = Union[bytes, bytearray, memoryview]
+    Frame = Tuple[int, int, memoryview]  # kind, channel id, payload: a view into the buffer
 
 __all__ = [
     "FRAME_NAMES",
     "HEADER",
     "HEADER_SIZE",
     "MAX_PAYLOAD",
-    "Frame",
     "FrameError",
     "decode_frames",
     "describe_frame",
@@ -31,7 +36,6 @@ __all__ = [
     "pending_frame_size",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
 
 HEADER = struct.Struct("!BiI")
 HEADER_SIZE = HEADER.size
@@ -67,10 +71,6 @@ FRAME_NAMES = {
 
 class FrameError(ValueError):
     """Bytes that are not a frame (unknown kind); names the kind and the offset."""
-
-
-Frame = Tuple[int, int, memoryview]
-"""One decoded frame: (kind, channel id, payload); the payload is a view into the buffer."""
 
 
 def describe_frame(frame: Frame) -> str:

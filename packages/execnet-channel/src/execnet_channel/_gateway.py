@@ -7,28 +7,35 @@ Senders write whole frames under one lock, so frames from many threads never mix
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import sys
 import weakref
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from execnet_serial import DumpError, LoadError, dumps_payload, loads_payload
+from execnet_serial._encoder import encode_parts  # the frame is written from its parts
 
 from . import _frames
 from ._channel import Channel
 from ._errors import RemoteError
 from ._execmodels import ExecModel
-from ._io import IO, _is_buffered
+from ._io import _is_buffered
 from ._source import ExecSpec, make_spec
 from ._trace import trace, trace_enabled
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
+
+    from ._protocols import IO
 
 __all__ = ["BaseGateway", "RemoteStatus"]
 
 _CHUNK = 256 * 1024  # receive buffer: frames up to this size are decoded in place
 _KEEP_BIG = 64 * 1024 * 1024  # the buffer for big frames is kept up to this size
 _SMALL = 64 * 1024  # payloads below this are joined to their header; larger use writev
+_MAX_WRITEV = 16  # more parts than this are joined (IOV_MAX; sendall per part on sockets)
+_DATA = _frames.CHANNEL_DATA
 # (py2str_as_py3str, py3str_as_py2str) for control payloads and new gateways
 _DEFAULT_STRCONFIG = (True, False)
 _pack_header = _frames.HEADER.pack
@@ -205,8 +212,10 @@ class BaseGateway:
                 while self._pending_last:
                     channel_id = self._pending_last.pop()
                     header = _frames.HEADER.pack(_frames.CHANNEL_LAST_MESSAGE, channel_id, 0)
-                    with contextlib.suppress(OSError):
+                    try:  # noqa: SIM105 (contextlib: slow to import on a remote)
                         self._io.write(header)
+                    except OSError:
+                        pass
             finally:
                 self._writelock.release()
 
@@ -243,6 +252,24 @@ class BaseGateway:
                 self._io.write(header + payload)
             else:
                 self._io.writev([header, payload])  # type: ignore[attr-defined]
+        if self._pending_last:
+            self._flush_pending()
+
+    def _send_item(self, channel_id: int, item: object) -> None:
+        """Write one CHANNEL_DATA frame: the header goes in front of the encoder's parts,
+        which are joined once (small) or written as they are (big: no copy of the item)."""
+        parts = encode_parts(item, self._hook)  # DumpError here, before anything is sent
+        size = sum(map(len, parts))
+        parts[0] = _pack_header(_DATA, channel_id, size)
+        if _TRACING:
+            trace(f"gateway {self.id}: sending CHANNEL_DATA channel={channel_id} ({size} bytes)")
+        with self._writelock:
+            if self._closed_for_sending:
+                self._raise_closed()
+            if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
+                self._io.write(b"".join(parts))
+            else:
+                self._io.writev(parts)  # type: ignore[attr-defined]
         if self._pending_last:
             self._flush_pending()
 
@@ -326,8 +353,10 @@ class BaseGateway:
             if trace_enabled():
                 trace(f"gateway {self.id}: exit")
             if self._lost is None:
-                with contextlib.suppress(OSError):  # the other side is gone already
+                try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the other side is gone already
                     self._io.write(_frames.HEADER.pack(_frames.GATEWAY_TERMINATE, 0, 0))
+                except OSError:
+                    pass
             self._io.close_write()
 
     def join(self, timeout: Optional[float] = None) -> None:
@@ -408,7 +437,9 @@ class BaseGateway:
         view = memoryview(buf)
         bigbuf = bytearray()
         start = end = 0
-        decode = _frames.decode_frames
+        unpack = _frames.HEADER.unpack_from
+        header_size = _frames.HEADER_SIZE
+        kinds = _frames.FRAME_NAMES
         dispatch = self._dispatch
         lock = self._receivelock
         refs = self._refs
@@ -418,11 +449,25 @@ class BaseGateway:
         tracing = trace_enabled()
         while True:
             end += readinto(view[end:])
-            frames, start = decode(view, start, end)
-            if frames:
+            if _frames.pending_frame_size(view, start, end) <= end - start:
+                # At least one whole frame: copy what was read to bytes once, and decode
+                # every frame where it sits (no copy and no memoryview per message).
+                chunk = bytes(view[start:end])
+                size = end - start
+                pos = 0
                 with lock:
-                    for kind, channel_id, payload in frames:
+                    while size - pos >= header_size:
+                        kind, channel_id, length = unpack(chunk, pos)
+                        stop = pos + header_size + length
+                        if stop > size:
+                            break
                         if kind != data_kind:
+                            if kind not in kinds:
+                                raise _frames.FrameError(
+                                    f"unknown frame kind {kind} at offset {pos}"
+                                )
+                            payload = memoryview(chunk)[pos + header_size : stop]
+                            pos = stop
                             if dispatch(kind, channel_id, payload):
                                 return
                             continue
@@ -430,30 +475,36 @@ class BaseGateway:
                         if tracing:
                             trace(
                                 f"gateway {self.id}: received CHANNEL_DATA channel={channel_id}"
-                                f" ({len(payload)} bytes)"
+                                f" ({length} bytes)"
                             )
                         ref = refs.get(channel_id)
                         channel = ref() if ref is not None else None
                         if channel is None:
                             channel = self._lookup(channel_id)
                             if channel is None:
+                                pos = stop
                                 continue
                         config = channel._strconfig or self._strconfig
                         try:
                             item = loads(
-                                payload,
+                                chunk,
                                 py2str_as_py3str=config[0],
                                 py3str_as_py2str=config[1],
                                 hook=hook,
+                                start=pos + header_size,
+                                end=stop,
                             )
                         except Exception as exc:
+                            pos = stop
                             self._bad_item(channel, exc)
                             continue
+                        pos = stop
                         if channel._callback is None:
                             channel._items.put(item)
                         else:
                             channel._call(item)
-                del frames, payload
+                start += pos
+                del chunk
             if start == end:
                 start = end = 0
                 continue
@@ -566,8 +617,10 @@ class BaseGateway:
         return False
 
     def _answer(self, kind: int, channel_id: int, answer: Dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):  # the asker is gone
+        try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the asker is gone
             self._send(kind, channel_id, self._dumps(answer))
+        except OSError:
+            pass
 
     def _bad_item(self, channel: Channel, exc: Exception) -> None:
         text = f"channel {channel.id}: could not load an item: {exc!r}"

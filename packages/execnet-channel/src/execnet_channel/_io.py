@@ -9,66 +9,21 @@ big chunks and decodes every frame in them, a sender writes a frame in one call.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import sys
-from functools import partial
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Optional,
-    Protocol,
-    Sequence,
-    Union,
-    runtime_checkable,
-)
 
 from ._execmodels import ExecModel, get_execmodel
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from typing import Any, Callable, Optional, Sequence, Union
 
-__all__ = ["IO", "BufferedIO", "FdIO", "SocketIO", "StdioIO"]
+__all__ = ["FdIO", "SocketIO", "StdioIO"]
 
 F_SETPIPE_SZ = 1031  # Linux fcntl; not in the fcntl module before 3.10
 _READ_CHUNK = 256 * 1024
-
-
-@runtime_checkable
-class IO(Protocol):
-    """What a transport provides to a gateway: a two-way byte stream.
-
-    ``read`` returns exactly ``numbytes`` bytes or raises EOFError when the stream ends
-    first; ``write`` writes all of ``data`` or raises OSError once the stream is gone.
-
-    >>> r, w = os.pipe()
-    >>> isinstance(FdIO(r, w), IO)
-    True
-    """
-
-    execmodel: ExecModel
-
-    def read(self, numbytes: int) -> bytes: ...
-    def write(self, data: bytes) -> None: ...
-    def close_read(self) -> None: ...
-    def close_write(self) -> None: ...
-    def wait(self) -> Optional[int]: ...
-    def kill(self) -> None: ...
-
-
-@runtime_checkable
-class BufferedIO(IO, Protocol):
-    """An IO that can also read into a buffer and write several buffers in one call."""
-
-    def readinto(self, buffer: memoryview) -> int:
-        """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
-        ...
-
-    def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
-        """Write all of ``buffers``, in order, as if joined."""
-        ...
 
 
 _HAVE_WRITEV = hasattr(os, "writev")
@@ -130,7 +85,7 @@ class FdIO(_ReadBuffer):
         self._read_closed = False
         self._write_closed = False
         if hasattr(os, "readv"):
-            self._readinto: Callable[[memoryview], Optional[int]] = partial(_readv, read_fd)
+            self._readinto: Callable[[memoryview], Optional[int]] = lambda buf: _readv(read_fd, buf)
         else:  # PyPy: FileIO.readinto reads into the buffer just as well
             self._readinto = io.FileIO(read_fd, "rb", closefd=False).readinto
         cooperative = self.execmodel.cooperative
@@ -231,8 +186,10 @@ class FdIO(_ReadBuffer):
 
 
 def _close(fd: int) -> None:
-    with contextlib.suppress(OSError):  # already closed: closing is idempotent
+    try:  # noqa: SIM105 (contextlib: slow to import on a remote) # already closed: closing is idempotent
         os.close(fd)
+    except OSError:
+        pass
 
 
 class StdioIO(FdIO):
@@ -323,11 +280,15 @@ class SocketIO(_ReadBuffer):
             self._shutdown(1)
 
     def _shutdown(self, how: int) -> None:
-        with contextlib.suppress(OSError):  # the other side is gone already
+        try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the other side is gone already
             self.sock.shutdown(how)
+        except OSError:
+            pass
         if self._read_closed and self._write_closed:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
                 self.sock.close()
+            except OSError:
+                pass
 
     def wait(self) -> Optional[int]:
         return None

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import sys
-from typing import Any, Deque, Dict, Optional, Tuple
 
 from ._channel import Channel
-from ._execmodels import QueueLike
 from ._gateway import BaseGateway
-from ._io import IO
 from ._source import ExecSpec, compile_spec, forget_spec
 from ._trace import trace, trace_enabled
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
+    from ._protocols import IO, QueueLike
+
+    _Task = Optional[Tuple[Channel, ExecSpec]]
 
 __all__ = ["serve"]
 
 EXIT_GRACE = 2.0
 # main_thread_only: how long a second remote_exec waits for the running one to end
 MAIN_THREAD_ONLY_GRACE = 1.0  # seconds a terminating process gives hung user code before os._exit
-
-_Task = Optional[Tuple[Channel, ExecSpec]]
 
 
 class _ServingGateway(BaseGateway):
@@ -35,7 +37,7 @@ class _ServingGateway(BaseGateway):
         self._tasks: QueueLike = model._queue()
         self._state = model.Lock()
         self._main_busy: Optional[Channel] = None
-        self._waiting: Deque[Tuple[Channel, ExecSpec]] = collections.deque()
+        self._waiting: List[Tuple[Channel, ExecSpec]] = []  # a few at most
         self._executing = 0
         self._stopping = False
         import threading
@@ -107,7 +109,7 @@ class _ServingGateway(BaseGateway):
                     self._executing -= 1
                     self._main_busy = None
                     if self._waiting and not self._stopping:
-                        waiting = self._waiting.popleft()
+                        waiting = self._waiting.pop(0)
                         self._main_busy = waiting[0]
                         self._executing += 1
                         self._tasks.put(waiting)

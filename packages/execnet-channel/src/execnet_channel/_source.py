@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import types
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 __all__ = ["ExecSpec", "compile_spec", "make_spec"]
 
@@ -12,14 +15,32 @@ __all__ = ["ExecSpec", "compile_spec", "make_spec"]
 # (make_spec), linecache when a traceback needs lines; they are slow to import.
 
 
-class ExecSpec(NamedTuple):
-    """The payload of an exec frame."""
+if TYPE_CHECKING:
 
-    source: str
-    filename: str  # "" for a string source: the remote names it after the channel
-    firstlineno: int
-    callname: Optional[str]  # a function's name: called as f(channel, **kwargs)
-    kwargs: Dict[str, Any]
+    class ExecSpec(NamedTuple):
+        """The payload of an exec frame."""
+
+        source: str
+        filename: str  # "" for a string source: the remote names it after the channel
+        firstlineno: int
+        callname: Optional[str]  # a function's name: called as f(channel, **kwargs)
+        kwargs: Dict[str, Any]
+
+else:
+    # The same as a NamedTuple without importing typing (or collections) at run time.
+    class ExecSpec(tuple):
+        """The payload of an exec frame."""
+
+        __slots__ = ()
+
+        def __new__(cls, source, filename, firstlineno, callname, kwargs):
+            return tuple.__new__(cls, (source, filename, firstlineno, callname, kwargs))
+
+        source = property(lambda self: self[0])
+        filename = property(lambda self: self[1])
+        firstlineno = property(lambda self: self[2])
+        callname = property(lambda self: self[3])
+        kwargs = property(lambda self: self[4])
 
 
 def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Optional
 
 __all__ = ["trace", "trace_enabled"]
 

@@ -11,15 +11,18 @@ the package README.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Union
-
 from .__about__ import __version__
 from ._decoder import as_bytes, decode, loads_payload
 from ._encoder import dumps_payload, encode
 from ._errors import DataFormatError, DumpError, LoadError
 from ._files import read_value
-from ._hook import ChannelHook
 from ._opcodes import VERSION_BYTE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Union
+
+    from ._hook import ChannelHook
 
 __all__ = [
     "dumps",
@@ -70,7 +73,7 @@ def loads(
         raise LoadError(
             f"wrong format version {data[:1]!r} at offset 0 (expected {VERSION_BYTE!r})"
         )
-    return decode(data, 1, py2str_as_py3str, py3str_as_py2str, None)
+    return decode(data, 1, len(data), py2str_as_py3str, py3str_as_py2str, None)
 
 
 def dump(file: BinaryIO, obj: object) -> None:
@@ -93,3 +96,14 @@ def load(file: BinaryIO, py2str_as_py3str: bool = False, py3str_as_py2str: bool 
     LoadError for invalid data.
     """
     return read_value(file, py2str_as_py3str, py3str_as_py2str, None)
+
+
+def __getattr__(name: str) -> object:
+    # ChannelHook is a Protocol and needs `typing`, which a remote interpreter never
+    # imports (it is the biggest part of a start): it loads on first use (PEP 562).
+    if name == "ChannelHook":
+        from ._hook import ChannelHook
+
+        globals()[name] = ChannelHook
+        return ChannelHook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Any, Callable, List, Optional, Union
 
 from ._errors import LoadError
-from ._hook import ChannelHook
 from ._opcodes import NAMES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional, Union
+
+    from ._hook import ChannelHook
 
 __all__ = ["as_bytes", "decode", "loads_payload"]
 
@@ -69,15 +73,20 @@ def _decimal(data: bytes, start: int, stop: int) -> int:
     return int(digits)
 
 
-def decode(
+def decode(  # noqa: PLR0917 - positional: called once per message
     data: bytes,
     pos: int,
+    end: int,
     py2str_as_py3str: bool,
     py3str_as_py2str: bool,
     hook: Optional[ChannelHook],
 ) -> Any:
-    """The value encoded in ``data[pos:]``, which must end with its STOP."""
-    end = len(data)
+    """The value encoded in ``data[pos:end]``, which must end with its STOP.
+
+    ``end`` may be short of ``len(data)`` (many frames in one chunk): a payload that
+    claims more than ``end`` is truncated; an opcode read past ``end`` (corrupt data
+    running into what follows) is caught at STOP, which must sit at ``end - 1``.
+    """
     stack: List[Any] = []
     push = stack.append
     pop = stack.pop
@@ -173,6 +182,8 @@ def decode(
                         f"(must be exactly 1)"
                     )
                 if pos != end:
+                    if pos > end:
+                        raise LoadError(f"STOP at offset {pos - 1} is past the payload's end")
                     raise LoadError(f"{end - pos} bytes after STOP at offset {pos - 1}")
                 return stack[0]
             elif op == 83:  # UNICODE (Python 2)
@@ -274,16 +285,63 @@ def loads_payload(
     py2str_as_py3str: bool = False,
     py3str_as_py2str: bool = False,
     hook: Optional[ChannelHook] = None,
+    start: int = 0,
+    end: Optional[int] = None,
 ) -> Any:
     """The value of an opcode stream without the version byte (a channel message).
 
     ``hook.channel_from_id(id)`` gives the value of a CHANNEL opcode; without a hook
-    CHANNEL is a LoadError.
+    CHANNEL is a LoadError. ``start``/``end`` select the payload inside ``data`` (many
+    frames read in one chunk decode where they are, with no copy per message).
 
     >>> loads_payload(b"K\\x00\\x00\\x00\\x01F\\x00\\x00\\x00\\x00LPQ")
     [None]
+    >>> loads_payload(b"..N\\x00\\x00\\x00\\x02hiQ..", start=2, end=10)
+    'hi'
     """
-    return decode(as_bytes(data), 0, py2str_as_py3str, py3str_as_py2str, hook)
+    if type(data) is not bytes:
+        if isinstance(data, (bytearray, memoryview)):
+            size = data.nbytes if isinstance(data, memoryview) else len(data)
+            stop = size if end is None else end
+            if stop - start >= _WHOLE_MIN and start >= 0 and stop <= size:
+                value = _whole_string(data, start, stop, py3str_as_py2str)
+                if value is not None:
+                    return value
+        data = as_bytes(data)  # TypeError for what is not bytes-like
+        if end is None:
+            end = len(data)
+    elif end is None:
+        end = len(data)
+    if not 0 <= start <= end <= len(data):
+        raise LoadError(f"payload bounds {start}:{end} outside the {len(data)} bytes given")
+    return decode(data, start, end, py2str_as_py3str, py3str_as_py2str, hook)
+
+
+# A payload holding one bytes or str value (a big item, the usual bulk message) is
+# decoded straight from the caller's buffer: one copy instead of two.
+_WHOLE_MIN = 1024
+
+
+def _whole_string(data: object, start: int, end: int, py3str_as_py2str: bool) -> Any:
+    """The bytes or str that is all of ``data[start:end]``, or None if it is not one."""
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None  # as_bytes names the wrong type
+    if view.format != "B" or view.ndim != 1 or not view.contiguous:
+        return None
+    op = view[start]
+    if op not in (65, 78) or view[end - 1] != 81:  # BYTES or PY3STRING ... STOP
+        return None
+    if _unpack_i(view, start + 1)[0] != end - start - 6:
+        return None
+    body = view[start + 5 : end - 1]
+    if op == 65 or py3str_as_py2str:
+        return bytes(body)
+    try:
+        return str(body, "utf-8")
+    except UnicodeDecodeError:
+        return None  # the general path reports it
 
 
 def as_bytes(data: Union[bytes, bytearray, memoryview]) -> bytes:

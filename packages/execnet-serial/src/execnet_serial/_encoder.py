@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Any, Callable, Dict, List, Optional
 
 from ._encoder_deep import encode_iteratively
 from ._errors import DumpError
-from ._hook import ChannelHook
 from ._writers import (
     CACHED,
     EMPTY_LIST,
@@ -42,9 +40,16 @@ from ._writers import (
     write_homogeneous_list,
 )
 
-__all__ = ["dumps_payload", "encode"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
 
-_Parts = List[bytes]
+    from ._hook import ChannelHook
+
+    _Parts = List[bytes]
+
+__all__ = ["dumps_payload", "encode", "encode_parts"]
+
 _KEY_CACHE_SIZE = 2048
 _KEY_CACHE_MAX_LEN = 64
 _KEY_CACHE_DICT_MAX = 64
@@ -208,11 +213,24 @@ _SAFE_RECURSION_LIMIT = 4000
 
 def encode(obj: object, hook: Optional[ChannelHook], head: bytes) -> bytes:
     """``head``, the opcode stream of ``obj``, STOP: one join, no further copy."""
-    parts: _Parts = [head]
+    parts = encode_parts(obj, hook)
+    parts[0] = head
+    return b"".join(parts)
+
+
+def encode_parts(obj: object, hook: Optional[ChannelHook]) -> _Parts:
+    """The opcode stream of ``obj`` and STOP as a list of parts, not joined.
+
+    ``parts[0]`` is ``b""``, a place for the caller's own header: the channel layer puts
+    its frame header there and writes the parts (a big bytes value among them is not
+    copied) or joins them once into a whole frame.
+    """
+    parts: _Parts = [b""]
     try:
         if _RECURSION_IS_SAFE or sys.getrecursionlimit() <= _SAFE_RECURSION_LIMIT:
             try:
-                _encode_any(obj, parts, hook)
+                # containers straight to their function: a message is usually a tuple
+                _CONTAINERS.get(type(obj), _encode_any)(obj, parts, hook)
             except RecursionError:
                 del parts[1:]
                 encode_iteratively(obj, hook, parts)
@@ -226,7 +244,7 @@ def encode(obj: object, hook: Optional[ChannelHook], head: bytes) -> bytes:
             f"or a channel id beyond int4 ({exc})"
         ) from None
     parts.append(b"Q")
-    return b"".join(parts)
+    return parts
 
 
 def dumps_payload(obj: object, hook: Optional[ChannelHook] = None) -> bytes:

@@ -13,10 +13,8 @@ inside of, so a value that contains itself is a DumpError instead of an endless 
 from __future__ import annotations
 
 from itertools import chain, repeat
-from typing import Any, Dict, Iterator, List, Optional, Set
 
 from ._errors import DumpError
-from ._hook import ChannelHook
 from ._writers import (
     CACHED,
     EMPTY_LIST,
@@ -35,6 +33,12 @@ from ._writers import (
     pack_ci,
     write_homogeneous_list,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Optional, Set
+
+    from ._hook import ChannelHook
 
 __all__ = ["encode_iteratively"]
 

@@ -10,12 +10,16 @@ cannot make load allocate more than the file holds.
 from __future__ import annotations
 
 import struct
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 from ._decoder import decode
 from ._errors import LoadError
-from ._hook import ChannelHook
 from ._opcodes import NAMES, VERSION_BYTE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
+
+    from ._hook import ChannelHook
 
 __all__ = ["read_value"]
 
@@ -79,4 +83,5 @@ def read_value(
         offset += 1 + size
         if op == b"Q":
             break
-    return decode(b"".join(parts), 1, py2str_as_py3str, py3str_as_py2str, hook)
+    data = b"".join(parts)
+    return decode(data, 1, len(data), py2str_as_py3str, py3str_as_py2str, hook)

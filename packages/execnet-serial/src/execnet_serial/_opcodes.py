@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Dict, Final
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Final
 
 VERSION: Final = 2
 VERSION_BYTE: Final = b"\x02"

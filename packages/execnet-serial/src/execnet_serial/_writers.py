@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import struct
 from itertools import chain, repeat
-from typing import Iterator, List, Optional
 
 from ._errors import DumpError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator, List, Optional
 
 INT4_MIN = -0x80000000
 INT4_MAX = 0x7FFFFFFF
