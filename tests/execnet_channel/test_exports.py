@@ -7,7 +7,7 @@ import doctest
 import pytest
 
 import execnet_channel
-from execnet_channel import _channel, _errors, _execmodels, _frames, _gateway, _io
+from execnet_channel import _channel, _errors, _execmodels, _frames, _gateway, _io, _protocols
 
 EXPECTED = {
     "__version__",
@@ -46,7 +46,9 @@ def test_channel_error_attributes() -> None:
     assert issubclass(execnet_channel.TimeoutError, IOError)
 
 
-@pytest.mark.parametrize("module", [_channel, _errors, _execmodels, _frames, _gateway, _io])
+@pytest.mark.parametrize(
+    "module", [_channel, _errors, _execmodels, _frames, _gateway, _io, _protocols]
+)
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import execnet_serial
-from execnet_serial import DumpError, dumps, dumps_payload, loads, loads_payload
+from execnet_serial import DumpError, LoadError, dumps, dumps_payload, loads, loads_payload
 
 
 def i4(n: int) -> bytes:
@@ -254,3 +254,30 @@ def test_loads_refuses_what_is_not_bytes() -> None:
             loads(wrong)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="expected bytes"):
             loads_payload(wrong)  # type: ignore[arg-type]
+
+
+def test_loads_payload_decodes_in_place_between_start_and_end() -> None:
+    payload = dumps_payload((1, "abc", 2.5))
+    chunk = b"head" + payload + payload + b"tail"
+    first = loads_payload(chunk, start=4, end=4 + len(payload))
+    second = loads_payload(chunk, start=4 + len(payload), end=4 + 2 * len(payload))
+    assert first == second == (1, "abc", 2.5)
+    with pytest.raises(LoadError):  # a frame cut short, even with bytes after it
+        loads_payload(chunk, start=4, end=3 + len(payload))
+    with pytest.raises(LoadError, match="outside"):
+        loads_payload(payload, start=0, end=len(payload) + 1)
+
+
+@pytest.mark.parametrize("value", [b"\x00x" * 3000, "ä€x" * 3000, b"", "abc"])
+def test_loads_payload_of_buffers_equals_bytes(value: object) -> None:
+    payload = dumps_payload(value)
+    for data in (memoryview(payload), bytearray(payload), memoryview(b"xx" + payload)[2:]):
+        assert loads_payload(data) == value
+        assert type(loads_payload(data)) is type(value)
+    if isinstance(value, str):
+        assert loads_payload(memoryview(payload), py3str_as_py2str=True) == value.encode()
+    bad = bytearray(payload)
+    if isinstance(value, str) and len(bad) > 1024:
+        bad[5] = 0xFF  # not UTF-8
+        with pytest.raises(LoadError, match="PY3STRING"):
+            loads_payload(memoryview(bad))

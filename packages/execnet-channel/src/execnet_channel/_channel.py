@@ -59,8 +59,8 @@ class Channel:
         self.id = id
         model = gateway.execmodel
         self._items: QueueLike = model._queue()
-        self._empty: Type[BaseException] = model.queue.Empty
-        self._closed_event: EventLike = model.Event()
+        self._empty: Type[BaseException] = model._queue_empty()
+        self._closed_event: EventLike = model._event()
         self._callback: Optional[Callable[[Any], object]] = None
         self._endmarker: Any = NO_ENDMARKER
         self._endmarker_done = False
@@ -177,6 +177,9 @@ class Channel:
 
     def _callback_failed(self, exc: BaseException) -> None:
         self._callback_failed_already = True
+        from ._source import install_lines
+
+        install_lines()
         import traceback
 
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

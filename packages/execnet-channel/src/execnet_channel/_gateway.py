@@ -111,7 +111,7 @@ class BaseGateway:
         model = self.execmodel
         self._writelock = model.Lock()
         self._receivelock = model.RLock()
-        self._receiver_done = model.Event()
+        self._receiver_done = model._event()
         self._strconfig: Tuple[bool, bool] = _DEFAULT_STRCONFIG
         self._hook = _ChannelHook(self)
         self._exited = False

@@ -7,7 +7,7 @@ import sys
 
 from ._channel import Channel
 from ._gateway import BaseGateway
-from ._source import ExecSpec, compile_spec, forget_spec
+from ._source import ExecSpec, compile_spec, forget_spec, install_lines
 from ._trace import trace, trace_enabled
 
 TYPE_CHECKING = False
@@ -40,11 +40,7 @@ class _ServingGateway(BaseGateway):
         self._waiting: List[Tuple[Channel, ExecSpec]] = []  # a few at most
         self._executing = 0
         self._stopping = False
-        import threading
-
-        self._in_main_thread = (
-            not model.cooperative and threading.current_thread() is threading.main_thread()
-        )
+        self._in_main_thread = not model.cooperative and _in_main_thread()
         super().__init__(io, id, opener=False)
 
     def _numexecuting(self) -> int:
@@ -155,6 +151,7 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
             namespace[spec.callname](channel, **spec.kwargs)
     except BaseException:
         kind, value, tb = sys.exc_info()
+        install_lines()
         import traceback
 
         # the traceback starts in the user's code, not in this function
@@ -167,6 +164,16 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
 
 def _finish(channel: Channel, error: Optional[str]) -> None:
     channel._close(error)
+
+
+def _in_main_thread() -> bool:
+    import _thread
+
+    if "threading" not in sys.modules and getattr(_thread, "_count", lambda: 1)() == 0:
+        return True  # no other thread exists (and importing threading costs a start ~3 ms)
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _interrupt_main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import sys
 import types
 
 TYPE_CHECKING = False
@@ -124,28 +124,49 @@ def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
     filename = spec.filename or f"<remote exec channel {channel_id}>"
     text = "\n" * (spec.firstlineno - 1) + spec.source
     code = compile(text, filename, "exec", dont_inherit=True)
-    import linecache
-
     lines = text.splitlines(True)
-    if not _same_lines(filename, lines, spec.firstlineno):
+    if not spec.filename or not _same_lines(filename, lines, spec.firstlineno):
         # the file is not here (or differs): tracebacks show the lines that ran
-        linecache.cache[filename] = (len(text), None, lines, filename)
+        entry = (len(text), None, lines, filename)
+        linecache = sys.modules.get("linecache")
+        if linecache is None:
+            _pending_lines[filename] = entry  # see install_lines
+        else:
+            linecache.cache[filename] = entry
     return code
 
 
-def _same_lines(filename: str, lines: List[str], firstlineno: int) -> bool:
+# linecache entries of compiled specs, kept here until a traceback is formatted:
+# importing linecache (tokenize, re, enum) would cost every remote ~3 ms at its start.
+_pending_lines: Dict[str, Any] = {}
+
+
+def install_lines() -> None:
+    """Put the lines of the specs compiled so far in linecache (before a traceback is
+    formatted, so it shows them)."""
     import linecache
 
-    if not os.path.exists(filename):
+    while _pending_lines:
+        filename, entry = _pending_lines.popitem()
+        linecache.cache[filename] = entry
+
+
+def _same_lines(filename: str, lines: List[str], firstlineno: int) -> bool:
+    try:
+        with open(filename, encoding="utf-8") as file:
+            on_disk = file.readlines()
+    except (OSError, ValueError):  # not here, or not UTF-8: use the lines that ran
         return False
     start = firstlineno - 1
-    on_disk = linecache.getlines(filename)[start : len(lines)]
+    on_disk = on_disk[start : len(lines)]
     return [line.strip() for line in on_disk] == [line.strip() for line in lines[start:]]
 
 
 def forget_spec(spec: ExecSpec, channel_id: int) -> None:
     """Drop what compile_spec put in linecache for a string source (names are unique)."""
     if not spec.filename:
-        import linecache
-
-        linecache.cache.pop(f"<remote exec channel {channel_id}>", None)
+        filename = f"<remote exec channel {channel_id}>"
+        _pending_lines.pop(filename, None)
+        linecache = sys.modules.get("linecache")
+        if linecache is not None:
+            linecache.cache.pop(filename, None)
