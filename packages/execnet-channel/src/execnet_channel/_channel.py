@@ -114,7 +114,7 @@ class Channel:
         if self._callback is not None:
             raise ValueError(f"{self!r} has a callback: receive() is not allowed")
         try:
-            item = self._items.get(timeout=timeout)
+            item = self._items.get(True, timeout)
         except self._empty:
             raise self.TimeoutError(
                 f"no item after {timeout} seconds on channel {self.id}"

@@ -13,6 +13,7 @@ import sys
 import weakref
 
 from execnet_serial import DumpError, LoadError, dumps_payload, loads_payload
+from execnet_serial._decoder import decode as _decode  # frames decode in place, see below
 from execnet_serial._encoder import encode_parts  # the frame is written from its parts
 
 from . import _frames
@@ -443,7 +444,7 @@ class BaseGateway:
         dispatch = self._dispatch
         lock = self._receivelock
         refs = self._refs
-        loads = loads_payload
+        decode = _decode
         hook = self._hook
         data_kind = _frames.CHANNEL_DATA
         tracing = trace_enabled()
@@ -486,13 +487,10 @@ class BaseGateway:
                                 continue
                         config = channel._strconfig or self._strconfig
                         try:
-                            item = loads(
-                                chunk,
-                                py2str_as_py3str=config[0],
-                                py3str_as_py2str=config[1],
-                                hook=hook,
-                                start=pos + header_size,
-                                end=stop,
+                            # loads_payload(chunk, start=, end=) without its keyword
+                            # parsing and bounds check (stop <= size was checked above)
+                            item = decode(
+                                chunk, pos + header_size, stop, config[0], config[1], hook
                             )
                         except Exception as exc:
                             pos = stop

@@ -51,7 +51,14 @@ SMALL_INTS: List[bytes] = list(map(pack_ci, repeat(b"F"), range(-SMALL_INT_OFFSE
 # make theirs on the fly.
 SEPARATORS_CACHED = CACHED
 INDICES: List[bytes] = list(map(pack_ci, repeat(b"F", SEPARATORS_CACHED), range(SEPARATORS_CACHED)))
-SEPARATORS: List[Raw] = list(map(Raw, map(b"P".__add__, INDICES)))
+_separators: Optional[List[Raw]] = None  # made on first use: a remote's start skips it
+
+
+def _cached_separators() -> List[Raw]:
+    global _separators
+    if _separators is None:
+        _separators = list(map(Raw, map(b"P".__add__, INDICES)))
+    return _separators
 
 
 def separator(index: int) -> Raw:
@@ -60,9 +67,10 @@ def separator(index: int) -> Raw:
 
 def list_separators(n: int) -> Iterator[Raw]:
     """What follows each of n list items: SETITEM and the next index (the last: SETITEM)."""
+    separators = _separators or _cached_separators()
     if n <= SEPARATORS_CACHED:
-        return chain(SEPARATORS[1:n], (SETITEM,))
-    return chain(SEPARATORS[1:], map(separator, range(SEPARATORS_CACHED, n)), (SETITEM,))
+        return chain(separators[1:n], (SETITEM,))
+    return chain(separators[1:], map(separator, range(SEPARATORS_CACHED, n)), (SETITEM,))
 
 
 def long_int(x: int) -> bytes:
