@@ -29,6 +29,7 @@ import json
 import os
 import resource
 import sys
+import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 
@@ -62,6 +63,23 @@ def remote_peak_rss_mib(gateway: Any) -> float:
     value = float(channel.receive())
     channel.waitclose()
     return value
+
+
+def time_gateway_cycle(spec: str) -> float:
+    """Seconds for one gateway's whole life: makegateway, one remote_exec answered, exit.
+
+    The figure the startup, ssh and other-interpreter scenarios report.
+    """
+    import execnet
+
+    start = time.perf_counter()
+    gateway = execnet.makegateway(spec)
+    channel = gateway.remote_exec("import os; channel.send(os.getpid())")
+    assert isinstance(channel.receive(), int)
+    channel.waitclose()
+    gateway.exit()
+    gateway.join()
+    return time.perf_counter() - start
 
 
 def run_cli(cases: Dict[str, Callable[[], Measure]], argv: Optional[List[str]] = None) -> None:

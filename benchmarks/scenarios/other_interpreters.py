@@ -9,30 +9,19 @@ the page cache. Lower is better.
 from __future__ import annotations
 
 import shutil
-import time
 from typing import Callable, Optional
 
-from _harness import Measure, Skip, run_cli
-
-import execnet
+from _harness import Measure, Skip, run_cli, time_gateway_cycle
 
 
 def _startup(python: Optional[str], what: str) -> Callable[[], Measure]:
-    def once() -> float:
-        start = time.perf_counter()
-        gateway = execnet.makegateway(f"popen//python={python}")
-        channel = gateway.remote_exec("import sys; channel.send(sys.version_info[0])")
-        assert channel.receive() == 3
-        channel.waitclose()
-        gateway.exit()
-        gateway.join()
-        return time.perf_counter() - start
-
     def case() -> Measure:
         if python is None:
             raise Skip(f"no {what} on this machine")
-        once()  # warm up: imports on this side, the interpreter's files in the page cache
-        return Measure(once(), "gateway")
+        spec = f"popen//python={python}"
+        # warm up: imports on this side, the interpreter's files in the page cache
+        time_gateway_cycle(spec)
+        return Measure(time_gateway_cycle(spec), "gateway")
 
     return case
 

@@ -16,13 +16,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator, Tuple
 
-from _harness import Measure, Skip, run_cli
-
-import execnet
+from _harness import Measure, Skip, run_cli, time_gateway_cycle
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
 
@@ -71,23 +68,12 @@ def _server() -> Iterator[Tuple[str, Path]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _once(spec: str) -> float:
-    start = time.perf_counter()
-    gateway = execnet.makegateway(spec)
-    channel = gateway.remote_exec("import os; channel.send(os.getpid())")
-    assert isinstance(channel.receive(), int)
-    channel.waitclose()
-    gateway.exit()
-    gateway.join()
-    return time.perf_counter() - start
-
-
 def ready_exec_exit() -> Measure:
     python = getattr(sys, "_base_executable", None) or sys.executable
     with _server() as (alias, ssh_config):
         spec = f"ssh={alias}//ssh_config={ssh_config}//python={python}"
-        _once(spec)  # warm up
-        return Measure(_once(spec), "gateway")
+        time_gateway_cycle(spec)  # warm up
+        return Measure(time_gateway_cycle(spec), "gateway")
 
 
 CASES = {"ready_exec_exit": ready_exec_exit}

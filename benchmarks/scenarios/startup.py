@@ -15,12 +15,9 @@ from __future__ import annotations
 import glob
 import os
 import sys
-import time
 from typing import Callable, Optional
 
-from _harness import Measure, Skip, run_cli
-
-import execnet
+from _harness import Measure, Skip, run_cli, time_gateway_cycle
 
 
 def _other_cpython() -> Optional[str]:
@@ -35,23 +32,12 @@ def _other_cpython() -> Optional[str]:
     return max(found)[1] if found else None
 
 
-def _once(spec: str) -> float:
-    start = time.perf_counter()
-    gateway = execnet.makegateway(spec)
-    channel = gateway.remote_exec("import os; channel.send(os.getpid())")
-    assert isinstance(channel.receive(), int)
-    channel.waitclose()
-    gateway.exit()
-    gateway.join()
-    return time.perf_counter() - start
-
-
 def _case(spec: Optional[str], missing: str) -> Callable[[], Measure]:
     def case() -> Measure:
         if spec is None:
             raise Skip(missing)
-        _once(spec)  # warm up
-        return Measure(_once(spec), "gateway")
+        time_gateway_cycle(spec)  # warm up
+        return Measure(time_gateway_cycle(spec), "gateway")
 
     return case
 
