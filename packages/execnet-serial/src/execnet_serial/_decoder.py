@@ -13,6 +13,13 @@ the input's size, never recurse, never hang; and be fast in pure Python. The pla
   exception into a LoadError there;
 - a list of small ints (the exact bytes ``dumps`` writes for one) is recognised after
   NEWLIST and decoded with strided slices and one ``struct.unpack``;
+- in a big payload, runs of dict or list entries laid out byte for byte alike (same
+  opcodes, same string lengths: rows of scalars or flat tuples of scalars) are decoded
+  many at a time after NEWDICT/NEWLIST by ``_records.fill``; it checks every opcode and
+  length byte of a batch before applying it and leaves the rest to this loop (after two
+  containers where it found no run, it is not tried again in this payload);
+- a big payload is read once as latin-1 text too, so an ASCII string is a single slice;
+- BUILDTUPLE of 2 or 3 items (records) pops them instead of slicing the stack;
 - hashing a tuple nested thousands of levels deep recurses in C and can overflow the
   stack, so once enough tuples were built to allow that, tuples used as dict keys or set
   members have their depth checked first.
@@ -25,10 +32,11 @@ import sys
 
 from ._errors import LoadError
 from ._opcodes import NAMES
+from ._records import FILL_MIN_BYTES, fill
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional, Union
+    from typing import Any, Callable, Dict, List, Optional, Union
 
     from ._hook import ChannelHook
 
@@ -41,6 +49,7 @@ _unpack_dd = struct.Struct(">dd").unpack_from
 # Hashing nests C calls per tuple level: 1,000 levels need well under 100 KiB of stack.
 HASHED_TUPLE_DEPTH_LIMIT = 1000
 _INT_LIST_MIN = 8
+_TEXT_MIN = 512
 _get_int_max_str_digits: Optional[Callable[[], int]] = getattr(sys, "get_int_max_str_digits", None)
 
 
@@ -97,6 +106,14 @@ def decode(  # noqa: PLR0917 - positional: called once per message
     # per item, so all lists together may declare at most as many items as there are
     # bytes (else many NEWLISTs of a large n would allocate quadratically).
     list_budget = end - pos
+    # A big payload is also read as latin-1 text (offsets stay byte offsets): an ASCII
+    # string is then one slice of it instead of a bytes slice and a decode. Only when
+    # the payload is most of data (a chunk of many frames is not decoded per frame).
+    text: Optional[str] = None
+    if list_budget >= _TEXT_MIN and 2 * list_budget >= len(data) and not py3str_as_py2str:
+        text = data.decode("latin-1")
+    tuple_limit = HASHED_TUPLE_DEPTH_LIMIT
+    fills = 2  # failed looks for runs of same-shaped entries allowed
     op = -1
     try:
         while True:
@@ -108,7 +125,10 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                 stop = start + n
                 if n < 0 or stop > end:
                     raise _Truncated(n)
-                if py3str_as_py2str:
+                if text is not None:
+                    s = text[start:stop]
+                    push(s if s.isascii() else data[start:stop].decode("utf-8"))
+                elif py3str_as_py2str:
                     push(data[start:stop])
                 else:
                     push(data[start:stop].decode("utf-8"))
@@ -116,7 +136,7 @@ def decode(  # noqa: PLR0917 - positional: called once per message
             elif op == 80:  # SETITEM
                 value = pop()
                 key = pop()
-                if tuples > HASHED_TUPLE_DEPTH_LIMIT and type(key) is tuple:
+                if tuples > tuple_limit and type(key) is tuple:
                     _check_hashed_tuple(key)
                 stack[-1][key] = value
             elif op == 70:  # INT
@@ -129,9 +149,18 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                 pos += 8
             elif op == 64:  # BUILDTUPLE
                 n = unpack_i(data, pos)[0]
-                if n < 0 or n > len(stack):
+                if n == 3 and len(stack) >= 3:
+                    c = pop()
+                    b = pop()
+                    push((pop(), b, c))
+                    tuples += 1
+                elif n == 2 and len(stack) >= 2:
+                    b = pop()
+                    push((pop(), b))
+                    tuples += 1
+                elif n < 0 or n > len(stack):
                     raise _too_few(op, pos - 1, n, len(stack))
-                if n:
+                elif n:
                     items = tuple(stack[-n:])
                     del stack[-n:]
                     push(items)
@@ -140,7 +169,16 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                     push(())
                 pos += 4
             elif op == 74:  # NEWDICT
-                push({})
+                if fills and end - pos >= FILL_MIN_BYTES:
+                    new_dict: Dict[Any, Any] = {}
+                    push(new_dict)
+                    start = pos
+                    pos, built = fill(data, pos, end, new_dict, py3str_as_py2str)
+                    tuples += built
+                    if pos == start:
+                        fills -= 1
+                else:
+                    push({})
             elif op == 75:  # NEWLIST
                 n = unpack_i(data, pos)[0]
                 start = pos + 4
@@ -158,8 +196,14 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                         push(values)
                         pos = start + 11 * n
                         continue
-                push([None] * n)
+                new_list: List[Any] = [None] * n
+                push(new_list)
                 pos = start
+                if n >= _INT_LIST_MIN and fills and end - pos >= FILL_MIN_BYTES:
+                    pos, built = fill(data, pos, end, new_list, py3str_as_py2str)
+                    tuples += built
+                    if pos == start:
+                        fills -= 1
             elif op == 82:  # TRUE
                 push(True)
             elif op == 67:  # FALSE

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import struct
 import sys
+from itertools import repeat
 
+from ._columns import COLUMNS_MIN, column_pieces, str_pieces
 from ._encoder_deep import encode_iteratively
 from ._errors import DumpError
 from ._writers import (
     CACHED,
     EMPTY_LIST,
+    FIRST_INDEX,
     HOMOGENEOUS_MIN,
     INDICES,
     INT4_MAX,
@@ -33,6 +36,8 @@ from ._writers import (
     SMALL_INTS,
     STR_HEADS,
     TUPLE_CLOSERS,
+    from_iterable,
+    list_separators,
     long_int,
     pack_cd,
     pack_cdd,
@@ -86,9 +91,24 @@ def _encode_any(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
             raise DumpError(f"can't serialize {t!r}")
 
 
+def _one_encoder(hook: Optional[ChannelHook]) -> Callable[[Any], bytes]:
+    def one(x: Any) -> bytes:
+        parts: _Parts = []
+        _encode_any(x, parts, hook)
+        return b"".join(parts)
+
+    return one
+
+
 def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> None:
     w = parts.append
     w(b"J")
+    if len(x) >= COLUMNS_MIN:
+        values = list(x.values())
+        if len(set(map(type, values))) == 1 and set(map(type, x)) == {str}:
+            columns = column_pieces(values, _one_encoder(hook))
+            parts.extend(from_iterable(zip(*str_pieces(list(x)), *columns, repeat(b"P"))))
+            return
     # Small dicts (records: reports, options) share their keys; big ones rarely do.
     caching = len(x) <= _KEY_CACHE_DICT_MAX
     cache = _key_cache if caching else {}
@@ -137,8 +157,15 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
     if n == 0:
         parts.append(EMPTY_LIST)
         return
-    if n >= HOMOGENEOUS_MIN and write_homogeneous_list(x, n, parts):
-        return
+    if n >= HOMOGENEOUS_MIN:
+        if write_homogeneous_list(x, n, parts):
+            return
+        if type(x[0]) in _RECORDS and len(set(map(type, x))) == 1:
+            columns = column_pieces(x, _one_encoder(hook))
+            parts.append(pack_ci(b"K", n))
+            parts.append(FIRST_INDEX)
+            parts.extend(from_iterable(zip(*columns, list_separators(n))))
+            return
     w = parts.append
     w(pack_ci(b"K", n))
     for i, v in enumerate(x):
@@ -194,6 +221,8 @@ def _encode_set(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
         _encode_any(v, parts, hook)
     parts.append(pack_ci(b"O" if type(x) is set else b"E", len(x)))
 
+
+_RECORDS = (dict, tuple, list)
 
 _CONTAINERS: Dict[type, Callable[[Any, _Parts, Optional[ChannelHook]], None]] = {
     dict: _encode_dict,

@@ -1,0 +1,206 @@
+"""The bulk paths write and read exactly what the general paths do.
+
+Encoding: many records (lists of tuples, dicts or lists of one shape, big dicts of such
+values) are written column by column (``_columns``); the bytes must equal those of the
+iterative encoder, which writes item by item. Decoding: runs of same-shaped entries are
+read in batches (``_records.fill``) and a big payload's ASCII strings are slices of one
+latin-1 text; on any input, valid or hostile, the outcome (the value, or LoadError and
+its message) must be the one the general loop gives with those paths switched off.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from typing import Any, Callable, Iterator, List
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from execnet_serial import DumpError, LoadError, _decoder, dumps, loads
+from execnet_serial._encoder_deep import encode_iteratively
+from tests.execnet_serial.serial_values import same
+
+# Scalars the bulk paths handle, and some they leave to the general ones.
+scalars = st.one_of(
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(),
+    st.text(max_size=6),
+    st.sampled_from(["", "a", "é", "日本", "\x00", "\x7f\x80"]),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.binary(max_size=4),
+    st.complex_numbers(allow_nan=False),
+)
+
+
+def _records(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A list of 8 to 40 records of one shape (often the same types per field)."""
+
+    def build(kind: str, width: int, types: List[st.SearchStrategy[Any]]) -> Any:
+        row: st.SearchStrategy[Any]
+        if kind == "tuple":
+            row = st.tuples(*types)
+        elif kind == "list":
+            row = st.tuples(*types).map(list)
+        else:
+            keys = [f"k{i}" for i in range(width)]
+            row = st.tuples(*types).map(lambda vs: dict(zip(keys, vs)))
+        return st.lists(row, min_size=8, max_size=40)
+
+    return st.tuples(
+        st.sampled_from(["tuple", "list", "dict"]),
+        st.integers(0, 4),
+        st.lists(st.sampled_from([inner, st.integers(0, 9), st.text(max_size=3)]), max_size=4),
+    ).flatmap(lambda kwt: build(kwt[0], len(kwt[2]), kwt[2]))
+
+
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        _records(inner),
+        st.dictionaries(st.text(max_size=5), inner, min_size=8, max_size=30),
+        st.dictionaries(st.text(max_size=5), st.tuples(inner, inner), min_size=8, max_size=30),
+        st.lists(st.dictionaries(st.text(max_size=3), inner, max_size=3), min_size=8, max_size=20),
+        st.lists(inner, min_size=8, max_size=20),
+    ),
+    max_leaves=60,
+)
+
+
+def _general_bytes(value: Any) -> bytes:
+    parts = [b"\x02"]
+    encode_iteratively(value, None, parts)
+    parts.append(b"Q")
+    return b"".join(parts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_column_encoder_writes_the_general_bytes(value: Any) -> None:
+    try:
+        expected = _general_bytes(value)
+    except (DumpError, UnicodeEncodeError):
+        with pytest.raises(DumpError):
+            dumps(value)
+        return
+    assert dumps(value) == expected
+    assert same(loads(expected), value)
+
+
+def test_column_encoder_exact_types() -> None:
+    class Text(str):
+        pass
+
+    bad = [(1, "a")] * 9 + [(1, Text("a"))]
+    with pytest.raises(DumpError, match="Text"):
+        dumps(bad)
+    keyed = [{"a": 1}] * 9 + [{Text("a"): 1}]
+    with pytest.raises(DumpError, match="Text"):
+        dumps(keyed)
+    mixed = [{1: "x"}] * 5 + [{True: "x"}] * 5  # equal keys of two types
+    assert dumps(mixed) == _general_bytes(mixed)
+    with pytest.raises(DumpError, match="UTF-8"):
+        dumps({f"k{i}": (i, "\ud800" if i == 7 else "v") for i in range(10)})
+    wide = [(2**40, -(2**31) - 1, 2**31 - 1)] * 10  # ints beyond int4: LONGINT
+    assert dumps(wide) == _general_bytes(wide)
+    empty = [(), [], {}] * 4 + [[()] * 9, [[]] * 9, [{}] * 9]
+    assert dumps(empty) == _general_bytes(empty)
+
+
+def test_column_encoder_deep_and_cyclic() -> None:
+    deep: Any = "leaf"
+    for _ in range(3000):
+        deep = [deep]
+    value = [deep] * 9
+    assert dumps(value) == _general_bytes(value)
+    cyclic: List[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(DumpError):
+        dumps([cyclic] * 9)
+
+
+def _general_outcome(data: bytes, **options: bool) -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_decoder, "FILL_MIN_BYTES", 1 << 62)
+        patch.setattr(_decoder, "_TEXT_MIN", 1 << 62)
+        return _outcome(data, **options)
+
+
+def _outcome(data: bytes, **options: bool) -> Any:
+    try:
+        return ("value", loads(data, **options))
+    except LoadError as exc:
+        return ("error", str(exc))
+
+
+def _assert_same_outcome(data: bytes, **options: bool) -> None:
+    fast = _outcome(data, **options)
+    general = _general_outcome(data, **options)
+    assert fast[0] == general[0], (fast, general)
+    if fast[0] == "error":
+        assert fast[1] == general[1]
+    else:
+        assert same(fast[1], general[1])
+
+
+def _record_streams() -> Iterator[bytes]:
+    """Valid streams the batch reader takes (big enough, runs of one layout)."""
+    yield dumps({f"key{i}": (i, f"value {i}", i * 1.5) for i in range(300)})
+    yield dumps({f"k{i:03}": i for i in range(200)})
+    yield dumps({f"k{i:03}": (None, True, False, -i, "é" * 3) for i in range(120)})
+    yield dumps([(i, f"{i:04}", float(i)) for i in range(150)])
+    yield dumps([f"{i:05}" for i in range(40)] + [None] * 20 + [1.5] * 30)
+    yield dumps(({"a": [(1, "x")] * 60}, [{f"{i:02}": (i, i) for i in range(60)}] * 2))
+    yield dumps({"s": {f"{i:03}": "日本語" if i % 17 else "ascii" for i in range(100)}})
+
+
+@pytest.mark.parametrize("options", [{}, {"py3str_as_py2str": True}, {"py2str_as_py3str": True}])
+def test_batch_reader_valid_streams(options: Any) -> None:
+    for data in _record_streams():
+        _assert_same_outcome(data, **options)
+
+
+def _mutations(rng: random.Random, data: bytes) -> Iterator[bytes]:
+    for _ in range(150):
+        buf = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            where = rng.randrange(len(buf))
+            kind = rng.randrange(4)
+            if kind == 0:
+                buf[where] ^= 1 << rng.randrange(8)
+            elif kind == 1:
+                buf[where] = rng.choice(b"@CDFJKLNPQR\x00\x80\xc3")
+            elif kind == 2 and where + 4 < len(buf):
+                edge = rng.choice([0, 1, 3, -1, 2**31 - 1, len(buf)])
+                buf[where : where + 4] = struct.pack(">i", edge)
+            else:
+                del buf[where : where + rng.randint(1, 6)]
+        yield bytes(buf)
+
+
+@pytest.mark.parametrize("options", [{}, {"py3str_as_py2str": True}])
+def test_batch_reader_hostile_streams_behave_as_the_general_loop(options: Any) -> None:
+    rng = random.Random(20261125)
+    for data in _record_streams():
+        for mutated in _mutations(rng, data):
+            _assert_same_outcome(mutated, **options)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda i: (i, f"v{i}"),
+        lambda i: f"{i:03}",
+        lambda i: (None, i),
+    ],
+)
+def test_batch_reader_lists_with_wrong_indices(make: Callable[[int], Any]) -> None:
+    data = bytearray(dumps([make(i) for i in range(100)]))
+    # an index repeated, out of range, negative: the general loop decides
+    first = data.index(b"F\x00\x00\x00\x05")
+    for index in (4, 99, 100, -1, -100, 2**31 - 1):
+        changed = bytes(data[: first + 1]) + struct.pack(">i", index) + bytes(data[first + 5 :])
+        _assert_same_outcome(changed)
