@@ -146,8 +146,27 @@ def _assert_same_outcome(data: bytes, **options: bool) -> None:
         assert same(fast[1], general[1])
 
 
+def _report(i: int) -> Any:
+    failed = i % 4 == 0
+    return {
+        "nodeid": f"t.py::test[{i}]",
+        "location": (f"m{i % 3}.py", i, "x" * (i % 5)),
+        "keywords": {f"test[{i}]": 1, "c": 1},
+        "outcome": "failed" if failed else "passed",
+        "longrepr": "boom" * i if failed else None,
+        "sections": [("out", f"line {i}\n"), ("log", "é" * (i % 3))],
+        "duration": 1.5 * i,
+        "empty": ([], {}, ()),
+        "flags": [True, False, None],
+    }
+
+
 def _record_streams() -> Iterator[bytes]:
-    """Valid streams the batch reader takes (big enough, runs of one layout)."""
+    """Valid streams the batch readers take (big enough, runs of few shapes)."""
+    yield dumps([_report(i) for i in range(40)])
+    yield dumps([[i, f"s{i}", [i, {"a": i, f"k{i}": -i}]] for i in range(30)])
+    yield dumps([(i, "é" * (i % 4), None, 2.5) for i in range(60)])
+    yield dumps([{"a": i % 2 and "x", "b": (i,) * (i % 3)} for i in range(40)])
     yield dumps({f"key{i}": (i, f"value {i}", i * 1.5) for i in range(300)})
     yield dumps({f"k{i:03}": i for i in range(200)})
     yield dumps({f"k{i:03}": (None, True, False, -i, "é" * 3) for i in range(120)})
@@ -187,6 +206,17 @@ def test_batch_reader_hostile_streams_behave_as_the_general_loop(options: Any) -
     for data in _record_streams():
         for mutated in _mutations(rng, data):
             _assert_same_outcome(mutated, **options)
+
+
+def test_list_budget_is_shared_with_the_shape_reader() -> None:
+    # A NEWLIST before the records declares most of the budget; the lists inside the
+    # records then run out of it at some record: the same LoadError either way.
+    records = dumps([_report(i) for i in range(40)])[1:-1]
+    size = len(records) + 40
+    for spent in range(size - 400, size, 7):
+        data = b"\x02K" + struct.pack(">i", spent) + records + b"L" * 30
+        data += b"@\x00\x00\x00\x02Q"
+        _assert_same_outcome(data)
 
 
 @pytest.mark.parametrize(

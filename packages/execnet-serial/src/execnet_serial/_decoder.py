@@ -33,6 +33,7 @@ import sys
 from ._errors import LoadError
 from ._opcodes import NAMES
 from ._records import FILL_MIN_BYTES, fill
+from ._shapes import fill_shapes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -202,6 +203,11 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                 if n >= _INT_LIST_MIN and fills and end - pos >= FILL_MIN_BYTES:
                     pos, built = fill(data, pos, end, new_list, py3str_as_py2str)
                     tuples += built
+                    pos, built, declared = fill_shapes(
+                        data, pos, end, new_list, py3str_as_py2str, list_budget
+                    )
+                    tuples += built
+                    list_budget -= declared
                     if pos == start:
                         fills -= 1
             elif op == 82:  # TRUE
