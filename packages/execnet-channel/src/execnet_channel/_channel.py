@@ -7,6 +7,7 @@ import sys
 
 from . import _frames
 from ._errors import ChannelClosedError, RemoteError, TimeoutError
+from ._receiving import ROLE_FREE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -113,12 +114,15 @@ class Channel:
         """
         if self._callback is not None:
             raise ValueError(f"{self!r} has a callback: receive() is not allowed")
-        try:
-            item = self._items.get(True, timeout)
-        except self._empty:
-            raise self.TimeoutError(
-                f"no item after {timeout} seconds on channel {self.id}"
-            ) from None
+        if self.gateway._lendable:
+            item = self.gateway._receive_item(self, timeout)
+        else:
+            try:
+                item = self._items.get(True, timeout)
+            except self._empty:
+                raise self.TimeoutError(
+                    f"no item after {timeout} seconds on channel {self.id}"
+                ) from None
         if item is _ENDMARKER:
             self._items.put(_ENDMARKER)  # every later receive() ends the same way
             error = self._remoteerror
@@ -146,6 +150,7 @@ class Channel:
         closes the channel with that error; the traceback is reported once on stderr.
         """
         gateway = self.gateway
+        gateway._give_back()  # callbacks run in the receiver
         with gateway._receivelock:
             if self._callback is not None:
                 raise ValueError(f"{self!r} already has a callback")
@@ -162,7 +167,8 @@ class Channel:
                     closed = True
                     self._items.put(_ENDMARKER)
                     break
-                self._call(item)
+                if item is not ROLE_FREE:
+                    self._call(item)
             if closed:
                 self._fire_endmarker()
 
@@ -261,12 +267,14 @@ class Channel:
         with gateway._receivelock:
             self._queue_end()
             self._fire_endmarker()
+        gateway._give_back()  # e.g. remote_exec code ends: the receiver reads again
 
     def waitclose(self, timeout: Optional[float] = None) -> None:
         """Wait until the other side closed; re-raise its error (RemoteError, EOFError).
 
         Channel.TimeoutError if that takes longer than ``timeout`` seconds.
         """
+        self.gateway._give_back()  # the close comes through the receiver
         if not self._closed_event.wait(timeout):
             raise self.TimeoutError(f"{self!r} not closed after {timeout} seconds")
         error = self._remoteerror

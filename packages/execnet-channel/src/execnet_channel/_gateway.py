@@ -13,7 +13,6 @@ import sys
 import weakref
 
 from execnet_serial import DumpError, LoadError, dumps_payload, loads_payload
-from execnet_serial._decoder import decode as _decode  # frames decode in place, see below
 from execnet_serial._encoder import encode_parts  # the frame is written from its parts
 
 from . import _frames
@@ -21,19 +20,18 @@ from ._channel import Channel
 from ._errors import RemoteError
 from ._execmodels import ExecModel
 from ._io import _is_buffered
+from ._receiving import Receiving
 from ._source import ExecSpec, make_spec
 from ._trace import trace, trace_enabled
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
+    from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
     from ._protocols import IO
 
 __all__ = ["BaseGateway", "RemoteStatus"]
 
-_CHUNK = 256 * 1024  # receive buffer: frames up to this size are decoded in place
-_KEEP_BIG = 64 * 1024 * 1024  # the buffer for big frames is kept up to this size
 _SMALL = 64 * 1024  # payloads below this are joined to their header; larger use writev
 _MAX_WRITEV = 16  # more parts than this are joined (IOV_MAX; sendall per part on sockets)
 _DATA = _frames.CHANNEL_DATA
@@ -84,7 +82,7 @@ class _ChannelHook:
         return gateway._channel_from_id(channel_id)
 
 
-class BaseGateway:
+class BaseGateway(Receiving):
     """One end of a connection: remote_exec, channels, status, exit.
 
     ``opener=True`` on the side that opened the connection (its channel ids are odd,
@@ -120,6 +118,7 @@ class BaseGateway:
         self._closed_for_sending = False  # _exited or _lost: checked by every send
         self._receiver_ident: Optional[int] = None
         self._buffered = _is_buffered(io)
+        self._init_receiving(self._buffered)
         self._start_receiver()
 
     def _start_receiver(self) -> None:
@@ -359,6 +358,7 @@ class BaseGateway:
                 except OSError:
                     pass
             self._io.close_write()
+        self._give_back()
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Wait (at most ``timeout`` seconds) for the receiver to finish.
@@ -367,6 +367,7 @@ class BaseGateway:
         """
         if self.execmodel.get_ident() == self._receiver_ident:
             return
+        self._give_back()
         self._receiver_done.wait(timeout)
 
     def hasreceiver(self) -> bool:
@@ -384,7 +385,7 @@ class BaseGateway:
         reason = "terminated by the other side"
         try:
             if self._buffered:
-                self._receive_buffered()
+                self._receive_frames()
             else:
                 self._receive_plain()
         except EOFError as exc:
@@ -431,104 +432,6 @@ class BaseGateway:
             with self._receivelock:
                 if self._dispatch(kind, channel_id, memoryview(payload)):
                     return
-
-    def _receive_buffered(self) -> None:
-        readinto: Callable[[memoryview], int] = self._io.readinto  # type: ignore[attr-defined]
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
-        bigbuf = bytearray()
-        start = end = 0
-        unpack = _frames.HEADER.unpack_from
-        header_size = _frames.HEADER_SIZE
-        kinds = _frames.FRAME_NAMES
-        dispatch = self._dispatch
-        lock = self._receivelock
-        refs = self._refs
-        decode = _decode
-        hook = self._hook
-        data_kind = _frames.CHANNEL_DATA
-        tracing = trace_enabled()
-        while True:
-            end += readinto(view[end:])
-            if _frames.pending_frame_size(view, start, end) <= end - start:
-                # At least one whole frame: copy what was read to bytes once, and decode
-                # every frame where it sits (no copy and no memoryview per message).
-                chunk = bytes(view[start:end])
-                size = end - start
-                pos = 0
-                with lock:
-                    while size - pos >= header_size:
-                        kind, channel_id, length = unpack(chunk, pos)
-                        stop = pos + header_size + length
-                        if stop > size:
-                            break
-                        if kind != data_kind:
-                            if kind not in kinds:
-                                raise _frames.FrameError(
-                                    f"unknown frame kind {kind} at offset {pos}"
-                                )
-                            payload = memoryview(chunk)[pos + header_size : stop]
-                            pos = stop
-                            if dispatch(kind, channel_id, payload):
-                                return
-                            continue
-                        # CHANNEL_DATA, the hot path: _dispatch inlined
-                        if tracing:
-                            trace(
-                                f"gateway {self.id}: received CHANNEL_DATA channel={channel_id}"
-                                f" ({length} bytes)"
-                            )
-                        ref = refs.get(channel_id)
-                        channel = ref() if ref is not None else None
-                        if channel is None:
-                            channel = self._lookup(channel_id)
-                            if channel is None:
-                                pos = stop
-                                continue
-                        config = channel._strconfig or self._strconfig
-                        try:
-                            # loads_payload(chunk, start=, end=) without its keyword
-                            # parsing and bounds check (stop <= size was checked above)
-                            item = decode(
-                                chunk, pos + header_size, stop, config[0], config[1], hook
-                            )
-                        except Exception as exc:
-                            pos = stop
-                            self._bad_item(channel, exc)
-                            continue
-                        pos = stop
-                        if channel._callback is None:
-                            channel._items.put(item)
-                        else:
-                            channel._call(item)
-                start += pos
-                del chunk
-            if start == end:
-                start = end = 0
-                continue
-            need = _frames.pending_frame_size(view, start, end)
-            if need > _CHUNK:
-                # A big frame is read straight into a second buffer, kept for the next
-                # one: a fresh allocation per frame costs more than the copy (page faults).
-                kind, channel_id, length = _frames.HEADER.unpack_from(view, start)
-                if len(bigbuf) < length:
-                    bigbuf = bytearray(length)
-                bigview = memoryview(bigbuf)[:length]
-                have = end - start - _frames.HEADER_SIZE
-                bigview[:have] = view[start + _frames.HEADER_SIZE : end]
-                while have < length:
-                    have += readinto(bigview[have:])
-                start = end = 0
-                with lock:
-                    if dispatch(kind, channel_id, bigview):
-                        return
-                bigview.release()
-                if len(bigbuf) > _KEEP_BIG:
-                    bigbuf = bytearray()
-            elif _CHUNK - start < need:
-                buf[: end - start] = buf[start:end]
-                end -= start
-                start = 0
 
     def _loads(self, payload: memoryview, channel: Optional[Channel] = None) -> Any:
         """An item (with the channel's string coercion) or, without a channel, a

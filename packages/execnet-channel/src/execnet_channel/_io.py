@@ -44,6 +44,28 @@ def _raise_pipe_size(fd: int) -> None:
         pass  # not a pipe, not Linux, or not allowed: the default buffer works too
 
 
+def _poller(fd: int) -> Optional[Callable[[Optional[float]], bool]]:
+    """``ready(timeout)``: True once ``fd`` has data (or its end/an error) to read.
+
+    None without ``select.poll`` (the lent reading role then stays off).
+    """
+    try:
+        import select
+
+        poller = select.poll()
+    except (ImportError, AttributeError):
+        return None
+    poller.register(fd, select.POLLIN)
+    poll = poller.poll
+
+    def ready(timeout: Optional[float]) -> bool:
+        if timeout is None:
+            return bool(poll())
+        return bool(poll(0 if timeout <= 0 else max(1, int(timeout * 1000 + 0.999))))
+
+    return ready
+
+
 class _ReadBuffer:
     """read(n) over a "read some" primitive; what it read too much, readinto hands out."""
 
@@ -84,6 +106,7 @@ class FdIO(_ReadBuffer):
         self.write_fd = write_fd
         self._read_closed = False
         self._write_closed = False
+        self._ready: Optional[Callable[[Optional[float]], bool]] = None
         if hasattr(os, "readv"):
             self._readinto: Callable[[memoryview], Optional[int]] = lambda buf: _readv(read_fd, buf)
         else:  # PyPy: FileIO.readinto reads into the buffer just as well
@@ -110,6 +133,17 @@ class FdIO(_ReadBuffer):
             if not data:
                 raise EOFError(f"end of stream on fd {self.read_fd}")
             return data
+
+    def poll_readable(self, timeout: Optional[float]) -> bool:
+        """True once a read would not block; False after ``timeout`` seconds (None:
+        no limit). Used by a thread that reads for itself (see ``_receiving``)."""
+        if self._pending:
+            return True
+        if self._ready is None:
+            self._ready = _poller(self.read_fd)
+            if self._ready is None:
+                return True  # no poll(): the read blocks instead
+        return self._ready(timeout)
 
     def readinto(self, buffer: memoryview) -> int:
         """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
@@ -232,6 +266,7 @@ class SocketIO(_ReadBuffer):
         self.sock = sock
         self._read_closed = False
         self._write_closed = False
+        self._ready: Optional[Callable[[Optional[float]], bool]] = None
         try:
             import socket as _socket
 
@@ -250,6 +285,17 @@ class SocketIO(_ReadBuffer):
         if not data:
             raise EOFError("the socket was closed by the other side")
         return data
+
+    def poll_readable(self, timeout: Optional[float]) -> bool:
+        """True once a read would not block; False after ``timeout`` seconds (None:
+        no limit). Used by a thread that reads for itself (see ``_receiving``)."""
+        if self._pending:
+            return True
+        if self._ready is None:
+            self._ready = _poller(self.sock.fileno())
+            if self._ready is None:
+                return True
+        return self._ready(timeout)
 
     def readinto(self, buffer: memoryview) -> int:
         if self._pending:

@@ -1,0 +1,349 @@
+"""Reading the stream: the receiver task, and the reading role it lends to receive().
+
+Every gateway has one receiver task that reads frames and dispatches them: items go
+into their channel's queue (or to its callback), control frames are handled at once.
+
+Handing each item from the receiver thread to the thread waiting in receive() costs a
+thread wake-up, and a round trip pays four of them (two per side). So over a pipe or a
+socket with OS threads, the reading is a *role* (``_role``, a lock): after a pass in
+which some receive() waited, the receiver lends the role out and sleeps, and a thread in
+receive() that finds its queue empty reads the stream itself (leader/follower). It
+spins briefly on poll() before blocking, because a reply usually comes within
+microseconds while a blocked wake-up on a virtual machine costs tens of them.
+
+What a reading thread may dispatch itself is only CHANNEL_DATA for a channel without a
+callback (into that channel's queue). At any other frame (a callback's item, a close,
+an exec request, a terminate, a status request...), a big frame, the end of the stream
+or an error it stops, leaves the frame in the buffer and gives the role back: callbacks
+and control frames are always handled by the receiver task, as without lending. The
+receiver also takes the role back when nobody used it for a whole ``_LEND_CHECK``
+period, and when a thread blocks in something other than receive() (``waitclose``,
+``join``, ``setcallback``, closing a channel): so frames that need the receiver wait at
+most about twice that period while a receiving thread is busy elsewhere.
+"""
+
+from __future__ import annotations
+
+from execnet_serial._decoder import decode as _decode  # frames decode in place
+
+from . import _frames
+from ._trace import trace, trace_enabled
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import weakref
+    from typing import Any, Callable, Dict, List, Optional
+
+    from ._channel import Channel
+    from ._execmodels import ExecModel
+    from ._protocols import IO, LockLike, QueueLike
+
+__all__ = ["ROLE_FREE", "Receiving"]
+
+_CHUNK = 256 * 1024  # receive buffer: frames up to this size are decoded in place
+_KEEP_BIG = 64 * 1024 * 1024  # the buffer for big frames is kept up to this size
+_LEND_CHECK = 0.01  # seconds: how often the receiver looks whether the lent role is used
+_SPIN_MAX = 64  # poll(0) calls before a reading thread blocks (about 40-80 µs)
+_SPIN_KEEP = 0.0005  # a blocking wait shorter than this (s) keeps the spin at its maximum
+
+# what one pass over the stream ended with
+_MORE = 0  # go on reading
+_STOP = 1  # GATEWAY_TERMINATE: the receiver ends
+_LEAVE = 2  # a lent reader stopped: the next frame (or the stream's end) is the receiver's
+_TIMEOUT = 3  # a lent reader's timeout ran out
+
+
+class _RoleFree:
+    def __repr__(self) -> str:
+        return "ROLE_FREE"
+
+
+#: put into the queue of a thread waiting in receive(): the reading role is free, take it
+ROLE_FREE: Any = _RoleFree()
+
+
+class Receiving:
+    """The receiving half of BaseGateway (a mixin: it uses the gateway's attributes)."""
+
+    if TYPE_CHECKING:
+        id: str
+        execmodel: ExecModel
+        _io: IO
+        _refs: Dict[int, weakref.ReferenceType[Channel]]
+        _receivelock: LockLike
+        _strconfig: Any
+        _hook: Any
+        _lost: Optional[str]
+
+        def _lookup(self, channel_id: int, create: bool = True) -> Optional[Channel]: ...
+        def _dispatch(self, kind: int, channel_id: int, payload: memoryview) -> bool: ...
+        def _bad_item(self, channel: Channel, exc: Exception) -> None: ...
+
+    def _init_receiving(self, buffered: bool) -> None:
+        model = self.execmodel
+        self._buf = bytearray(_CHUNK) if buffered else bytearray()
+        self._view = memoryview(self._buf)
+        self._start = 0  # buffered frames are in _buf[_start:_end]
+        self._end = 0
+        self._bigbuf = bytearray()
+        self._lendable = buffered and not model.cooperative and hasattr(self._io, "poll_readable")
+        self._role = model.Lock()  # held by whoever reads the stream
+        self._lent = False  # the receiver left reading to threads in receive()
+        self._lend_uses = 0  # times a receive() took the lent role
+        self._wanting: List[QueueLike] = []  # queues of receive()s waiting on another reader
+        self._wake = model.Lock()  # released to wake the receiver out of its lent sleep
+        self._wake.acquire()
+        self._spin = _SPIN_MAX
+
+    # -- the receiver task -----------------------------------------------------------
+
+    def _receive_frames(self) -> None:
+        """The receiver's loop for buffered IOs; returns at GATEWAY_TERMINATE."""
+        if not self._lendable:
+            while self._pump(False) != _STOP:
+                pass
+            return
+        role = self._role
+        lending = False
+        while True:
+            if lending:
+                uses = self._lend_uses
+                self._wake.acquire(True, _LEND_CHECK)
+                if self._lent and self._lend_uses != uses:
+                    continue  # the role is in use: look again later
+                role.acquire()  # given back, or unused for a whole period: read again
+                self._lent = lending = False
+            else:
+                role.acquire()
+            try:
+                outcome = self._pump(False)
+                if outcome == _MORE and self._wanting:
+                    self._lent = lending = True
+            finally:
+                role.release()
+            if outcome == _STOP:
+                return
+            if lending:
+                self._tell_waiters()
+
+    def _give_back(self) -> None:
+        """Make the receiver read again (it is lending the role, or about to)."""
+        if self._lent:
+            self._lent = False
+            try:  # noqa: SIM105 (contextlib is slow to import on a remote)
+                self._wake.release()
+            except RuntimeError:
+                pass  # woken already
+
+    def _tell_waiters(self) -> None:
+        for items in list(self._wanting):
+            items.put(ROLE_FREE)
+
+    # -- one pass over the stream ----------------------------------------------------
+
+    def _pump(self, lent: bool) -> int:
+        """Read once unless a whole frame is buffered, then dispatch the whole frames.
+
+        The receiver dispatches everything; a ``lent`` reader stops (``_LEAVE``) before
+        any frame that is not an item for a queue.
+        """
+        view = self._view
+        start = self._start
+        end = self._end
+        need = _frames.pending_frame_size(view, start, end)
+        if need > end - start:
+            if need > _CHUNK:
+                return _LEAVE if lent else self._receive_big()
+            if _CHUNK - start < need:
+                self._buf[: end - start] = self._buf[start:end]
+                end -= start
+                start = self._start = 0
+                self._end = end
+            end += self._io.readinto(view[end:])  # type: ignore[attr-defined]
+            self._end = end
+            if _frames.pending_frame_size(view, start, end) > end - start:
+                return _MORE
+        # At least one whole frame: copy what was read to bytes once, and decode every
+        # frame where it sits (no copy and no memoryview per message).
+        chunk = bytes(view[start:end])
+        size = end - start
+        pos = 0
+        outcome = _MORE
+        unpack = _frames.HEADER.unpack_from
+        header_size = _frames.HEADER_SIZE
+        data_kind = _frames.CHANNEL_DATA
+        refs = self._refs
+        hook = self._hook
+        decode = _decode
+        tracing = trace_enabled()
+        with self._receivelock:
+            while size - pos >= header_size:
+                kind, channel_id, length = unpack(chunk, pos)
+                stop = pos + header_size + length
+                if stop > size:
+                    break
+                if kind != data_kind:
+                    if lent:
+                        outcome = _LEAVE
+                        break
+                    if kind not in _frames.FRAME_NAMES:
+                        self._start = start + pos
+                        raise _frames.FrameError(f"unknown frame kind {kind} at offset {pos}")
+                    payload = memoryview(chunk)[pos + header_size : stop]
+                    pos = stop
+                    if self._dispatch(kind, channel_id, payload):
+                        outcome = _STOP
+                        break
+                    continue
+                # CHANNEL_DATA, the hot path: _dispatch inlined
+                if tracing:
+                    trace(
+                        f"gateway {self.id}: received CHANNEL_DATA channel={channel_id}"
+                        f" ({length} bytes)"
+                    )
+                ref = refs.get(channel_id)
+                channel = ref() if ref is not None else None
+                if channel is None:
+                    channel = self._lookup(channel_id)
+                    if channel is None:
+                        pos = stop
+                        continue
+                if lent and channel._callback is not None:
+                    outcome = _LEAVE
+                    break
+                config = channel._strconfig or self._strconfig
+                try:
+                    # loads_payload(chunk, start=, end=) without its keyword parsing and
+                    # bounds check (stop <= size was checked above)
+                    item = decode(chunk, pos + header_size, stop, config[0], config[1], hook)
+                except Exception as exc:
+                    pos = stop
+                    self._bad_item(channel, exc)
+                    continue
+                pos = stop
+                if channel._callback is None:
+                    channel._items.put(item)
+                else:
+                    channel._call(item)
+        start += pos
+        if start == end:
+            start = end = 0
+        self._start = start
+        self._end = end
+        return outcome
+
+    def _receive_big(self) -> int:
+        """Read a frame bigger than the buffer into a second buffer (kept for the next
+        one: a fresh allocation per frame costs more than the copy) and dispatch it."""
+        start = self._start
+        kind, channel_id, length = _frames.HEADER.unpack_from(self._view, start)
+        if len(self._bigbuf) < length:
+            self._bigbuf = bytearray(length)
+        bigview = memoryview(self._bigbuf)[:length]
+        have = self._end - start - _frames.HEADER_SIZE
+        bigview[:have] = self._view[start + _frames.HEADER_SIZE : self._end]
+        self._start = self._end = 0
+        readinto: Callable[[memoryview], int] = self._io.readinto  # type: ignore[attr-defined]
+        while have < length:
+            have += readinto(bigview[have:])
+        with self._receivelock:
+            stop = self._dispatch(kind, channel_id, bigview)
+        bigview.release()
+        if len(self._bigbuf) > _KEEP_BIG:
+            self._bigbuf = bytearray()
+        return _STOP if stop else _MORE
+
+    # -- receive() through the lent role ---------------------------------------------
+
+    def _receive_item(self, channel: Channel, timeout: Optional[float]) -> Any:
+        """The next thing in ``channel``'s queue, reading the stream here when the role
+        is lent. TimeoutError (the channel's) after ``timeout`` seconds."""
+        items = channel._items
+        empty = channel._empty
+        role = self._role
+        deadline = None
+        if timeout is not None:
+            import time
+
+            deadline = time.monotonic() + timeout
+        while True:
+            if items.qsize():
+                try:
+                    item = items.get(False)
+                except empty:
+                    continue  # another thread receiving on this channel took it
+                if item is not ROLE_FREE:
+                    return item
+                continue
+            if self._lent and role.acquire(False):
+                try:
+                    self._lend_uses += 1
+                    outcome = self._read_lent(items, deadline) if self._lent else _MORE
+                finally:
+                    role.release()
+                    if self._wanting:
+                        self._tell_waiters()
+                if outcome == _LEAVE:
+                    self._give_back()
+                elif outcome == _TIMEOUT:
+                    raise channel.TimeoutError(
+                        f"no item after {timeout} seconds on channel {channel.id}"
+                    )
+                continue
+            self._wanting.append(items)
+            try:
+                if self._lent and role.acquire(False):
+                    role.release()  # free after all: take it at the top of the loop
+                    continue
+                if deadline is None:
+                    item = items.get()
+                else:
+                    import time
+
+                    item = items.get(True, max(0.0, deadline - time.monotonic()))
+            except empty:
+                raise channel.TimeoutError(
+                    f"no item after {timeout} seconds on channel {channel.id}"
+                ) from None
+            finally:
+                self._wanting.remove(items)
+            if item is not ROLE_FREE:
+                return item
+
+    def _read_lent(self, items: QueueLike, deadline: Optional[float]) -> int:
+        """Holding the lent role: read until ``items`` has something, the deadline
+        passes, or the next frame is the receiver's."""
+        while not items.qsize():
+            if self._lost is not None:
+                return _LEAVE
+            if not self._wait_readable(deadline):
+                return _TIMEOUT
+            try:
+                outcome = self._pump(True)
+            except (EOFError, OSError, _frames.FrameError):  # the receiver meets it again
+                return _LEAVE
+            if outcome != _MORE:
+                return _LEAVE
+        return _MORE
+
+    def _wait_readable(self, deadline: Optional[float]) -> bool:
+        if self._start != self._end:
+            return True  # part of a frame is here: read the rest
+        poll: Callable[[Optional[float]], bool] = self._io.poll_readable  # type: ignore[attr-defined]
+        spin = self._spin
+        if spin:
+            import os
+
+            yield_ = os.sched_yield
+            for _ in range(spin):
+                if poll(0):
+                    return True
+                yield_()
+        import time
+
+        began = time.monotonic()
+        ready = poll(None if deadline is None else max(0.0, deadline - began))
+        # Spin again only while replies come quickly (a round trip); a thread that
+        # waits long (a worker between tasks) would only burn CPU with it.
+        self._spin = _SPIN_MAX if time.monotonic() - began < _SPIN_KEEP else spin // 2
+        return ready
