@@ -1,13 +1,15 @@
 """Many values of one shape encoded column by column, with the per-item work in C.
 
-A big list of records (dicts with the same str keys, tuples or lists of one length) or
-a big dict of such values is common (test reports, rows, options). Instead of walking
-each record, the records are turned into columns (``zip(*records)``), each column of
-one scalar type is encoded by a single ``map`` over a struct packer or ``str.encode``,
-a column of records is encoded the same way one level down, and the rows are put back
-together with ``b"".join`` over a ``zip`` of the columns and the constant separators.
-Any column whose items are not all of one supported type is encoded item by item by the
-general encoder, so every value gets exactly the bytes the general encoder writes.
+A big list of records (dicts of one size with str keys, tuples or lists of one length)
+or a big dict of values of one type is common (test reports, rows, options). Instead of
+walking each record, the records are turned into columns (``zip(*records)``); a column
+of one scalar type is encoded by a single ``map`` over a struct packer or
+``str.encode``, a column whose values are all equal (str, int, bool, None) becomes one
+constant merged with the separators around it, a column of records is encoded the same
+way one level down, and each row is put back together by one ``b"".join`` over a
+``zip`` of the columns. A column whose items are not all of one supported type is
+encoded item by item by the general encoder, so every value gets exactly the bytes the
+general encoder writes (a test holds them equal).
 """
 
 from __future__ import annotations
@@ -53,78 +55,93 @@ def column_pieces(values: Sequence[Any], one: EncodeOne) -> List[Iterable[bytes]
     unsupported types. Every column is an iterable of exactly ``len(values)`` items, to
     be consumed once.
     """
+    pieces: List[Any] = []
+    _add_column(values, one, pieces)
+    n = len(values)
+    return [repeat(piece, n) if type(piece) is bytes else piece for piece in pieces]
+
+
+def _add(pieces: List[Any], piece: Any) -> None:
+    """Append a column, or a bytes that every row repeats (merged with one before it)."""
+    if type(piece) is bytes and pieces and type(pieces[-1]) is bytes:
+        pieces[-1] += piece
+    else:
+        pieces.append(piece)
+
+
+def _add_column(values: Sequence[Any], one: EncodeOne, pieces: List[Any]) -> None:
     n = len(values)
     types = set(map(type, values))
-    if len(types) != 1:
-        return [list(map(one, values))]
-    t = types.pop()
-    if t is str:
-        return str_pieces(values)
-    if t is int:
-        try:
-            return [list(map(pack_ci, repeat(b"F"), values))]
-        except struct.error:  # beyond int4: LONGINT, item by item
-            return [list(map(one, values))]
-    if t is float:
-        return [map(pack_cd, repeat(b"D"), values)]
-    if values[0] is None:
-        return [repeat(b"L", n)]
-    if t is bool:
-        return [map(_BOOLS.__getitem__, values)]
-    if t is dict:
-        return _dict_rows(values, one)
-    if t is tuple or t is list:
-        return _sequence_rows(values, t is tuple, one)
-    return [list(map(one, values))]
+    t = types.pop() if len(types) == 1 else None
+    if t is str or t is int or t is bool:
+        # equal values (exact types) are equal bytes: one constant instead of a column
+        first = values[0]
+        if values[-1] == first and values.count(first) == n:
+            _add(pieces, one(first))
+        elif t is str:
+            pieces.extend(str_pieces(values))
+        elif t is bool:
+            pieces.append(list(map(_BOOLS.__getitem__, values)))
+        else:
+            try:
+                pieces.append(list(map(pack_ci, repeat(b"F"), values)))
+            except struct.error:  # beyond int4: LONGINT, item by item
+                pieces.append(list(map(one, values)))
+    elif t is float:
+        pieces.append(map(pack_cd, repeat(b"D"), values))
+    elif t is type(None):
+        _add(pieces, b"L")
+    elif t is dict:
+        _dict_rows(values, one, pieces)
+    elif t is tuple or t is list:
+        _sequence_rows(values, t is tuple, one, pieces)
+    else:
+        pieces.append(list(map(one, values)))
 
 
-def _dict_rows(records: Sequence[dict[Any, Any]], one: EncodeOne) -> List[Iterable[bytes]]:
+def _dict_rows(records: Sequence[dict[Any, Any]], one: EncodeOne, pieces: List[Any]) -> None:
     # All keys exactly str (a key equal to a str but of another type would be written
     # differently) and every dict of one size; keys written per row unless all the
     # dicts have the same keys in the same order.
-    n = len(records)
     sizes = set(map(len, records))
     if len(sizes) != 1 or set(map(type, _from_iterable(records))) - {str}:
-        return [list(map(one, records))]
+        pieces.append(list(map(one, records)))
+        return
     size = sizes.pop()
+    _add(pieces, b"J")
     if not size:
-        return [repeat(b"J", n)]
+        return
     columns = list(zip(*map(dict.values, records)))
-    pieces: List[Iterable[bytes]] = []
     if len(set(map(tuple, records))) == 1:
         heads = list(map(b"".join, zip(*str_pieces(list(records[0])))))
         for i, (head, column) in enumerate(zip(heads, columns)):
-            pieces.append(repeat((b"P" if i else b"J") + head, n))
-            pieces.extend(column_pieces(column, one))
+            _add(pieces, b"P" + head if i else head)
+            _add_column(column, one, pieces)
     else:
         for i, (keys, column) in enumerate(zip(zip(*records), columns)):
-            pieces.append(repeat(b"P" if i else b"J", n))
-            pieces.extend(str_pieces(keys))
-            pieces.extend(column_pieces(column, one))
-    pieces.append(repeat(b"P", n))
-    return pieces
+            if i:
+                _add(pieces, b"P")
+            _add_column(keys, one, pieces)
+            _add_column(column, one, pieces)
+    _add(pieces, b"P")
 
 
-def _sequence_rows(records: Sequence[Any], is_tuple: bool, one: EncodeOne) -> List[Iterable[bytes]]:
-    n = len(records)
+def _sequence_rows(
+    records: Sequence[Any], is_tuple: bool, one: EncodeOne, pieces: List[Any]
+) -> None:
     sizes = set(map(len, records))
-    if len(sizes) != 1:
-        return [list(map(one, records))]
-    size = sizes.pop()
-    if size == 0:
-        return [repeat(b"@\x00\x00\x00\x00" if is_tuple else EMPTY_LIST, n)]
+    size = sizes.pop() if len(sizes) == 1 else CACHED
     if size >= CACHED:
-        return [list(map(one, records))]
-    columns = list(zip(*records))
-    pieces: List[Iterable[bytes]] = []
-    if is_tuple:
-        for column in columns:
-            pieces.extend(column_pieces(column, one))
-        pieces.append(repeat(TUPLE_CLOSERS[size], n))
+        pieces.append(list(map(one, records)))
+    elif size == 0:
+        _add(pieces, b"@\x00\x00\x00\x00" if is_tuple else EMPTY_LIST)
+    elif is_tuple:
+        for column in zip(*records):
+            _add_column(column, one, pieces)
+        _add(pieces, TUPLE_CLOSERS[size])
     else:
         head = pack_ci(b"K", size)
-        for i, column in enumerate(columns):
-            pieces.append(repeat((b"P" if i else head) + INDICES[i], n))
-            pieces.extend(column_pieces(column, one))
-        pieces.append(repeat(b"P", n))
-    return pieces
+        for i, column in enumerate(zip(*records)):
+            _add(pieces, (b"P" if i else head) + INDICES[i])
+            _add_column(column, one, pieces)
+        _add(pieces, b"P")

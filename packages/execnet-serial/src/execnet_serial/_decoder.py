@@ -33,7 +33,7 @@ import sys
 from ._errors import LoadError
 from ._opcodes import NAMES
 from ._records import FILL_MIN_BYTES, fill
-from ._shapes import fill_shapes
+from ._shapes import SHAPES_MIN_ITEMS, fill_shapes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ _unpack_dd = struct.Struct(">dd").unpack_from
 HASHED_TUPLE_DEPTH_LIMIT = 1000
 _INT_LIST_MIN = 8
 _TEXT_MIN = 512
+# A dict's size is unknown at NEWDICT: only look for runs where a failed look (a few
+# microseconds) is small against the payload (a single report dict is not worth it).
+_FILL_DICT_MIN_BYTES = 16 * 1024
 _get_int_max_str_digits: Optional[Callable[[], int]] = getattr(sys, "get_int_max_str_digits", None)
 
 
@@ -170,7 +173,7 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                     push(())
                 pos += 4
             elif op == 74:  # NEWDICT
-                if fills and end - pos >= FILL_MIN_BYTES:
+                if fills and end - pos >= _FILL_DICT_MIN_BYTES:
                     new_dict: Dict[Any, Any] = {}
                     push(new_dict)
                     start = pos
@@ -203,11 +206,12 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                 if n >= _INT_LIST_MIN and fills and end - pos >= FILL_MIN_BYTES:
                     pos, built = fill(data, pos, end, new_list, py3str_as_py2str)
                     tuples += built
-                    pos, built, declared = fill_shapes(
-                        data, pos, end, new_list, py3str_as_py2str, list_budget
-                    )
-                    tuples += built
-                    list_budget -= declared
+                    if n >= SHAPES_MIN_ITEMS:
+                        pos, built, declared = fill_shapes(
+                            data, pos, end, new_list, py3str_as_py2str, list_budget
+                        )
+                        tuples += built
+                        list_budget -= declared
                     if pos == start:
                         fills -= 1
             elif op == 82:  # TRUE
