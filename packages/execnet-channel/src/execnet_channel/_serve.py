@@ -116,17 +116,18 @@ class _ServingGateway(BaseGateway):
                 raise
 
     def _on_terminate(self) -> None:
-        self._stop()
+        self._stop(terminated=True)
 
     def _after_connection_lost(self) -> None:
         self._stop()
 
-    def _stop(self) -> None:
+    def _stop(self, terminated: bool = False) -> None:
         with self._state:
             if self._stopping:
                 return
             self._stopping = True
             busy = self._main_busy is not None
+            idle = not busy and self._executing == 0
             waiting = list(self._waiting)
             self._waiting.clear()
         for channel, _ in waiting:
@@ -135,9 +136,21 @@ class _ServingGateway(BaseGateway):
             trace(f"gateway {self.id}: stopping (main thread busy: {busy})")
         self._tasks.put(None)
         if self._exit_process:
+            if terminated and idle:
+                # No task runs that could still send: the opener sees the end now, not
+                # once the main thread has woken up and returned.
+                self._close_write()
             _start_exit_watchdog()
             if busy and self._in_main_thread:
                 _interrupt_main()
+
+    def _close_write(self) -> None:
+        """Close the sending direction for good (idempotent; under the write lock, so
+        no frame is cut and no reused descriptor is closed)."""
+        with self._writelock:
+            self._exited = True
+            self._closed_for_sending = True
+            self._io.close_write()
 
 
 def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
@@ -214,8 +227,11 @@ def serve(io: IO, id: str, *, exit_process: bool = True) -> None:
     thread, so GUI loops work) and concurrent ones in new threads;
     ``main_thread_only`` runs every task here and refuses a second concurrent one.
     With ``exit_process`` a terminating process exits within seconds even if user code
-    hangs (``os._exit`` after a grace period); tests running both ends in one process
-    pass ``exit_process=False``.
+    hangs (``os._exit`` after a grace period), and the sending direction is closed
+    before the process shuts down (at once on GATEWAY_TERMINATE when no task runs), so
+    the opener sees the end without waiting for atexit handlers or module teardown,
+    which still run; tests running both ends in one process pass ``exit_process=False``
+    (both directions are closed when the loop ends).
 
     >>> serve(StdioIO.from_process("thread"), "gw0")   # doctest: +SKIP
     """
@@ -227,13 +243,12 @@ def serve(io: IO, id: str, *, exit_process: bool = True) -> None:
     finally:
         if trace_enabled():
             trace(f"gateway {id}: serve loop ends")
-        if not exit_process:
+        if exit_process:
+            gateway._close_write()  # the opener sees the end before this process's
+        else:  # shutdown (atexit, threads, module teardown)
             _close_io(gateway, io)
 
 
-def _close_io(gateway: BaseGateway, io: Any) -> None:
-    with gateway._writelock:
-        gateway._exited = True
-        gateway._closed_for_sending = True
-        io.close_write()
+def _close_io(gateway: _ServingGateway, io: Any) -> None:
+    gateway._close_write()
     io.close_read()

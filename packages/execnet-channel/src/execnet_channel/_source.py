@@ -1,6 +1,9 @@
 """What remote_exec sends (a source and where it came from) and how the remote runs it."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: exec() compiles with the future flags of
+# the frame that calls it, and _compiled_by_exec must give user code none of them
+# (as compile(..., dont_inherit=True) does). Annotations naming typing-only names are
+# written as strings.
 
 import sys
 import types
@@ -43,7 +46,7 @@ else:
         kwargs = property(lambda self: self[4])
 
 
-def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
+def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
     """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
     import textwrap
 
@@ -104,7 +107,7 @@ def _check_function(func: types.FunctionType) -> None:
             )
 
 
-def _global_names(code: types.CodeType) -> Iterator[str]:
+def _global_names(code: types.CodeType) -> "Iterator[str]":
     import dis
 
     for instruction in dis.get_instructions(code):
@@ -123,22 +126,79 @@ def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
     """
     filename = spec.filename or f"<remote exec channel {channel_id}>"
     text = "\n" * (spec.firstlineno - 1) + spec.source
-    code = compile(text, filename, "exec", dont_inherit=True)
+    code = _compile(text, filename)
     lines = text.splitlines(True)
     if not spec.filename or not _same_lines(filename, lines, spec.firstlineno):
         # the file is not here (or differs): tracebacks show the lines that ran
         entry = (len(text), None, lines, filename)
-        linecache = sys.modules.get("linecache")
-        if linecache is None:
+        # (another thread may be importing linecache: a module without `cache` yet)
+        cache = getattr(sys.modules.get("linecache"), "cache", None)
+        if cache is None:
             _pending_lines[filename] = entry  # see install_lines
         else:
-            linecache.cache[filename] = entry
+            cache[filename] = entry
     return code
+
+
+def _compile(text: str, filename: str) -> types.CodeType:
+    """``compile(text, filename, "exec", dont_inherit=True)``, fast on a fresh interpreter.
+
+    The builtin compile() first makes the ``ast`` module's ~120 node classes (it checks
+    whether its argument is an AST), about 1 ms that a remote's first remote_exec would
+    pay; exec() of a string compiles the same way without them. So, on CPython and while
+    no trace or profile function is set, the code object exec() compiled is taken from
+    its first frame before any of it runs, and given the right file name.
+    """
+    if _BY_EXEC and sys.gettrace() is None and sys.getprofile() is None:
+        code = _compiled_by_exec(text)
+        if code is not None:
+            import _imp
+
+            _imp._fix_co_filename(code, filename)  # type: ignore[attr-defined] # nested too
+            return code
+    return compile(text, filename, "exec", dont_inherit=True)
+
+
+_BY_EXEC = sys.implementation.name == "cpython"
+
+
+class _Compiled(BaseException):
+    """Stops the exec() in _compiled_by_exec at its first frame."""
+
+
+def _compiled_by_exec(text: str) -> "Optional[types.CodeType]":
+    """The code object exec() compiles for ``text`` (named "<string>"); none of it runs.
+
+    The trace function sees the call of the module-level frame (the only frame whose
+    globals are the fresh dict given to exec; other calls, such as a weakref callback
+    run by the garbage collector meanwhile, are let be) and raises before its first
+    line. None when that did not happen: a SyntaxError (compile() then raises it with
+    the right file name), or anything odd. Without builtins, even code that somehow ran
+    could not reach anything.
+    """
+    namespace: Dict[str, Any] = {"__builtins__": {}}
+    found: List[types.CodeType] = []
+
+    def grab(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_globals is namespace and not found:
+            found.append(frame.f_code)
+            raise _Compiled
+
+    sys.settrace(grab)
+    try:
+        exec(text, namespace)
+    except _Compiled:
+        pass
+    except Exception:
+        return None
+    finally:
+        sys.settrace(None)
+    return found[0] if found else None
 
 
 # linecache entries of compiled specs, kept here until a traceback is formatted:
 # importing linecache (tokenize, re, enum) would cost every remote ~3 ms at its start.
-_pending_lines: Dict[str, Any] = {}
+_pending_lines: "Dict[str, Any]" = {}
 
 
 def install_lines() -> None:
@@ -151,7 +211,7 @@ def install_lines() -> None:
         linecache.cache[filename] = entry
 
 
-def _same_lines(filename: str, lines: List[str], firstlineno: int) -> bool:
+def _same_lines(filename: str, lines: "List[str]", firstlineno: int) -> bool:
     try:
         with open(filename, encoding="utf-8") as file:
             on_disk = file.readlines()
@@ -167,6 +227,6 @@ def forget_spec(spec: ExecSpec, channel_id: int) -> None:
     if not spec.filename:
         filename = f"<remote exec channel {channel_id}>"
         _pending_lines.pop(filename, None)
-        linecache = sys.modules.get("linecache")
-        if linecache is not None:
-            linecache.cache.pop(filename, None)
+        cache = getattr(sys.modules.get("linecache"), "cache", None)
+        if cache is not None:
+            cache.pop(filename, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -190,16 +189,31 @@ def _process_gateway(
     except OSError as exc:
         raise BootstrapError(spec, f"cannot start {args[0]!r}: {exc.strerror or exc}") from None
     try:
+        # Everything up to the write overlaps the child's interpreter start.
+        deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         marker = _bootstrap.new_marker()
         config = _config(spec, marker, same)
         key = tuple(args)
-        if not same:  # the child compiles the bundle: or reuses what an earlier one did
+        config["stage"] = _bootstrap.stage_entry(key, same)
+        own = b""
+        if same:  # imports the installed packages, with the code objects from here
+            entry = _bootstrap.own_entry()
+            if entry is not None:
+                config["own"], own = entry
+        else:  # the child compiles the bundle: or reuses what an earlier one did
             config["code"] = _bootstrap.cached_code(key)
             config["want_code"] = config["code"] is None
         # A BrokenPipeError means it ended already: its stdout's end and stderr tell why.
-        with contextlib.suppress(BrokenPipeError):
-            child.write_all(_bootstrap.frame(config, with_bundle=not same))
-        deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
+        try:
+            child.write_all(_bootstrap.frame(config, not same, own), deadline)
+        except BrokenPipeError:
+            pass
+        except TimeoutError:
+            raise BootstrapError(
+                spec,
+                f"the child did not read its bootstrap within {BOOTSTRAP_TIMEOUT:.0f} s",
+                child.stderr_tail(),
+            ) from None
 
         def read_some(numbytes: int) -> bytes:
             return child.read_some(numbytes, deadline)
@@ -288,7 +302,9 @@ def _via_gateway(
     try:
         channel.send((args, default_python))
         marker = _bootstrap.new_marker()
-        io.write(_bootstrap.frame(_config(spec, marker, False), with_bundle=True))
+        config = _config(spec, marker, False)
+        config["stage"] = _bootstrap.STAGE
+        io.write(_bootstrap.frame(config, with_bundle=True))
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         try:
             _bootstrap.read_until_marker(lambda n: io.read_some(n, deadline), marker)

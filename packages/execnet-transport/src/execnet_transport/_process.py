@@ -40,6 +40,24 @@ def _start_os_thread(func: Callable[..., None], args: Tuple[Any, ...]) -> None:
     start(func, args)
 
 
+F_SETPIPE_SZ = 1031  # Linux; not in the fcntl module before 3.10
+F_GETPIPE_SZ = 1032
+
+
+def _fit_pipe(fd: int, size: int) -> None:
+    """Grow the pipe behind fd to hold `size` bytes, if the system lets us (else the
+    writer waits for the reader, as with any pipe)."""
+    if size <= 65536 or not sys.platform.startswith("linux"):
+        return
+    try:
+        import fcntl
+
+        if fcntl.fcntl(fd, F_GETPIPE_SZ) < size:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << (size - 1).bit_length())
+    except (OSError, ImportError):
+        pass
+
+
 def describe_status(returncode: Optional[int]) -> str:
     """'exit status 3', 'killed by signal SIGKILL', or 'still running'."""
     if returncode is None:
@@ -118,10 +136,27 @@ class ChildProcess:
             raise TimeoutError("no answer from the child")
         return os.read(self.stdout_fd, numbytes)
 
-    def write_all(self, data: bytes) -> None:
+    def write_all(self, data: bytes, deadline: float) -> None:
+        """All of data to the child's stdin; TimeoutError if it has not read it by then.
+
+        The pipe is made big enough for the bootstrap frame first, where Linux allows,
+        so the frame is usually written at once and the child reads it in one call.
+        """
+        _fit_pipe(self.stdin_fd, len(data))
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.stdin_fd, view) :]
+        os.set_blocking(self.stdin_fd, False)  # the gateway's IO sets its own mode later
+        try:
+            while view:
+                try:
+                    view = view[os.write(self.stdin_fd, view) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([], [self.stdin_fd], [], remaining)[1]:
+                    raise TimeoutError("the child does not read its input")
+        finally:
+            os.set_blocking(self.stdin_fd, True)
 
     def wait(self, timeout: Optional[float]) -> Optional[int]:
         """The exit status, or None when still running after `timeout` seconds."""

@@ -1,0 +1,286 @@
+"""A remote's start: the short first stage, the code sent along, the first compile, the end.
+
+What makes a popen gateway start fast, and that none of it changes what the remote runs:
+the `-c` program only reads the frame and runs the stage (as a code object when it is
+for the child's interpreter), a child of this interpreter gets the code of the modules
+it imports (from the .pyc files the import system would use), the first remote_exec
+compiles without the ast module's classes, and the opener sees the end of a terminated
+remote before that process's shutdown (whose atexit handlers still run).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import marshal
+import os
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable, List
+
+import parts
+import pytest
+
+from execnet_channel._source import _compile
+from execnet_transport import Gateway, _bootstrap
+from execnet_transport._process import ChildProcess
+
+MakeGateway = Callable[..., Gateway]
+
+SOURCE = (
+    "import os\n"
+    "def outer():\n"
+    "    def inner():\n"
+    "        return os.getpid()\n"
+    "    return inner()\n"
+    "class K:\n"
+    "    a: int = 1\n"
+    "result = outer()\n"
+)
+
+
+# -- the first compile --------------------------------------------------------------
+
+
+def test_compile_gives_what_builtin_compile_gives() -> None:
+    code = _compile(SOURCE, "<remote exec channel 3>")
+    reference = compile(SOURCE, "<remote exec channel 3>", "exec", dont_inherit=True)
+    assert code.co_code == reference.co_code
+    assert code.co_flags == reference.co_flags  # no __future__ flag of _source.py
+    namespace: dict[str, Any] = {"__name__": "__channelexec__"}
+    exec(code, namespace)
+    assert namespace["result"] == os.getpid()
+    assert namespace["K"].__annotations__ == {"a": int}  # not strings
+    inner = namespace["outer"].__code__.co_consts
+    filenames = {c.co_filename for c in inner if hasattr(c, "co_filename")}
+    assert filenames == {"<remote exec channel 3>"}  # nested code objects renamed too
+
+
+def test_compile_runs_nothing_and_keeps_future_imports_of_the_source() -> None:
+    code = _compile("raise SystemExit('ran')\n", "<x>")
+    with pytest.raises(SystemExit, match="ran"):
+        exec(code, {})
+    code = _compile("from __future__ import annotations\ndef f(a: int): pass\n", "<y>")
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    assert namespace["f"].__annotations__ == {"a": "int"}
+
+
+def test_compile_errors_name_the_file() -> None:
+    with pytest.raises(SyntaxError) as info:
+        _compile("x = (\n", "<remote exec channel 4>")
+    assert info.value.filename == "<remote exec channel 4>"
+    with pytest.raises((SyntaxError, ValueError)):
+        _compile("x = 1\0", "<remote exec channel 5>")
+
+
+def test_compile_leaves_other_calls_alone_while_it_compiles() -> None:
+    # The garbage collector may run a weakref callback during the compile: it runs
+    # normally and is not taken for the compiled code.
+    called: List[int] = []
+
+    class Thing:
+        pass
+
+    refs = []
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        for _ in range(200):
+            thing = Thing()
+            refs.append(weakref.ref(thing, lambda _, called=called: called.append(1)))
+            thing.cycle = thing  # type: ignore[attr-defined]
+            del thing
+            code = _compile("value = 6 * 7\n", "<z>")
+            namespace: dict[str, Any] = {}
+            exec(code, namespace)
+            assert namespace["value"] == 42
+    finally:
+        gc.set_threshold(*old)
+    gc.collect()
+    assert len(called) == 200
+
+
+def test_compile_leaves_a_trace_function_in_place() -> None:
+    events: List[str] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        events.append(event)
+
+    sys.settrace(tracer)
+    try:
+        code = _compile("y = 1\n", "<traced>")
+        assert sys.gettrace() is tracer  # builtin compile() was used instead
+    finally:
+        sys.settrace(None)
+    assert code.co_filename == "<traced>"
+
+
+# -- the first stage and the stage ----------------------------------------------------
+
+
+def test_the_command_line_program_is_short() -> None:
+    assert len(_bootstrap.first_stage("stdio")) < 600
+    assert _bootstrap.STAGE in _bootstrap.first_stage("socket")
+
+
+def test_this_interpreter_gets_the_stage_compiled() -> None:
+    magic, code, source = _bootstrap.stage_entry(("x",), True)
+    assert magic == importlib.util.MAGIC_NUMBER
+    assert source == _bootstrap.STAGE
+    assert marshal.loads(code).co_filename == "<string>"
+    assert _bootstrap.stage_entry(("never-seen",), False) == _bootstrap.STAGE
+
+
+@pytest.mark.parametrize("target", parts.TRAVELLING_TARGETS)
+def test_stage_and_first_stage_compile_on_every_target(target: str) -> None:
+    python = parts.target_interpreter(target)
+    for text in (_bootstrap.first_stage("stdio"), _bootstrap.STAGE):
+        subprocess.run([python, "-c", f"compile({text!r}, 'stage', 'exec')"], check=True)
+
+
+def test_a_stage_for_another_interpreter_falls_back_to_the_source(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bogus = (b"XX\r\n", b"not marshal at all", _bootstrap.STAGE)
+    monkeypatch.setattr(_bootstrap, "stage_entry", lambda key, same: bogus)
+    gw = makegw("popen")
+    assert gw.remote_exec("channel.send(5)").receive(10) == 5
+
+
+def test_another_interpreter_sends_its_stage_code_once(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_bootstrap, "_code_cache", {})
+    monkeypatch.setattr(_bootstrap, "_stage_cache", {})
+    other = parts.other_interpreter()
+    first = makegw(f"popen//python={other}")
+    ((key, (magic, code)),) = _bootstrap._stage_cache.items()
+    assert other in key
+    assert magic
+    assert code
+    entry = _bootstrap.stage_entry(key, False)
+    assert entry == (magic, code, _bootstrap.STAGE)
+    second = makegw(f"popen//python={other}")  # runs the stage from the code object
+    for gw in (first, second):
+        assert gw.remote_exec("channel.send(7)").receive(10) == 7
+
+
+# -- the code of this interpreter's modules --------------------------------------------
+
+_LOADERS = """
+import sys, weakref, execnet_channel, execnet_serial._decoder
+channel.send([
+    (name, type(sys.modules[name].__spec__.loader).__name__, sys.modules[name].__file__)
+    for name in ("execnet_channel", "execnet_serial._decoder", "weakref")
+] + [list(execnet_channel.__path__), [getattr(f, "__name__", "") for f in sys.meta_path]])
+"""
+
+
+def test_this_interpreter_imports_its_packages_with_the_code_sent(
+    makegw: MakeGateway,
+) -> None:
+    import execnet_channel
+    import execnet_serial._decoder
+
+    gw = makegw("popen")
+    *modules, path, finders = gw.remote_exec(_LOADERS).receive(10)
+    assert modules[:2] == [
+        ("execnet_channel", "G", execnet_channel.__file__),
+        ("execnet_serial._decoder", "G", execnet_serial._decoder.__file__),
+    ]
+    # (a site hook of this environment may have imported weakref before the stage ran)
+    assert modules[2][0::2] == ("weakref", weakref.__file__)
+    assert path == list(execnet_channel.__path__)
+    assert "h" not in finders  # the finder is gone once the start is over
+
+
+def test_code_with_a_foreign_magic_number_is_read_and_left(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (magic, index, length), tail = _bootstrap.own_entry() or ((b"", {}, 0), b"")
+    assert magic == importlib.util.MAGIC_NUMBER
+    assert length == len(tail) > 0
+    entry = ((b"XX\r\n", index, length), tail)
+    monkeypatch.setattr(_bootstrap, "own_entry", lambda: entry)
+    gw = makegw("popen")
+    *modules, _, _ = gw.remote_exec(_LOADERS).receive(10)
+    assert [loader for _, loader, _ in modules] == ["SourceFileLoader"] * 3
+    ch = gw.remote_exec("channel.send(channel.receive() * 2)")
+    ch.send(21)
+    assert ch.receive(10) == 42
+
+
+def _package(root: Path, value: int) -> None:
+    pkg = root / "ownpkg"
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text(f"from ._impl import value\nVALUE = {value}\n")
+    (pkg / "_impl.py").write_text(f"value = {value}\n")
+
+
+def test_own_code_follows_edits_and_ignores_stale_pyc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _package(tmp_path, 1)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tmp_path)], check=True)
+    first = _bootstrap.own_code(("ownpkg",))
+    assert {"ownpkg", "ownpkg._impl", "weakref"} <= set(first)
+    namespace: dict[str, Any] = {}
+    exec(marshal.loads(first["ownpkg._impl"][1]), namespace)
+    assert namespace["value"] == 1
+    impl = tmp_path / "ownpkg" / "_impl.py"
+    impl.write_text("value = 22\n")  # a different size: the .pyc is stale now
+    later = time.time() + 5
+    os.utime(impl, (later, later))
+    second = _bootstrap.own_code(("ownpkg",))
+    exec(marshal.loads(second["ownpkg._impl"][1]), namespace)
+    assert namespace["value"] == 22
+    assert second["ownpkg"] == first["ownpkg"]
+
+
+# -- writing the frame -----------------------------------------------------------------
+
+
+def test_a_child_that_never_reads_its_input_times_out() -> None:
+    child = ChildProcess([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            child.write_all(b"x" * (8 << 20), time.monotonic() + 0.5)
+        assert time.monotonic() - started < 30
+    finally:
+        child.kill()
+        child.close_fds()
+        child.wait(10)
+
+
+# -- the end ---------------------------------------------------------------------------
+
+
+def test_the_opener_sees_the_end_before_the_remote_shuts_down(
+    makegw: MakeGateway, tmp_path: Path
+) -> None:
+    flag = tmp_path / "atexit-ran"
+    go, flag = tmp_path / "go", tmp_path / "atexit-ran"
+    gw = makegw("popen")
+    gw.remote_exec(
+        "import atexit, os, time\n"
+        "def last():\n"
+        "    deadline = time.monotonic() + 20\n"
+        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        f"    open({str(flag)!r}, 'w').close()\n"
+        "atexit.register(last)\n"
+        "channel.send(1)\n"
+    ).receive(10)
+    gw.exit()
+    gw.join(10)
+    assert not gw.hasreceiver()
+    assert gw._wait_process(0) is None  # still in its atexit handler
+    go.touch()
+    assert gw._wait_process(30) == 0
+    assert flag.exists()  # user atexit handlers still run
