@@ -122,10 +122,28 @@ def test_column_encoder_deep_and_cyclic() -> None:
         dumps([cyclic] * 9)
 
 
+_THRESHOLDS = (
+    "FILL_MIN_BYTES",
+    "_FILL_DICT_MIN_BYTES",
+    "SHAPES_MIN_ITEMS",
+    "_TEXT_MIN",
+    "_TEXT_AFTER",
+)
+
+
 def _general_outcome(data: bytes, **options: bool) -> Any:
+    """The outcome with every bulk path of the decoder switched off."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_decoder, "FILL_MIN_BYTES", 1 << 62)
-        patch.setattr(_decoder, "_TEXT_MIN", 1 << 62)
+        for name in _THRESHOLDS:
+            patch.setattr(_decoder, name, 1 << 62)
+        return _outcome(data, **options)
+
+
+def _fast_outcome(data: bytes, **options: bool) -> Any:
+    """The outcome with the bulk paths taken on small inputs too (as the tests' are)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _THRESHOLDS:
+            patch.setattr(_decoder, name, 8)
         return _outcome(data, **options)
 
 
@@ -137,7 +155,7 @@ def _outcome(data: bytes, **options: bool) -> Any:
 
 
 def _assert_same_outcome(data: bytes, **options: bool) -> None:
-    fast = _outcome(data, **options)
+    fast = _fast_outcome(data, **options)
     general = _general_outcome(data, **options)
     assert fast[0] == general[0], (fast, general)
     if fast[0] == "error":
@@ -180,6 +198,15 @@ def _record_streams() -> Iterator[bytes]:
 def test_batch_reader_valid_streams(options: Any) -> None:
     for data in _record_streams():
         _assert_same_outcome(data, **options)
+
+
+def test_bulk_paths_at_their_default_thresholds() -> None:
+    reports = [_report(i) for i in range(300)]
+    rows = {f"key{i}": (i, f"value {i}", i * 1.5) for i in range(2000)}
+    for value in (reports, rows, [reports, rows]):
+        data = dumps(value)
+        assert same(loads(data), value)
+        assert _general_outcome(data)[0] == "value"
 
 
 def _mutations(rng: random.Random, data: bytes) -> Iterator[bytes]:

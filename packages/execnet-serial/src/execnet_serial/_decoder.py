@@ -51,6 +51,7 @@ _unpack_dd = struct.Struct(">dd").unpack_from
 HASHED_TUPLE_DEPTH_LIMIT = 1000
 _INT_LIST_MIN = 8
 _TEXT_MIN = 512
+_TEXT_AFTER = 32
 # A dict's size is unknown at NEWDICT: only look for runs where a failed look (a few
 # microseconds) is small against the payload (a single report dict is not worth it).
 _FILL_DICT_MIN_BYTES = 16 * 1024
@@ -110,12 +111,15 @@ def decode(  # noqa: PLR0917 - positional: called once per message
     # per item, so all lists together may declare at most as many items as there are
     # bytes (else many NEWLISTs of a large n would allocate quadratically).
     list_budget = end - pos
-    # A big payload is also read as latin-1 text (offsets stay byte offsets): an ASCII
-    # string is then one slice of it instead of a bytes slice and a decode. Only when
-    # the payload is most of data (a chunk of many frames is not decoded per frame).
+    # A big payload with many strings is also read as latin-1 text (offsets stay byte
+    # offsets): an ASCII string is then one slice of it instead of a bytes slice and a
+    # decode. Only once _TEXT_AFTER strings were read (a payload of a few big strings or
+    # bytes is not copied once more), and only when the payload is most of data (a chunk
+    # of many frames is not decoded per frame).
     text: Optional[str] = None
+    text_after = 0
     if list_budget >= _TEXT_MIN and 2 * list_budget >= len(data) and not py3str_as_py2str:
-        text = data.decode("latin-1")
+        text_after = _TEXT_AFTER
     tuple_limit = HASHED_TUPLE_DEPTH_LIMIT
     fills = 2  # failed looks for runs of same-shaped entries allowed
     op = -1
@@ -136,6 +140,10 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                     push(data[start:stop])
                 else:
                     push(data[start:stop].decode("utf-8"))
+                    if text_after:
+                        text_after -= 1
+                        if not text_after:
+                            text = data.decode("latin-1")
                 pos = stop
             elif op == 80:  # SETITEM
                 value = pop()
