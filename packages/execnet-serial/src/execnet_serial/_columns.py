@@ -25,10 +25,7 @@ if TYPE_CHECKING:
 
     EncodeOne = Callable[[Any], bytes]
 
-__all__ = ["COLUMNS_MIN", "column_pieces", "str_pieces"]
-
-# Below this many records, checking the shape costs more than it saves.
-COLUMNS_MIN = 8
+__all__ = ["column_pieces", "str_pieces"]
 
 _from_iterable = chain.from_iterable
 _BOOLS = {True: b"R", False: b"C"}

@@ -13,12 +13,19 @@ the input's size, never recurse, never hang; and be fast in pure Python. The pla
   exception into a LoadError there;
 - a list of small ints (the exact bytes ``dumps`` writes for one) is recognised after
   NEWLIST and decoded with strided slices and one ``struct.unpack``;
-- in a big payload, runs of dict or list entries laid out byte for byte alike (same
-  opcodes, same string lengths: rows of scalars or flat tuples of scalars) are decoded
-  many at a time after NEWDICT/NEWLIST by ``_records.fill``; it checks every opcode and
-  length byte of a batch before applying it and leaves the rest to this loop (after two
-  containers where it found no run, it is not tried again in this payload);
-- a big payload is read once as latin-1 text too, so an ASCII string is a single slice;
+- runs of dict or list entries laid out byte for byte alike (same opcodes, same string
+  lengths: rows of scalars or flat tuples of scalars) are decoded many at a time after
+  NEWLIST (8+ items, 512+ bytes left) or NEWDICT (16 KiB+ left) by ``_records.fill``;
+- the entries of a list of 128+ items that come in a few shapes (records with strings
+  of any length and nested containers, such as test reports) are decoded column by
+  column by ``_shapes.fill_shapes``;
+- both check every opcode and length byte of an entry before applying it, build nothing
+  they have not checked, apply a batch whole or not at all, count tuples and the list
+  budget as this loop does, and leave the rest to this loop, so the outcome (errors
+  included) is the loop's own; after two containers where they found nothing, they are
+  not tried again in this payload;
+- in a payload of 512+ bytes, after 32 strings, the data is read once as latin-1 text
+  too, so an ASCII string is a single slice (offsets stay byte offsets);
 - BUILDTUPLE of 2 or 3 items (records) pops them instead of slicing the stack;
 - hashing a tuple nested thousands of levels deep recurses in C and can overflow the
   stack, so once enough tuples were built to allow that, tuples used as dict keys or set
@@ -52,6 +59,8 @@ HASHED_TUPLE_DEPTH_LIMIT = 1000
 _INT_LIST_MIN = 8
 _TEXT_MIN = 512
 _TEXT_AFTER = 32
+_TEXT_AT_ONCE_MAX = 16 * 1024
+_STRING_OPS = (65, 77, 78, 83)  # BYTES, PY2STRING, PY3STRING, UNICODE
 # A dict's size is unknown at NEWDICT: only look for runs where a failed look (a few
 # microseconds) is small against the payload (a single report dict is not worth it).
 _FILL_DICT_MIN_BYTES = 16 * 1024
@@ -111,15 +120,20 @@ def decode(  # noqa: PLR0917 - positional: called once per message
     # per item, so all lists together may declare at most as many items as there are
     # bytes (else many NEWLISTs of a large n would allocate quadratically).
     list_budget = end - pos
-    # A big payload with many strings is also read as latin-1 text (offsets stay byte
+    # A payload with many strings is also read as latin-1 text (offsets stay byte
     # offsets): an ASCII string is then one slice of it instead of a bytes slice and a
-    # decode. Only once _TEXT_AFTER strings were read (a payload of a few big strings or
-    # bytes is not copied once more), and only when the payload is most of data (a chunk
-    # of many frames is not decoded per frame).
+    # decode. At once for a payload of up to 16 KiB that does not start with a string or
+    # bytes (a record: the copy costs less than a string); else only once _TEXT_AFTER
+    # strings were read, so a payload of a few big strings or bytes is not copied once
+    # more. Only when the payload is most of data (a chunk of many frames is not
+    # decoded per frame).
     text: Optional[str] = None
     text_after = 0
     if list_budget >= _TEXT_MIN and 2 * list_budget >= len(data) and not py3str_as_py2str:
-        text_after = _TEXT_AFTER
+        if list_budget <= _TEXT_AT_ONCE_MAX and data[pos] not in _STRING_OPS:
+            text = data.decode("latin-1")
+        else:
+            text_after = _TEXT_AFTER
     tuple_limit = HASHED_TUPLE_DEPTH_LIMIT
     fills = 2  # failed looks for runs of same-shaped entries allowed
     op = -1

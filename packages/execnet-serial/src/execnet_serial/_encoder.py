@@ -21,7 +21,7 @@ import struct
 import sys
 from itertools import repeat
 
-from ._columns import COLUMNS_MIN, column_pieces, str_pieces
+from ._columns import column_pieces, str_pieces
 from ._encoder_deep import encode_iteratively
 from ._errors import DumpError
 from ._writers import (
@@ -103,7 +103,7 @@ def _one_encoder(hook: Optional[ChannelHook]) -> Callable[[Any], bytes]:
 def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> None:
     w = parts.append
     w(b"J")
-    if len(x) >= COLUMNS_MIN:
+    if len(x) > _KEY_CACHE_DICT_MAX:  # record-sized dicts rarely hold one type
         values = list(x.values())
         if len(set(map(type, values))) == 1 and set(map(type, x)) == {str}:
             columns = column_pieces(values, _one_encoder(hook))
