@@ -134,12 +134,12 @@ class _ServingGateway(BaseGateway):
             channel._close(f"gateway {self.id!r} is terminating; remote_exec refused")
         if trace_enabled():
             trace(f"gateway {self.id}: stopping (main thread busy: {busy})")
+        if self._exit_process and terminated and idle:
+            # No task runs that could still send: the opener sees the end now, not once
+            # the main thread has woken up and returned.
+            self._close_write()
         self._tasks.put(None)
         if self._exit_process:
-            if terminated and idle:
-                # No task runs that could still send: the opener sees the end now, not
-                # once the main thread has woken up and returned.
-                self._close_write()
             _start_exit_watchdog()
             if busy and self._in_main_thread:
                 _interrupt_main()

@@ -6,13 +6,27 @@
 # written as strings.
 
 import sys
-import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import types
     from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 __all__ = ["ExecSpec", "compile_spec", "make_spec"]
+
+
+if TYPE_CHECKING:
+    _FunctionType = types.FunctionType
+    _ModuleType = types.ModuleType
+    _CodeType = types.CodeType
+else:  # the same without importing types on a remote's start
+
+    def _function():
+        pass
+
+    _FunctionType = type(_function)
+    _ModuleType = type(sys)
+    _CodeType = type(_function.__code__)
 
 # The remote side only compiles: inspect, dis, re and textwrap are imported by the sender
 # (make_spec), linecache when a traceback needs lines; they are slow to import.
@@ -50,7 +64,7 @@ def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
     """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
     import textwrap
 
-    if isinstance(source, types.FunctionType):
+    if isinstance(source, _FunctionType):
         import inspect
         import re
 
@@ -75,7 +89,7 @@ def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
             f"remote_exec keyword arguments need a function source, not a "
             f"{type(source).__name__} (got {sorted(kwargs)})"
         )
-    if isinstance(source, types.ModuleType):
+    if isinstance(source, _ModuleType):
         import inspect
 
         filename = inspect.getsourcefile(source) or getattr(source, "__file__", "") or ""
@@ -87,7 +101,7 @@ def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
     )
 
 
-def _check_function(func: types.FunctionType) -> None:
+def _check_function(func: "types.FunctionType") -> None:
     import builtins
 
     name = func.__name__
@@ -107,18 +121,18 @@ def _check_function(func: types.FunctionType) -> None:
             )
 
 
-def _global_names(code: types.CodeType) -> "Iterator[str]":
+def _global_names(code: "types.CodeType") -> "Iterator[str]":
     import dis
 
     for instruction in dis.get_instructions(code):
         if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"):
             yield str(instruction.argval)
     for const in code.co_consts:
-        if isinstance(const, types.CodeType):
+        if isinstance(const, _CodeType):
             yield from _global_names(const)
 
 
-def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
+def compile_spec(spec: ExecSpec, channel_id: int) -> "types.CodeType":
     """The code object for ``spec``, with the real file name and line numbers.
 
     When that file does not exist here, its lines are put in linecache so tracebacks
@@ -140,7 +154,7 @@ def compile_spec(spec: ExecSpec, channel_id: int) -> types.CodeType:
     return code
 
 
-def _compile(text: str, filename: str) -> types.CodeType:
+def _compile(text: str, filename: str) -> "types.CodeType":
     """``compile(text, filename, "exec", dont_inherit=True)``, fast on a fresh interpreter.
 
     The builtin compile() first makes the ``ast`` module's ~120 node classes (it checks
@@ -179,7 +193,7 @@ def _compiled_by_exec(text: str) -> "Optional[types.CodeType]":
     namespace: Dict[str, Any] = {"__builtins__": {}}
     found: List[types.CodeType] = []
 
-    def grab(frame: types.FrameType, event: str, arg: object) -> None:
+    def grab(frame: "types.FrameType", event: str, arg: object) -> None:
         if event == "call" and frame.f_globals is namespace and not found:
             found.append(frame.f_code)
             raise _Compiled
