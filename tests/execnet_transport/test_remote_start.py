@@ -240,6 +240,12 @@ def test_own_code_follows_edits_and_ignores_stale_pyc(
     exec(marshal.loads(second["ownpkg._impl"][1]), namespace)
     assert namespace["value"] == 22
     assert second["ownpkg"] == first["ownpkg"]
+    assert "ownpkg.extra" not in second
+    (tmp_path / "ownpkg" / "extra.py").write_text("more = 3\n")  # a new module
+    os.utime(tmp_path / "ownpkg", (later, later))  # (whatever the mtime granularity)
+    third = _bootstrap.own_code(("ownpkg",))
+    exec(marshal.loads(third["ownpkg.extra"][1]), namespace)
+    assert namespace["more"] == 3
 
 
 # -- writing the frame -----------------------------------------------------------------

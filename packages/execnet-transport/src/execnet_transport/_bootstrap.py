@@ -54,19 +54,39 @@ _MARSHAL_VERSION: Final = 2
 Module = Tuple[str, bool, str]  # (dotted name, is a package, source text)
 
 
+# package root -> ((package directory, mtime_ns)...), what _package_files found there
+_files_cache: Dict[str, Tuple[Tuple[Tuple[str, int], ...], List[Tuple[str, bool, str]]]] = {}
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
 def _package_files(package: str) -> List[Tuple[str, bool, str]]:
-    """(dotted name, is a package, path of the .py file) of every module of `package`."""
+    """(dotted name, is a package, path of the .py file) of every module of `package`.
+
+    Walked again only when one of its package directories changed (a module added,
+    removed or renamed changes its directory's mtime).
+    """
     spec = find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"travelling package {package!r} is not installed as a package")
     root = next(iter(spec.submodule_search_locations))
+    cached = _files_cache.get(root)
+    if cached is not None and all(_mtime_ns(d) == mtime for d, mtime in cached[0]):
+        return cached[1]
     found: List[Tuple[str, bool, str]] = []
+    directories: List[Tuple[str, int]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d.isidentifier())
         relative = os.path.relpath(dirpath, root)
         prefix = package if relative == "." else package + "." + relative.replace(os.sep, ".")
         if "__init__.py" not in filenames:
             continue  # not a package directory (e.g. __pycache__)
+        directories.append((dirpath, _mtime_ns(dirpath)))
         for filename in sorted(filenames, key=lambda f: (f != "__init__.py", f)):
             if not filename.endswith(".py"):
                 continue
@@ -74,6 +94,7 @@ def _package_files(package: str) -> List[Tuple[str, bool, str]]:
             is_package = stem == "__init__"
             name = prefix if is_package else f"{prefix}.{stem}"
             found.append((name, is_package, os.path.join(dirpath, filename)))
+    _files_cache[root] = (tuple(directories), found)
     return found
 
 
@@ -245,11 +266,13 @@ def stage_entry(key: Tuple[str, ...], same_interpreter: bool) -> Any:
     return STAGE
 
 
-def frame(config: Dict[str, Any], with_bundle: bool, tail: bytes = b"") -> bytes:
-    """The one frame the first stage reads: length, then marshal'd (config, bundle);
-    then `tail` (the code of config['own'], which says how long it is)."""
+def frame(config: Dict[str, Any], with_bundle: bool) -> bytes:
+    """The one frame the first stage reads: length, then marshal'd (config, bundle).
+
+    With config['own'], the code it indexes is written right after the frame.
+    """
     body = marshal.dumps((config, bundle() if with_bundle else b""), _MARSHAL_VERSION)
-    return b"".join((len(body).to_bytes(4, "big"), body, tail))
+    return len(body).to_bytes(4, "big") + body
 
 
 # The first stage. It runs on every supported interpreter (CPython 3.8+, PyPy3), so it

@@ -205,7 +205,9 @@ def _process_gateway(
             config["want_code"] = config["code"] is None
         # A BrokenPipeError means it ended already: its stdout's end and stderr tell why.
         try:
-            child.write_all(_bootstrap.frame(config, not same, own), deadline)
+            child.write_all(_bootstrap.frame(config, not same), deadline)
+            if own:
+                child.write_all(own, deadline)
         except BrokenPipeError:
             pass
         except TimeoutError:
