@@ -185,6 +185,8 @@ def _record_streams() -> Iterator[bytes]:
     yield dumps([[i, f"s{i}", [i, {"a": i, f"k{i}": -i}]] for i in range(30)])
     yield dumps([(i, "é" * (i % 4), None, 2.5) for i in range(60)])
     yield dumps([{"a": i % 2 and "x", "b": (i,) * (i % 3)} for i in range(40)])
+    yield dumps({f"t.py::test[{i}]": _report(i) for i in range(30)})
+    yield dumps({f"k{i}": [i, f"{i}", {"é": i}] for i in range(30)})
     yield dumps({f"key{i}": (i, f"value {i}", i * 1.5) for i in range(300)})
     yield dumps({f"k{i:03}": i for i in range(200)})
     yield dumps({f"k{i:03}": (None, True, False, -i, "é" * 3) for i in range(120)})
@@ -203,7 +205,8 @@ def test_batch_reader_valid_streams(options: Any) -> None:
 def test_bulk_paths_at_their_default_thresholds() -> None:
     reports = [_report(i) for i in range(300)]
     rows = {f"key{i}": (i, f"value {i}", i * 1.5) for i in range(2000)}
-    for value in (reports, rows, [reports, rows]):
+    by_id = {report["nodeid"]: report for report in reports}
+    for value in (reports, rows, [reports, rows], by_id):
         data = dumps(value)
         assert same(loads(data), value)
         assert _general_outcome(data)[0] == "value"

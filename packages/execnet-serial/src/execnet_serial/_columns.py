@@ -21,11 +21,11 @@ from ._writers import CACHED, EMPTY_LIST, INDICES, STR_HEADS, TUPLE_CLOSERS, pac
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, List, Sequence
+    from typing import Any, Callable, Iterable, List, Optional, Sequence
 
     EncodeOne = Callable[[Any], bytes]
 
-__all__ = ["column_pieces", "str_pieces"]
+__all__ = ["column_pieces", "record_pieces", "str_pieces"]
 
 _from_iterable = chain.from_iterable
 _BOOLS = {True: b"R", False: b"C"}
@@ -44,14 +44,30 @@ def str_pieces(values: Sequence[str]) -> List[Iterable[bytes]]:
     return [map(pack_ci, repeat(_N), sizes), encoded]
 
 
-def column_pieces(values: Sequence[Any], one: EncodeOne) -> List[Iterable[bytes]]:
-    """The encoding of each of ``values`` (at least one), as ``one(value)`` would give,
-    as columns: row i of the result is the concatenation of item i of every column.
+def record_pieces(records: Sequence[Any], one: EncodeOne) -> Optional[List[Iterable[bytes]]]:
+    """The encoding of each of ``records`` (at least one, all dicts, all tuples or all
+    lists), as ``one(record)`` would give, as columns: row i of the result is the
+    concatenation of item i of every column; None if the records are not of one shape
+    (dicts of one size with str keys, tuples or lists of one length).
 
     ``one`` is the general encoder of a single value, used for columns of mixed or
-    unsupported types. Every column is an iterable of exactly ``len(values)`` items, to
+    unsupported types. Every column is an iterable of exactly ``len(records)`` items, to
     be consumed once.
     """
+    pieces: List[Any] = []
+    t = type(records[0])
+    if t is dict:
+        uniform = _dict_rows(records, one, pieces)
+    else:
+        uniform = _sequence_rows(records, t is tuple, one, pieces)
+    if not uniform:
+        return None
+    n = len(records)
+    return [repeat(piece, n) if type(piece) is bytes else piece for piece in pieces]
+
+
+def column_pieces(values: Sequence[Any], one: EncodeOne) -> List[Iterable[bytes]]:
+    """As ``record_pieces``, for values of any types (at least one); never None."""
     pieces: List[Any] = []
     _add_column(values, one, pieces)
     n = len(values)
@@ -88,26 +104,24 @@ def _add_column(values: Sequence[Any], one: EncodeOne, pieces: List[Any]) -> Non
         pieces.append(map(pack_cd, repeat(b"D"), values))
     elif t is type(None):
         _add(pieces, b"L")
-    elif t is dict:
-        _dict_rows(values, one, pieces)
-    elif t is tuple or t is list:
-        _sequence_rows(values, t is tuple, one, pieces)
-    else:
+    elif not (
+        (t is dict and _dict_rows(values, one, pieces))
+        or ((t is tuple or t is list) and _sequence_rows(values, t is tuple, one, pieces))
+    ):
         pieces.append(list(map(one, values)))
 
 
-def _dict_rows(records: Sequence[dict[Any, Any]], one: EncodeOne, pieces: List[Any]) -> None:
+def _dict_rows(records: Sequence[dict[Any, Any]], one: EncodeOne, pieces: List[Any]) -> bool:
     # All keys exactly str (a key equal to a str but of another type would be written
     # differently) and every dict of one size; keys written per row unless all the
     # dicts have the same keys in the same order.
     sizes = set(map(len, records))
     if len(sizes) != 1 or set(map(type, _from_iterable(records))) - {str}:
-        pieces.append(list(map(one, records)))
-        return
+        return False
     size = sizes.pop()
     _add(pieces, b"J")
     if not size:
-        return
+        return True
     columns = list(zip(*map(dict.values, records)))
     if len(set(map(tuple, records))) == 1:
         heads = list(map(b"".join, zip(*str_pieces(list(records[0])))))
@@ -121,16 +135,17 @@ def _dict_rows(records: Sequence[dict[Any, Any]], one: EncodeOne, pieces: List[A
             _add_column(keys, one, pieces)
             _add_column(column, one, pieces)
     _add(pieces, b"P")
+    return True
 
 
 def _sequence_rows(
     records: Sequence[Any], is_tuple: bool, one: EncodeOne, pieces: List[Any]
-) -> None:
+) -> bool:
     sizes = set(map(len, records))
     size = sizes.pop() if len(sizes) == 1 else CACHED
     if size >= CACHED:
-        pieces.append(list(map(one, records)))
-    elif size == 0:
+        return False
+    if size == 0:
         _add(pieces, b"@\x00\x00\x00\x00" if is_tuple else EMPTY_LIST)
     elif is_tuple:
         for column in zip(*records):
@@ -142,3 +157,4 @@ def _sequence_rows(
             _add(pieces, (b"P" if i else head) + INDICES[i])
             _add_column(column, one, pieces)
         _add(pieces, b"P")
+    return True

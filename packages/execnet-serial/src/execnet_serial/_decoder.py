@@ -16,9 +16,9 @@ the input's size, never recurse, never hang; and be fast in pure Python. The pla
 - runs of dict or list entries laid out byte for byte alike (same opcodes, same string
   lengths: rows of scalars or flat tuples of scalars) are decoded many at a time after
   NEWLIST (8+ items, 512+ bytes left) or NEWDICT (16 KiB+ left) by ``_records.fill``;
-- the entries of a list of 128+ items that come in a few shapes (records with strings
-  of any length and nested containers, such as test reports) are decoded column by
-  column by ``_shapes.fill_shapes``;
+- the entries of a list of 128+ items or a dict in 16 KiB+ that come in a few shapes
+  (records with strings of any length and nested containers, such as test reports)
+  are decoded column by column by ``_shapes.fill_shapes``;
 - both check every opcode and length byte of an entry before applying it, build nothing
   they have not checked, apply a batch whole or not at all, count tuples and the list
   budget as this loop does, and leave the rest to this loop, so the outcome (errors
@@ -64,6 +64,7 @@ _STRING_OPS = (65, 77, 78, 83)  # BYTES, PY2STRING, PY3STRING, UNICODE
 # A dict's size is unknown at NEWDICT: only look for runs where a failed look (a few
 # microseconds) is small against the payload (a single report dict is not worth it).
 _FILL_DICT_MIN_BYTES = 16 * 1024
+_FILL_PRODUCTIVE = 1024
 _get_int_max_str_digits: Optional[Callable[[], int]] = getattr(sys, "get_int_max_str_digits", None)
 
 
@@ -135,7 +136,7 @@ def decode(  # noqa: PLR0917 - positional: called once per message
         else:
             text_after = _TEXT_AFTER
     tuple_limit = HASHED_TUPLE_DEPTH_LIMIT
-    fills = 2  # failed looks for runs of same-shaped entries allowed
+    fills = 2  # looks for runs that read less than _FILL_PRODUCTIVE bytes allowed
     op = -1
     try:
         while True:
@@ -201,7 +202,12 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                     start = pos
                     pos, built = fill(data, pos, end, new_dict, py3str_as_py2str)
                     tuples += built
-                    if pos == start:
+                    pos, built, declared = fill_shapes(
+                        data, pos, end, new_dict, py3str_as_py2str, list_budget
+                    )
+                    tuples += built
+                    list_budget -= declared
+                    if pos - start < _FILL_PRODUCTIVE:
                         fills -= 1
                 else:
                     push({})
@@ -234,7 +240,7 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                         )
                         tuples += built
                         list_budget -= declared
-                    if pos == start:
+                    if pos - start < _FILL_PRODUCTIVE:
                         fills -= 1
             elif op == 82:  # TRUE
                 push(True)

@@ -21,7 +21,7 @@ import struct
 import sys
 from itertools import repeat
 
-from ._columns import column_pieces, str_pieces
+from ._columns import column_pieces, record_pieces, str_pieces
 from ._encoder_deep import encode_iteratively
 from ._errors import DumpError
 from ._writers import (
@@ -103,9 +103,14 @@ def _one_encoder(hook: Optional[ChannelHook]) -> Callable[[Any], bytes]:
 def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> None:
     w = parts.append
     w(b"J")
-    if len(x) > _KEY_CACHE_DICT_MAX:  # record-sized dicts rarely hold one type
+    if len(x) > _KEY_CACHE_DICT_MAX:  # a big dict of records (of scalars: no faster)
         values = list(x.values())
-        if len(set(map(type, values))) == 1 and set(map(type, x)) == {str}:
+        if (
+            type(values[0]) in _RECORDS
+            and type(values[-1]) is type(values[0])
+            and len(set(map(type, values))) == 1
+            and set(map(type, x)) == {str}
+        ):
             columns = column_pieces(values, _one_encoder(hook))
             parts.extend(map(_join, zip(*str_pieces(list(x)), *columns, repeat(b"P"))))
             return
@@ -160,12 +165,13 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
     if n >= HOMOGENEOUS_MIN:
         if write_homogeneous_list(x, n, parts):
             return
-        if type(x[0]) in _RECORDS and len(set(map(type, x))) == 1:
-            columns = column_pieces(x, _one_encoder(hook))
-            parts.append(pack_ci(b"K", n))
-            parts.append(FIRST_INDEX)
-            parts.extend(map(_join, zip(*columns, list_separators(n))))
-            return
+        if type(x[0]) in _RECORDS and type(x[-1]) is type(x[0]) and len(set(map(type, x))) == 1:
+            records = record_pieces(x, _one_encoder(hook))
+            if records is not None:
+                parts.append(pack_ci(b"K", n))
+                parts.append(FIRST_INDEX)
+                parts.extend(map(_join, zip(*records, list_separators(n))))
+                return
     w = parts.append
     w(pack_ci(b"K", n))
     for i, v in enumerate(x):

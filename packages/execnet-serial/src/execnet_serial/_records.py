@@ -27,9 +27,27 @@ __all__ = ["FILL_MIN_BYTES", "fill"]
 
 # Below this many bytes left, a container is too small to be worth a look.
 FILL_MIN_BYTES = 512
-# A layout must hold for this many entries at its first try, else the general loop goes on.
-_FIRST_BATCH = 4
+# A layout must hold for _MIN_RUN entries, else the general loop goes on.
+_FIRST_BATCH = 8
+_MIN_RUN = 4
 _MAX_BATCH = 128
+# Compiled formats by (entry format, batch size), shared by all calls (a message of the
+# same layout comes again), dropped all at once beyond this many.
+_STRUCTS_KEPT = 64
+_structs: Dict[Tuple[str, int], Any] = {}
+
+
+def _matching(column: Tuple[Any, ...], expected: Any) -> int:
+    """How many leading items of column equal expected (not all of them do)."""
+    low, high = 0, len(column)  # column[:low] match, column[:high] do not all
+    while high - low > 1:
+        middle = (low + high) // 2
+        if column[:middle].count(expected) == middle:
+            low = middle
+        else:
+            high = middle
+    return low
+
 
 _unpack_i = struct.Struct(">i").unpack_from
 _CONSTANTS = {76: None, 82: True, 67: False}  # NONE, TRUE, FALSE
@@ -40,7 +58,7 @@ _STR, _RAW = 1, 2
 class _Layout:
     """The byte layout of one entry: checked fields, key and value fields."""
 
-    __slots__ = ("checks", "fmt", "is_tuple", "key", "size", "structs", "values", "width")
+    __slots__ = ("checks", "fmt", "is_tuple", "key", "size", "values", "width")
 
     def __init__(self) -> None:
         self.fmt: List[str] = [">"]
@@ -50,7 +68,6 @@ class _Layout:
         self.is_tuple = False
         self.width = 0  # fields per entry
         self.size = 0  # bytes per entry
-        self.structs: Dict[int, Any] = {}
 
     def check(self, expected: bytes) -> None:
         if self.checks and self.checks[-1][0] == self.width - 1:
@@ -78,17 +95,27 @@ class _Layout:
         k: int,
         container: Union[Dict[Any, Any], List[Any]],
         raw_strings: bool,
-    ) -> bool:
-        """Set k entries laid out as this at pos into container, or none (False)."""
-        unpack = self.structs.get(k)
+    ) -> int:
+        """Set the first of k entries at pos that are laid out as this into container:
+        how many (0 if their keys or strings are not what the fast path takes)."""
+        body = "".join(self.fmt[1:])
+        unpack = _structs.get((body, k))
         if unpack is None:
-            fmt = self.fmt
-            unpack = self.structs[k] = struct.Struct(fmt[0] + "".join(fmt[1:]) * k).unpack_from
+            if len(_structs) >= _STRUCTS_KEPT:
+                _structs.clear()
+            unpack = _structs[body, k] = struct.Struct(">" + body * k).unpack_from
         fields = unpack(data, pos)
         width = self.width
+        good = k
         for field, expected in self.checks:
-            if fields[field::width].count(expected) != k:
-                return False
+            column = fields[field::width]
+            if column.count(expected) != k:
+                good = min(good, _matching(column, expected))
+        if good < k:
+            if not good:
+                return 0
+            k = good
+            fields = fields[: k * width]
         try:
             keys: Any = fields[self.key :: width]
             if isinstance(container, list):
@@ -98,7 +125,7 @@ class _Layout:
                     or first + k > len(container)
                     or keys != tuple(range(first, first + k))
                 ):
-                    return False
+                    return 0
             elif not raw_strings:
                 keys = list(map(bytes.decode, keys))
             columns: List[Any] = []
@@ -110,13 +137,13 @@ class _Layout:
                 else:
                     columns.append(fields[field::width])
         except UnicodeDecodeError:
-            return False  # the general loop names the string
+            return 0  # the general loop names the string
         values: Any = zip(*columns) if self.is_tuple else columns[0]
         if isinstance(container, list):
             container[first : first + k] = values
         else:
             container.update(zip(keys, values))
-        return True
+        return k
 
 
 def _str_size(data: bytes, p: int, end: int) -> int:
@@ -210,15 +237,13 @@ def fill(
         done = 0
         while True:
             k = min(k, (end - pos) // size)
-            if k >= 1 and layout.apply(data, pos, k, container, raw_strings):
-                pos += k * size
-                done += k
-                if layout.is_tuple and layout.values:
-                    tuples += k
-                k = min(2 * k, _MAX_BATCH)
-            elif k <= 1 or done < _FIRST_BATCH:
-                break
-            else:
-                k //= 2
-        if done < _FIRST_BATCH:
+            got = layout.apply(data, pos, k, container, raw_strings) if k else 0
+            pos += got * size
+            done += got
+            if layout.is_tuple and layout.values:
+                tuples += got
+            if got < k or not k:
+                break  # the run ends (or the data): the next entry's layout, if any
+            k = min(4 * k, _MAX_BATCH)
+        if done < _MIN_RUN:
             return pos, tuples

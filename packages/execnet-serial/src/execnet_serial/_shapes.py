@@ -46,7 +46,8 @@ _MAX_OPS = 2048  # opcodes in one record
 _MAX_STACK = 64
 _MAX_LIST = 256  # items of a list inside a record
 _MAX_BATCH = 64
-_KEEP = 4  # shapes learnt per list
+_KEEP = 4  # shapes learnt per container
+_MIN_OPS = 12  # opcodes in an entry worth a shape
 
 
 def _str_size(data: bytes, p: int, end: int) -> int:
@@ -58,11 +59,11 @@ def _str_size(data: bytes, p: int, end: int) -> int:
 
 
 def _parse(data: bytes, pos: int, end: int, is_list: bool) -> Optional[Tuple[Any, ...]]:
-    """Tokens, key node, value node and end of the entry at pos."""
+    """Tokens, key node, value node, end and opcode count of the entry at pos."""
     tokens: List[List[Any]] = []  # [kind, bytes]
     stack: List[_Node] = []
     p = pos
-    for _ in range(_MAX_OPS):
+    for ops in range(1, _MAX_OPS):
         if p >= end or len(stack) > _MAX_STACK:
             return None
         op = data[p]
@@ -113,7 +114,7 @@ def _parse(data: bytes, pos: int, end: int, is_list: bool) -> Optional[Tuple[Any
                 key, value = stack
                 if key[0] != "leaf" or tokens[key[1]][0] != (_INT if is_list else _STR):
                     return None
-                return tokens, key, value, p
+                return tokens, key, value, p, ops
             if len(stack) < 3:
                 return None
             value = stack.pop()
@@ -299,7 +300,7 @@ def _learn(data: bytes, pos: int, end: int, is_list: bool, raw: bool) -> Optiona
     first = _parse(data, pos, end, is_list)
     if first is None:
         return None
-    tokens, key, value, after = first
+    tokens, key, value, after, ops = first
     second = _parse(data, after, end, is_list)
     constants: Dict[int, Any] = {}
     fixed = []  # alone: every string may vary
@@ -320,7 +321,13 @@ def _learn(data: bytes, pos: int, end: int, is_list: bool, raw: bool) -> Optiona
         tokens[i] = [_FIX, struct.pack(">i", len(payload)) + payload]
     if not _complete(value):
         return None
-    return _Shape(tokens, key, value, constants)
+    shape = _Shape(tokens, key, value, constants)
+    # The opcode loop costs ~150 ns per opcode, this ~200 ns per segment and ~50 per
+    # opcode to build, plus ~0.5 us per entry: small or string-heavy entries go faster
+    # through the loop.
+    if ops < _MIN_OPS or ops * 5 < len(shape.segments) * 8:
+        return None
+    return shape
 
 
 def _complete(node: _Node) -> bool:
@@ -340,11 +347,13 @@ def _by_matches(shape: _Shape) -> int:
 
 
 def fill_shapes(  # noqa: PLR0917
-    data: bytes, pos: int, end: int, container: List[Any], raw: bool, budget: int
+    data: bytes, pos: int, end: int, container: _Container, raw: bool, budget: int
 ) -> Tuple[int, int, int]:
-    """Decode the entries of a list just made by NEWLIST at pos while they come in few
-    shapes: where they end, how many tuples (of at least one item) and list items they
-    declared (at most ``budget``, the general loop's list budget)."""
+    """Decode the entries of container (a list just made by NEWLIST, or a dict by
+    NEWDICT: str keys) at pos while they come in few shapes: where they end, how many
+    tuples (of at least one item) and list items they declared (at most ``budget``, the
+    general loop's list budget)."""
+    is_list = isinstance(container, list)
     shapes: List[_Shape] = []
     tuples = items = entries = 0
     while True:
@@ -379,20 +388,23 @@ def fill_shapes(  # noqa: PLR0917
                 value_its = {id(shape): iter(kv[1]) for shape, kv in built}
                 keys = [next(key_its[id(shape)]) for shape in which]
                 values = [next(value_its[id(shape)]) for shape in which]
-            first = keys[0]
             n = len(keys)
-            if first < 0 or first + n > len(container) or keys != list(range(first, first + n)):
-                break
-            container[first : first + n] = values
+            if isinstance(container, list):
+                first = keys[0]
+                if first < 0 or first + n > len(container) or keys != list(range(first, first + n)):
+                    break
+                container[first : first + n] = values
+            else:
+                container.update(zip(keys, values))
             pos = p
             entries += n
             items += batch_items
             tuples += batch_tuples
             if n == _MAX_BATCH:
                 continue
-        if len(shapes) >= _KEEP:
-            break  # too many shapes: the general loop does better
-        learnt = _learn(data, pos, end, True, raw)
+        if len(shapes) >= _KEEP or (len(shapes) >= 2 and entries < 32 * len(shapes)):
+            break  # too many shapes for the entries read: the general loop does better
+        learnt = _learn(data, pos, end, is_list, raw)
         if learnt is None:
             break
         shapes.append(learnt)
