@@ -39,12 +39,10 @@ import sys
 
 from ._errors import LoadError
 from ._opcodes import NAMES
-from ._records import FILL_MIN_BYTES, fill
-from ._shapes import SHAPES_MIN_ITEMS, fill_shapes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Union
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     from ._hook import ChannelHook
 
@@ -64,6 +62,12 @@ _STRING_OPS = (65, 77, 78, 83)  # BYTES, PY2STRING, PY3STRING, UNICODE
 # A dict's size is unknown at NEWDICT: only look for runs where a failed look (a few
 # microseconds) is small against the payload (a single report dict is not worth it).
 _FILL_DICT_MIN_BYTES = 16 * 1024
+# Below this many bytes left, a list is too small to be worth a look (NEWLIST).
+FILL_MIN_BYTES = 512
+# Learning a record shape (_shapes) costs about as much as decoding ten records here,
+# and saves about half of each record's cost after that: shorter lists are left to the
+# loop (and to _records, which learns from one entry).
+SHAPES_MIN_ITEMS = 128
 _FILL_PRODUCTIVE = 1024
 _get_int_max_str_digits: Optional[Callable[[], int]] = getattr(sys, "get_int_max_str_digits", None)
 
@@ -200,9 +204,7 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                     new_dict: Dict[Any, Any] = {}
                     push(new_dict)
                     start = pos
-                    pos, built = fill(data, pos, end, new_dict, py3str_as_py2str)
-                    tuples += built
-                    pos, built, declared = fill_shapes(
+                    pos, built, declared = _bulk(
                         data, pos, end, new_dict, py3str_as_py2str, list_budget
                     )
                     tuples += built
@@ -232,14 +234,11 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                 push(new_list)
                 pos = start
                 if n >= _INT_LIST_MIN and fills and end - pos >= FILL_MIN_BYTES:
-                    pos, built = fill(data, pos, end, new_list, py3str_as_py2str)
+                    pos, built, declared = _bulk(
+                        data, pos, end, new_list, py3str_as_py2str, list_budget
+                    )
                     tuples += built
-                    if n >= SHAPES_MIN_ITEMS:
-                        pos, built, declared = fill_shapes(
-                            data, pos, end, new_list, py3str_as_py2str, list_budget
-                        )
-                        tuples += built
-                        list_budget -= declared
+                    list_budget -= declared
                     if pos - start < _FILL_PRODUCTIVE:
                         fills -= 1
             elif op == 82:  # TRUE
@@ -329,6 +328,27 @@ def decode(  # noqa: PLR0917 - positional: called once per message
         raise LoadError(_describe(op, pos - 1, "too few values on the stack")) from None
     except (TypeError, ValueError, KeyError, RecursionError, OverflowError) as exc:
         raise LoadError(_describe(op, pos - 1, f"{type(exc).__name__}: {exc}")) from None
+
+
+def _bulk(  # noqa: PLR0917 - positional: the loop's own helper
+    data: bytes,
+    pos: int,
+    end: int,
+    container: Union[Dict[Any, Any], List[Any]],
+    raw: bool,
+    budget: int,
+) -> Tuple[int, int, int]:
+    """The bulk readers, in turn, on the container just made at pos: where they stopped,
+    the tuples and list items they built. Imported on first use: a remote's start (which
+    imports this module) skips them and what they import."""
+    from ._records import fill
+    from ._shapes import fill_shapes
+
+    pos, tuples = fill(data, pos, end, container, raw)
+    if type(container) is list and len(container) < SHAPES_MIN_ITEMS:
+        return pos, tuples, 0
+    pos, built, declared = fill_shapes(data, pos, end, container, raw, budget)
+    return pos, tuples + built, declared
 
 
 def _int_list(data: bytes, start: int, n: int) -> Optional[List[int]]:

@@ -21,7 +21,6 @@ import struct
 import sys
 from itertools import repeat
 
-from ._columns import column_pieces, record_pieces, str_pieces
 from ._encoder_deep import encode_iteratively
 from ._errors import DumpError
 from ._writers import (
@@ -111,6 +110,8 @@ def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) 
             and len(set(map(type, values))) == 1
             and set(map(type, x)) == {str}
         ):
+            from ._columns import column_pieces, str_pieces  # first use: not at start
+
             columns = column_pieces(values, _one_encoder(hook))
             parts.extend(map(_join, zip(*str_pieces(list(x)), *columns, repeat(b"P"))))
             return
@@ -166,6 +167,8 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
         if write_homogeneous_list(x, n, parts):
             return
         if type(x[0]) in _RECORDS and type(x[-1]) is type(x[0]) and len(set(map(type, x))) == 1:
+            from ._columns import record_pieces  # first use: not at start
+
             records = record_pieces(x, _one_encoder(hook))
             if records is not None:
                 parts.append(pack_ci(b"K", n))

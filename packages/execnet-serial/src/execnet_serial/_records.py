@@ -23,10 +23,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple, Union
 
-__all__ = ["FILL_MIN_BYTES", "fill"]
+__all__ = ["fill"]
 
-# Below this many bytes left, a container is too small to be worth a look.
-FILL_MIN_BYTES = 512
 # A layout must hold for _MIN_RUN entries, else the general loop goes on.
 _FIRST_BATCH = 8
 _MIN_RUN = 4

@@ -32,12 +32,7 @@ if TYPE_CHECKING:
     _Node = Tuple[Any, ...]
     _Container = Union[Dict[Any, Any], List[Any]]
 
-__all__ = ["SHAPES_MIN_ITEMS", "fill_shapes"]
-
-# Learning a shape costs about as much as decoding ten records in the general loop,
-# and saves about half of each record's cost after that: lists shorter than this are
-# left to the general loop.
-SHAPES_MIN_ITEMS = 128
+__all__ = ["fill_shapes"]
 
 _unpack_i = struct.Struct(">i").unpack_from
 _CONSTANTS = {76: None, 82: True, 67: False}  # NONE, TRUE, FALSE
