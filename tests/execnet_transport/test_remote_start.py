@@ -290,3 +290,29 @@ def test_the_opener_sees_the_end_before_the_remote_shuts_down(
     go.touch()
     assert gw._wait_process(30) == 0
     assert flag.exists()  # user atexit handlers still run
+
+
+@pytest.mark.parametrize("mode", ["CHECKED_HASH", "UNCHECKED_HASH", "TIMESTAMP"])
+def test_own_code_takes_a_current_pyc_of_any_kind(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import py_compile
+
+    _package(tmp_path, 5)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    impl = tmp_path / "ownpkg" / "_impl.py"
+    pyc = importlib.util.cache_from_source(str(impl))
+    invalidation = getattr(py_compile.PycInvalidationMode, mode)
+    py_compile.compile(str(impl), cfile=pyc, invalidation_mode=invalidation, doraise=True)
+    payload = Path(pyc).read_bytes()[16:]
+    assert _bootstrap.own_code(("ownpkg",))["ownpkg._impl"][1] == payload
+    if mode == "CHECKED_HASH":  # a changed source of the same size and mtime is seen
+        stat = impl.stat()
+        impl.write_text("value = 6\n")
+        os.utime(impl, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        _bootstrap._own_cache.clear()
+        code = _bootstrap.own_code(("ownpkg",))["ownpkg._impl"][1]
+        assert code != payload
+        namespace: dict[str, Any] = {}
+        exec(marshal.loads(code), namespace)
+        assert namespace["value"] == 6

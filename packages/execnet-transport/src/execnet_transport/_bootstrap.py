@@ -133,22 +133,39 @@ _own_last: List[Any] = [None, None]
 def _code_from_pyc(path: str, stat: os.stat_result) -> Optional[bytes]:
     """The marshal'd code of `path`'s .pyc (optimization level 0), if it is current.
 
-    Checked as the import system checks a timestamp .pyc: magic number, source mtime and
-    size. A hash-based .pyc (or none) gives None: the source is compiled instead.
+    Checked as the import system checks it: the magic number, then the source's mtime
+    and size (a timestamp .pyc) or, for a hash-based one that asks for it, the source's
+    hash. None when there is no such .pyc or it is stale: the source is compiled instead.
     """
     try:
         with open(cache_from_source(path, optimization=""), "rb") as file:
             data = file.read()
     except (OSError, NotImplementedError, ValueError):
         return None
-    if (
-        len(data) < 16
-        or data[:4] != MAGIC_NUMBER
-        or data[4:8] != bytes(4)
-        or int.from_bytes(data[8:12], "little") != int(stat.st_mtime) & 0xFFFFFFFF
-        or int.from_bytes(data[12:16], "little") != stat.st_size & 0xFFFFFFFF
-    ):
+    if len(data) < 16 or data[:4] != MAGIC_NUMBER:
         return None
+    flags = int.from_bytes(data[4:8], "little")
+    if flags == 0:
+        if (
+            int.from_bytes(data[8:12], "little") != int(stat.st_mtime) & 0xFFFFFFFF
+            or int.from_bytes(data[12:16], "little") != stat.st_size & 0xFFFFFFFF
+        ):
+            return None
+    elif flags & ~0b11:
+        return None
+    else:
+        import _imp
+
+        check = getattr(_imp, "check_hash_based_pycs", "default")
+        if check == "always" or (check != "never" and flags & 0b10):
+            try:
+                with open(path, "rb") as file:
+                    source = file.read()
+            except OSError:
+                return None
+            key = int.from_bytes(MAGIC_NUMBER, "little")
+            if _imp.source_hash(key, source) != data[8:16]:
+                return None
     return data[16:]
 
 
