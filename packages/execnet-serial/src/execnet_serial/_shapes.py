@@ -290,21 +290,41 @@ class _Shape:
         return map(dict, map(zip, zip(*keys), zip(*values)))
 
 
-def _learn(data: bytes, pos: int, end: int, is_list: bool, raw: bool) -> Optional[_Shape]:
-    """The shape of the entry at pos; strings equal in the entry after it are fixed."""
-    first = _parse(data, pos, end, is_list)
-    if first is None:
+def _learn(  # noqa: PLR0917
+    data: bytes,
+    pos: int,
+    end: int,
+    is_list: bool,
+    raw: bool,
+    parsed: Dict[int, Any],
+    alone: bool,
+) -> Optional[_Shape]:
+    """The shape of the entry at pos; strings equal in the entry after it are fixed
+    bytes. ``parsed``: entries parsed before, by position (the one at pos is used up).
+    ``alone``: a shape the next entry does not share is taken too (every string varies)
+    if the two entries after it share theirs; else None."""
+    first = parsed.pop(pos) if pos in parsed else _parse(data, pos, end, is_list)
+    if first is None or first[4] < _MIN_OPS:
         return None
     tokens, key, value, after, ops = first
-    second = _parse(data, after, end, is_list)
-    constants: Dict[int, Any] = {}
-    fixed = []  # alone: every string may vary
-    if second is not None and len(second[0]) == len(tokens):
+    second = _parse_at(parsed, data, after, end, is_list)
+    fixed: List[int] = []
+    if second is not None and _same(tokens, second[0]):
         other = second[0]
-        if all(a[0] == b[0] and (a[0] != _FIX or a[1] == b[1]) for a, b in zip(tokens, other)):
-            fixed = [
-                i for i, (kind, text) in enumerate(tokens) if kind == _STR and text == other[i][1]
-            ]
+        fixed = [i for i, (kind, text) in enumerate(tokens) if kind == _STR and text == other[i][1]]
+    elif not alone or second is None:
+        return None
+    else:
+        third = _parse_at(parsed, data, second[3], end, is_list)
+        if third is None or not _same(second[0], third[0]):
+            return None  # no two entries alike in three: entries of many shapes
+    # The opcode loop costs ~150 ns per opcode, this ~200 ns per segment (one per string
+    # that varies) and ~50 per opcode to build, plus ~0.5 us per entry: small or
+    # string-heavy entries go faster through the loop.
+    varying = sum(1 for kind, _ in tokens if kind == _STR) - len(fixed)
+    if ops * 5 < (varying + 1) * 8 or not _complete(value):
+        return None
+    constants: Dict[int, Any] = {}
     for i in fixed:
         if i == key[1]:
             continue
@@ -314,15 +334,24 @@ def _learn(data: bytes, pos: int, end: int, is_list: bool, raw: bool) -> Optiona
         except UnicodeDecodeError:
             return None
         tokens[i] = [_FIX, struct.pack(">i", len(payload)) + payload]
-    if not _complete(value):
-        return None
-    shape = _Shape(tokens, key, value, constants)
-    # The opcode loop costs ~150 ns per opcode, this ~200 ns per segment and ~50 per
-    # opcode to build, plus ~0.5 us per entry: small or string-heavy entries go faster
-    # through the loop.
-    if ops < _MIN_OPS or ops * 5 < len(shape.segments) * 8:
-        return None
-    return shape
+    return _Shape(tokens, key, value, constants)
+
+
+def _parse_at(
+    parsed: Dict[int, Any], data: bytes, pos: int, end: int, is_list: bool
+) -> Optional[Tuple[Any, ...]]:
+    """_parse, remembered by position (the entries after a learnt one come next)."""
+    if pos not in parsed:
+        parsed[pos] = _parse(data, pos, end, is_list)
+    result: Optional[Tuple[Any, ...]] = parsed[pos]
+    return result
+
+
+def _same(tokens: List[List[Any]], other: List[List[Any]]) -> bool:
+    """Two entries' tokens of one shape (fixed bytes equal, strings may differ)."""
+    return len(tokens) == len(other) and all(
+        a[0] == b[0] and (a[0] != _FIX or a[1] == b[1]) for a, b in zip(tokens, other)
+    )
 
 
 def _complete(node: _Node) -> bool:
@@ -351,6 +380,7 @@ def fill_shapes(  # noqa: PLR0917
     is_list = isinstance(container, list)
     shapes: List[_Shape] = []
     tuples = items = entries = 0
+    parsed: Dict[int, Any] = {}  # entries parsed while learning, by position
     while True:
         which: List[_Shape] = []
         p = pos
@@ -399,7 +429,9 @@ def fill_shapes(  # noqa: PLR0917
                 continue
         if len(shapes) >= _KEEP or (len(shapes) >= 2 and entries < 32 * len(shapes)):
             break  # too many shapes for the entries read: the general loop does better
-        learnt = _learn(data, pos, end, is_list, raw)
+        # Only the first shape may be one the next entry does not share (a failed
+        # report, then passed ones).
+        learnt = _learn(data, pos, end, is_list, raw, parsed, not shapes)
         if learnt is None:
             break
         shapes.append(learnt)
