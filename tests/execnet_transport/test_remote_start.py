@@ -198,6 +198,20 @@ def test_this_interpreter_imports_its_packages_with_the_code_sent(
     assert "h" not in finders  # the finder is gone once the start is over
 
 
+def test_the_code_sent_is_dropped_after_the_start_and_reloads_read_the_files(
+    makegw: MakeGateway,
+) -> None:
+    from execnet_channel import _frames
+
+    gw = makegw("popen")
+    ch = gw.remote_exec(
+        "import importlib, __main__, execnet_channel._frames as frames\n"
+        "importlib.reload(frames)\n"
+        "channel.send((__main__.Q, __main__.O, frames.HEADER_SIZE))\n"
+    )
+    assert ch.receive(10) == (None, None, _frames.HEADER_SIZE)
+
+
 def test_code_with_a_foreign_magic_number_is_read_and_left(
     makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:

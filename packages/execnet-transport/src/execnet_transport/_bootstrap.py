@@ -388,7 +388,8 @@ if m:
 # This very interpreter: c['own'] = (magic, {name: (path, start, end)}, length), the
 # code itself follows the frame (read in any case: it must not reach the protocol).
 # The modules import from their files (spec, __file__, __path__ as usual) but each
-# one's code comes from here, once; anything else falls back to the files.
+# one's code comes from here, once; anything else (a reload, a module imported later)
+# comes from the files. The code is dropped once the start is over.
 _OWN = """\
 O=c.pop('own',None)
 h=None
@@ -400,7 +401,7 @@ if O:
             O=O[1]
             class G(E.SourceFileLoader):
                 def get_code(k,n):
-                    o=O.pop(n,None)
+                    o=O.pop(n,None) if O else None
                     if o is None or o[0]!=k.path:return super().get_code(n)
                     x=marshal.loads(Q[o[1]:o[2]]);_imp._fix_co_filename(x,o[0]);return x
             class h:
@@ -428,6 +429,7 @@ try:import execnet_channel as C
 finally:
     if g:gc.enable()
 if h:sys.meta_path.remove(h)
+O=Q=None
 if c['nice']:os.nice(int(c['nice']))
 if c['chdir']:
     os.makedirs(c['chdir'],exist_ok=True)
