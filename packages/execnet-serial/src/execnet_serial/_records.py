@@ -5,11 +5,11 @@ their values: the same opcodes, the same string lengths (``{"key1234": (1234,
 "value 1234", 1851.0), ...}``, rows of fixed-width fields). After NEWDICT or NEWLIST,
 ``fill`` reads the layout of the entry at hand (a str key or the list index, then one
 scalar or a flat tuple of scalars, then SETITEM), builds a ``struct`` format for it and
-unpacks up to a few hundred such entries with one call. Every opcode and length byte
+unpacks 8, then 32, then 128 such entries with one call. Every opcode and length byte
 of every entry is checked against the layout (one strided slice and ``tuple.count`` per
-checked field), the strings are decoded, and only then are the entries applied to the
-container, so a batch either applies whole, exactly as the general loop would, or not
-at all. When the layout stops matching, the next entry's layout is read; when an entry
+checked field; where one differs, the entries before it are kept), the strings are
+decoded, and only then are the entries applied to the container, exactly as the
+general loop would. When the layout stops matching, the next entry's layout is read; when an entry
 has no supported layout (or the runs are short), the general loop takes over where this
 stopped. Lengths are checked against the data before a format is built.
 """

@@ -8,15 +8,15 @@ variable fields: ints, floats, strings) and a tree (tuple, list, dict, leaf, con
 for building the value. The tokens are cut into segments, each ending with the length
 of a variable string, one ``struct`` format per segment.
 
-A batch then reads up to 64 entries: per entry and segment one ``unpack_from`` (its
-first fixed field compared at once, so a record of another shape stops the batch where
-it starts) and one slice for the string; all the fixed fields are checked column by
-column, the leaves decoded per column, and the values built bottom-up with ``zip``,
-``map(dict, ...)`` and ``map(list, ...)``. Nothing is applied unless all of it
-succeeded; every length is checked against the data before it is used; an entry of
-another shape is learnt anew, and when the shapes change too often, when an entry is
-not a supported shape or when decoding fails, the general loop goes on from there, so
-the outcome is always the one it would give (errors included).
+A batch then reads up to 64 entries, each with the first of the (at most four) shapes
+learnt that fits it: per entry and segment one ``unpack_from`` whose fixed fields are
+compared at once (an entry fitting no shape ends the batch where it starts) and one
+slice for the string; the leaves are decoded per column and the values built bottom-up
+with ``zip``, ``map(dict, ...)`` and ``map(list, ...)``. Nothing is applied unless all
+of the batch succeeded; every length is checked against the data before it is used;
+an entry fitting no shape is learnt anew, and when the shapes change too often, when an
+entry is not a supported shape or when decoding fails, the general loop goes on from
+there, so the outcome is always the one it would give (errors included).
 """
 
 from __future__ import annotations
