@@ -122,7 +122,7 @@ def bundle(packages: Tuple[str, ...] = TRAVELLING_PACKAGES) -> bytes:
 # of this interpreter gets their code with ours (the same files, found without a search;
 # a name that is not a plain .py module here, or not imported, is simply left out, and
 # one missing from this list is imported as usual: only a little slower).
-_STDLIB_AT_START: Final = ("__future__", "types", "_weakrefset", "weakref", "struct", "operator")
+_STDLIB_AT_START: Final = ("__future__", "types", "_weakrefset", "weakref", "struct")
 
 # path -> (mtime_ns, size, marshal'd code): what own_code read or compiled for a source.
 _own_cache: Dict[str, Tuple[int, int, bytes]] = {}
