@@ -560,3 +560,63 @@ def test_a_failing_callback_fails_its_target(tree: Path, tmp_path: Path, gw: Any
     assert isinstance(info.value.failures[0][2], ValueError)
     _wait_idle(gw)
     assert not [p for p in os.listdir(tmp_path / "dest") if "rsync-tmp" in p]
+
+
+@pytest.fixture(params=[1, 3])
+def small_parts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_rsync, "LIST_PART", request.param)
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_the_listing_streams_in_parts_during_the_walk(
+    tmp_path: Path, group: Any, make_tree: MakeTree, snapshot: Snapshot
+) -> None:
+    files = {
+        f"d{i}/s{j}/f{k}.txt": "x" * (i + j + k)
+        for i in range(3)
+        for j in range(3)
+        for k in range(2)
+    }
+    src = make_tree(tmp_path / "src", files)
+    dest = make_tree(tmp_path / "dest", {"d1/extra.txt": "gone", "d9/old/x": "gone too"})
+    gw, other = group.makegateway("popen"), group.makegateway("popen")
+    sent: list[str] = []
+
+    class Counting(RSync):
+        def _report_send_file(self, gateway: Any, modified_rel_path: str) -> None:
+            sent.append(modified_rel_path)
+
+    rsync = Counting(src)
+    rsync.add_target(gw, dest, delete=True)
+    rsync.add_target(other, tmp_path / "second")
+    rsync.add_target(gw, tmp_path / "third")  # the same gateway again: a second round
+    rsync.send()
+    for target in (dest, tmp_path / "second", tmp_path / "third"):
+        assert snapshot(target) == snapshot(src)
+    assert len(sent) == 3 * len(files)
+    sent.clear()
+    rsync.send()  # unchanged: nothing crosses
+    assert sent == []
+
+
+def test_a_walk_failing_midway_leaves_no_remote_waiting(
+    tmp_path: Path, gw: Any, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_rsync, "LIST_PART", 1)  # parts are out before the walk fails
+    src = make_tree(tmp_path / "src", {f"d{i}/f.txt": "x" for i in range(6)})
+
+    class BreaksLate(RSync):
+        def filter(self, path: str) -> bool:
+            if path.endswith(os.path.join("d4", "f.txt")):  # d0-d3 were streamed
+                raise RuntimeError("filter bug late in the walk")
+            return True
+
+    rsync = BreaksLate(src, verbose=False)
+    rsync.add_target(gw, tmp_path / "x")
+    with pytest.raises(RuntimeError, match="late in the walk"):
+        rsync.send()
+    _wait_idle(gw)
+    rsync = RSync(src, verbose=False)
+    rsync.add_target(gw, tmp_path / "x")
+    rsync.send()
+    assert (tmp_path / "x" / "d5" / "f.txt").read_text() == "x"

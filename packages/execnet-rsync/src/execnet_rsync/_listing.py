@@ -64,9 +64,11 @@ def scan(
     sourcedir: str,
     accept: Callable[[str], bool],
     skipped: Callable[[str, str], None],
+    progress: Callable[[Listing], object] | None = None,
 ) -> Listing:
     """Walk sourcedir without following links; `accept(path)` filters (a rejected
-    directory is not entered), `skipped(name, reason)` hears about what cannot be sent."""
+    directory is not entered), `skipped(name, reason)` hears about what cannot be sent,
+    `progress(listing)` is called after each directory (the listing so far)."""
     st = os.stat(sourcedir)  # the root may be reached through a link
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"rsync source {sourcedir!r} is not a directory")
@@ -115,4 +117,6 @@ def scan(
                 continue
             listing.add(entry, path, name)
         pending.extend(reversed(subdirs))
+        if progress is not None:
+            progress(listing)
     return listing

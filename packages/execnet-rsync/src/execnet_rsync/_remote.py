@@ -143,6 +143,9 @@ class Receiver:
         self._dirs: Dict[bytes, int] = {}  # relpath -> index, for marking parents dirty
         self._dirty: Set[int] = set()  # directories whose mode/mtime are set at close
         self._partial: Dict[int, Optional[Tuple[int, bytes, int]]] = {}  # fd, temp, written
+        self._planned = -1  # entries planned so far (-1: destdir not made yet)
+        self._wanted: List[int] = []
+        self._checks: List[Tuple[int, bytes]] = []
 
     # -- paths and bookkeeping
 
@@ -169,10 +172,19 @@ class Receiver:
 
     def plan(self) -> Tuple[List[int], List[Tuple[int, bytes]]]:
         """Prepare the tree; return (indices to send, [(index, digest of the copy here)])."""
-        os.makedirs(self.root, exist_ok=True)  # FileExistsError if it is not a directory
-        wanted: List[int] = []
-        checks: List[Tuple[int, bytes]] = []
-        for index, entry in enumerate(self.entries):
+        self.plan_more([])
+        return self.plan_end()
+
+    def plan_more(self, entries: List[Entry]) -> None:
+        """Prepare the tree for the entries so far and these (the listing may arrive in
+        parts, in walk order, while the sender is still walking its tree)."""
+        if self._planned < 0:
+            os.makedirs(self.root, exist_ok=True)  # FileExistsError if not a directory
+            self._planned = 0
+        self.entries.extend(entries)
+        wanted, checks = self._wanted, self._checks
+        for index in range(self._planned, len(self.entries)):
+            entry = self.entries[index]
             try:
                 if entry.kind == DIR:
                     self._plan_dir(index, entry)
@@ -184,9 +196,15 @@ class Receiver:
                     raise ValueError(f"unknown entry kind {entry.kind!r}")
             except OSError as exc:
                 self._error(entry.relpath, "cannot prepare", exc)
+        self._planned = len(self.entries)
+
+    def plan_end(self) -> Tuple[List[int], List[Tuple[int, bytes]]]:
+        """The whole listing is planned: delete what it lacks (if asked) and return
+        (indices to send, [(index, digest of the copy here)])."""
+        self.plan_more([])
         if self.delete:
             self._delete_extraneous()
-        return wanted, checks
+        return self._wanted, self._checks
 
     def _plan_dir(self, index: int, entry: Entry) -> None:
         path = self.path(entry.relpath)
@@ -430,17 +448,28 @@ class Receiver:
 
 
 def serve(channel: Any) -> None:
-    """The remote loop: one "start", the plan, contents until "done", then the report."""
+    """The remote loop: "start" and "list" parts planned as they come, the need list,
+    contents until "done", then the report."""
     try:
         start = channel.receive()
     except EOFError:
         return  # the sender gave up before starting (its walk failed)
-    if not (isinstance(start, tuple) and len(start) == 4 and start[0] == "start"):
-        raise ValueError(f"rsync receiver: expected a start message, got {start!r}")
-    _, destdir, delete, listing = start
-    receiver = Receiver(os.fsencode(destdir), decode_listing(listing), bool(delete))
+    if not (isinstance(start, tuple) and len(start) == 5 and start[0] == "start"):
+        raise ValueError(f"rsync receiver: expected a start message, got {start!r:.80}")
+    _, destdir, delete, listing, final = start
+    receiver = Receiver(os.fsencode(destdir), [], bool(delete))
     try:
-        wanted, checks = receiver.plan()
+        receiver.plan_more(decode_listing(listing))
+        while not final:
+            try:
+                part = channel.receive()
+            except EOFError:
+                return  # the sender's walk failed midway: clean up below, quietly
+            if not (isinstance(part, tuple) and len(part) == 3 and part[0] == "list"):
+                raise ValueError(f"rsync receiver: expected a listing part, got {part!r:.80}")
+            receiver.plan_more(decode_listing(part[1]))
+            final = part[2]
+        wanted, checks = receiver.plan_end()
         channel.send(("need", encode_ints(wanted), checks))
         while True:
             try:

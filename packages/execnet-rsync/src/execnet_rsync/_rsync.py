@@ -23,6 +23,7 @@ SMALL = 1 << 20  # files up to this size are read whole and batched; larger ones
 BATCH_BYTES = 1 << 20  # a "files" message carries about this much
 BATCH_FILES = 512
 WINDOW = 8 << 20  # bytes a target may have unprocessed: bounds its memory, keeps it busy
+LIST_PART = 256  # listing entries per part streamed to the targets during the walk
 ATTEMPTS = 3  # reads of a file that keeps changing before it is reported and skipped
 
 Callback = Callable[[str, int, "Channel"], object]
@@ -91,10 +92,15 @@ class _Run:
         """Start the remote half; it compiles while the sender walks the source."""
         self.channel = self.target.gateway.remote_exec(_remote)
 
-    def start(self, listing: bytes) -> None:
+    def start(self, listing: bytes, final: bool = True) -> None:
+        """Send the listing, or its first part (``final=False``: ``more`` follows)."""
         if self.channel is None:
             self.open()
-        self._chan().send(("start", self.target.destdir, self.target.delete, listing))
+        self._chan().send(("start", self.target.destdir, self.target.delete, listing, final))
+
+    def more(self, listing: bytes, final: bool) -> None:
+        """The next part of the listing; the target plans it while the walk goes on."""
+        self._chan().send(("list", listing, final))
 
     def _chan(self) -> Channel:
         assert self.channel is not None
@@ -251,18 +257,33 @@ class RSync:
                 raise OSError(f"rsync of {self._sourcedir!r}: no targets, call add_target first")
             return
         rounds = [[_Run(t, self._callback) for t in group] for group in _rounds(self._targets)]
-        for run in rounds[0]:
+        first = rounds[0]
+        for run in first:
             run.attempt(run.open)
+        streamed = 0
+
+        def stream(listing: Listing, final: bool = False) -> None:
+            # The first round's targets get the listing in parts as the walk goes on,
+            # and plan each part while the next one is read here (two processes).
+            nonlocal streamed
+            if not final and len(listing.entries) - streamed < LIST_PART:
+                return
+            part = encode_listing(listing.entries[streamed:])
+            for run in first:
+                run.attempt(run.start if streamed == 0 else run.more, part, final)
+            streamed = len(listing.entries)
+
         try:
-            listing = scan(self._sourcedir, self.filter, self._report_skip)
+            listing = scan(self._sourcedir, self.filter, self._report_skip, stream)
+            stream(listing, final=True)
         except BaseException:
-            for run in rounds[0]:
+            for run in first:
                 run.close()
             raise
-        blob = encode_listing(listing.entries)
+        blob = encode_listing(listing.entries) if len(rounds) > 1 else b""
         digests: dict[int, bytes | None] = {}
         for runs in rounds:
-            self._send_round(listing, blob, runs, digests)
+            self._send_round(listing, blob, runs, digests, started=runs is first)
         runs = [run for group in rounds for run in group]
         failures = [(r.target.gateway, r.target.destdir, r.failure) for r in runs if r.failure]
         if failures:
@@ -272,12 +293,19 @@ class RSync:
             print(error, file=sys.stderr)
 
     def _send_round(
-        self, listing: Listing, blob: bytes, runs: list[_Run], digests: dict[int, bytes | None]
+        self,
+        listing: Listing,
+        blob: bytes,
+        runs: list[_Run],
+        digests: dict[int, bytes | None],
+        started: bool,
     ) -> None:
-        """Sync these targets (on distinct gateways) at once; failures stay in the runs."""
+        """Sync these targets (on distinct gateways) at once; failures stay in the runs.
+        ``started``: they have the listing already (streamed during the walk)."""
         try:
-            for run in runs:
-                run.attempt(run.start, blob)
+            if not started:
+                for run in runs:
+                    run.attempt(run.start, blob)
             for run in runs:
                 run.attempt(self._negotiate, run, listing, digests)
             self._transfer(listing, runs)
