@@ -12,9 +12,10 @@ spins briefly on poll() before blocking, because a reply usually comes within
 microseconds while a blocked wake-up on a virtual machine costs tens of them.
 
 What a reading thread may dispatch itself is only CHANNEL_DATA for a channel without a
-callback (into that channel's queue). At any other frame (a callback's item, a close,
-an exec request, a terminate, a status request...), a big frame, the end of the stream
-or an error it stops, leaves the frame in the buffer and gives the role back: callbacks
+callback (into that channel's queue; a frame bigger than the buffer too, read into the
+second buffer). At any other frame (a callback's item, a close, an exec request, a
+terminate, a status request...), the end of the stream or an error it stops, leaves
+the frame in the buffer and gives the role back: callbacks
 and control frames are always handled by the receiver task, as without lending. The
 receiver also takes the role back when nobody used it for a whole ``_LEND_CHECK``
 period, and when a thread blocks in something other than receive() (``waitclose``,
@@ -153,7 +154,9 @@ class Receiving:
         need = _frames.pending_frame_size(view, start, end)
         if need > end - start:
             if need > _CHUNK:
-                return _LEAVE if lent else self._receive_big()
+                if lent and not self._queued_item(start):
+                    return _LEAVE
+                return self._receive_big()
             if _CHUNK - start < need:
                 self._buf[: end - start] = self._buf[start:end]
                 end -= start
@@ -231,6 +234,15 @@ class Receiving:
         self._start = start
         self._end = end
         return outcome
+
+    def _queued_item(self, start: int) -> bool:
+        """Whether the frame at ``start`` is an item for a channel's queue (no callback)."""
+        kind, channel_id, _ = _frames.HEADER.unpack_from(self._view, start)
+        if kind != _frames.CHANNEL_DATA:
+            return False
+        ref = self._refs.get(channel_id)
+        channel = ref() if ref is not None else None
+        return channel is not None and channel._callback is None
 
     def _receive_big(self) -> int:
         """Read a frame bigger than the buffer into a second buffer (kept for the next
