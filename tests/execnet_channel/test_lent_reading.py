@@ -25,11 +25,14 @@ for item in channel:
 
 
 def lend(gw: Any, channel: Any, rounds: int = 50) -> None:
-    """Round trips until this thread reads for itself (the receiver lent the role)."""
+    """Round trips in which this thread reads for itself (the receiver lends the role)."""
+    uses = gw._lend_uses
     for i in range(rounds):
         channel.send(i)
         assert channel.receive(TIMEOUT) == i
-    assert gw._lent, "the receiver did not lend the reading role during round trips"
+    # (not `gw._lent`: on a loaded machine a stall of 10 ms lets the receiver take the
+    # role back for a moment, and that must be allowed)
+    assert gw._lend_uses > uses, "no round trip was read by the receiving thread"
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
