@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from execnet_channel import IO, BufferedIO, FdIO, SocketIO
+from execnet_channel import IO, BufferedIO, FdIO, SocketIO, _io
 
 F_GETPIPE_SZ = 1032
 SRC_DIRS = [
@@ -41,7 +41,8 @@ def test_fdio_reads_exactly_and_raises_eof() -> None:
     reader.kill()
 
 
-def test_fdio_raises_the_pipe_buffer() -> None:
+def test_fdio_raises_the_pipe_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_io, "_pipe_budget", [_io.PIPE_BUDGET])  # earlier tests' pipes
     r, w = os.pipe()
     io = FdIO(r, w)
     with open("/proc/sys/fs/pipe-max-size") as f:
@@ -58,6 +59,27 @@ def test_fdio_raises_the_pipe_buffer() -> None:
     thread.join(30)
     io.close_read()
     io.close_write()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a pipe past 1 MiB may be refused")
+def test_raised_pipes_stay_within_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        maximum = int(f.read())
+    monkeypatch.setattr(_io, "_pipe_budget", [2 * maximum])
+    pipes = [os.pipe() for _ in range(3)]
+    ios = [FdIO(r, w) for r, w in pipes]  # each raises one pipe (both fds are its ends)
+    sizes = [fcntl.fcntl(w, F_GETPIPE_SZ) for _, w in pipes]
+    assert sizes[:2] == [maximum, maximum]
+    assert sizes[2] < maximum  # over the budget: the default size
+    ios[0].close_read()
+    ios[0].close_write()  # gives its share back
+    r, w = os.pipe()
+    last = FdIO(r, w)
+    assert fcntl.fcntl(w, F_GETPIPE_SZ) == maximum
+    for io in [*ios[1:], last]:
+        io.close_read()
+        io.close_write()
+    assert _io._pipe_budget == [2 * maximum]
 
 
 def test_fdio_on_a_file_ignores_the_pipe_size() -> None:

@@ -18,7 +18,7 @@ from ._execmodels import ExecModel, get_execmodel
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from typing import Any, Callable, Optional, Sequence, Union
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 __all__ = ["FdIO", "SocketIO", "StdioIO"]
 
@@ -33,15 +33,37 @@ def _readv(fd: int, buffer: memoryview) -> int:
     return os.readv(fd, [buffer])
 
 
-def _raise_pipe_size(fd: int) -> None:
+F_GETPIPE_SZ = 1032
+# Pipe buffers are kernel memory charged to the user: past pipe-user-pages-soft (64 MiB
+# by default) Linux gives every new pipe of that user, in any program, two pages. So
+# the pipes one process raises stay within this many bytes; closing one gives its share
+# back (32 MiB: 16 gateways at the usual 1 MiB pipe-max-size; later ones keep 64 KiB).
+PIPE_BUDGET = 32 * 1024 * 1024
+_pipe_budget = [PIPE_BUDGET]
+_pipe_max_size: List[int] = []
+
+
+def _raise_pipe_size(fd: int) -> int:
+    """Grow the pipe behind ``fd`` to pipe-max-size if the budget allows; the bytes
+    charged to the budget (0: not a pipe, not Linux, not allowed, or large already)."""
     try:
         import fcntl
 
-        with open("/proc/sys/fs/pipe-max-size") as f:
-            size = int(f.read())
+        if not _pipe_max_size:
+            with open("/proc/sys/fs/pipe-max-size") as f:
+                _pipe_max_size.append(int(f.read()))
+        size = _pipe_max_size[0]
+        if size > _pipe_budget[0] or fcntl.fcntl(fd, F_GETPIPE_SZ) >= size:
+            return 0
         fcntl.fcntl(fd, F_SETPIPE_SZ, size)
-    except (OSError, ValueError, ImportError):
-        pass  # not a pipe, not Linux, or not allowed: the default buffer works too
+    except (OSError, ValueError, ImportError, IndexError):
+        return 0  # the default buffer works too
+    _pipe_budget[0] -= size
+    return size
+
+
+def _release_pipe_size(charged: int) -> None:
+    _pipe_budget[0] += charged
 
 
 def _poller(fd: int) -> Optional[Callable[[Optional[float]], bool]]:
@@ -112,9 +134,10 @@ class FdIO(_ReadBuffer):
         else:  # PyPy: FileIO.readinto reads into the buffer just as well
             self._readinto = io.FileIO(read_fd, "rb", closefd=False).readinto
         cooperative = self.execmodel.cooperative
+        self._charged: Dict[int, int] = {}  # pipe bytes charged to the budget, per fd
         for fd in {read_fd, write_fd}:
             os.set_blocking(fd, not cooperative)
-            _raise_pipe_size(fd)
+            self._charged[fd] = _raise_pipe_size(fd)
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} read_fd={self.read_fd} write_fd={self.write_fd}>"
@@ -204,11 +227,13 @@ class FdIO(_ReadBuffer):
     def close_read(self) -> None:
         if not self._read_closed:
             self._read_closed = True
+            _release_pipe_size(self._charged.pop(self.read_fd, 0))
             _close(self.read_fd)
 
     def close_write(self) -> None:
         if not self._write_closed:
             self._write_closed = True
+            _release_pipe_size(self._charged.pop(self.write_fd, 0))
             _close(self.write_fd)
 
     def wait(self) -> Optional[int]:
