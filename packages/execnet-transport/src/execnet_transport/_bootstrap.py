@@ -27,7 +27,7 @@ import secrets
 import sys
 import zlib
 from functools import lru_cache
-from importlib.util import MAGIC_NUMBER, cache_from_source, find_spec
+from importlib.util import MAGIC_NUMBER, cache_from_source, find_spec, source_hash
 from typing import Any, Callable, Dict, Final, List, Optional, Tuple
 
 __all__ = [
@@ -163,8 +163,7 @@ def _code_from_pyc(path: str, stat: os.stat_result) -> Optional[bytes]:
                     source = file.read()
             except OSError:
                 return None
-            key = int.from_bytes(MAGIC_NUMBER, "little")
-            if _imp.source_hash(key, source) != data[8:16]:
+            if source_hash(source) != data[8:16]:
                 return None
     return data[16:]
 
