@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple, Union
 
-__all__ = ["fill"]
+__all__ = ["CONSTANTS", "fill", "str_size"]
 
 # A layout must hold for _MIN_RUN entries, else the general loop goes on.
 _FIRST_BATCH = 8
@@ -48,7 +48,7 @@ def _matching(column: Tuple[Any, ...], expected: Any) -> int:
 
 
 _unpack_i = struct.Struct(">i").unpack_from
-_CONSTANTS = {76: None, 82: True, 67: False}  # NONE, TRUE, FALSE
+CONSTANTS = {76: None, 82: True, 67: False}  # NONE, TRUE, FALSE
 _FIXED = {70: ("i", 4), 68: ("d", 8)}  # INT, FLOAT: struct code, payload size
 _STR, _RAW = 1, 2
 
@@ -144,7 +144,7 @@ class _Layout:
         return k
 
 
-def _str_size(data: bytes, p: int, end: int) -> int:
+def str_size(data: bytes, p: int, end: int) -> int:
     """The length of the PY3STRING at p, or -1 if its header or bytes run past end."""
     if end - p < 5:
         return -1
@@ -165,7 +165,7 @@ def _read_layout(data: bytes, pos: int, end: int, is_list: bool) -> Optional[_La
         layout.key = layout.field("i", 4)
         p += 5
     else:
-        n = _str_size(data, p, end) if data[p] == 78 else -1  # PY3STRING key
+        n = str_size(data, p, end) if data[p] == 78 else -1  # PY3STRING key
         if n < 0:
             return None
         layout.check(data[p : p + 5])
@@ -175,7 +175,7 @@ def _read_layout(data: bytes, pos: int, end: int, is_list: bool) -> Optional[_La
     while p < end:
         op = data[p]
         if op == 78:  # PY3STRING
-            n = _str_size(data, p, end)
+            n = str_size(data, p, end)
             if n < 0:
                 return None
             layout.check(data[p : p + 5])
@@ -188,9 +188,9 @@ def _read_layout(data: bytes, pos: int, end: int, is_list: bool) -> Optional[_La
             layout.check(data[p : p + 1])
             layout.values.append((layout.field(code, size), _RAW))
             p += 1 + size
-        elif op in _CONSTANTS:
+        elif op in CONSTANTS:
             layout.check(data[p : p + 1])
-            layout.values.append((-1, _CONSTANTS[op]))
+            layout.values.append((-1, CONSTANTS[op]))
             p += 1
         elif op == 64:  # BUILDTUPLE of exactly the scalars before it, then SETITEM
             if end - p < 6 or layout.is_tuple or not count or _unpack_i(data, p + 1)[0] != count:

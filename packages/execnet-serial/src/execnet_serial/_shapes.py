@@ -25,6 +25,8 @@ import struct
 from itertools import repeat
 from operator import itemgetter
 
+from ._records import CONSTANTS, str_size
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple, Union
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["fill_shapes"]
 
 _unpack_i = struct.Struct(">i").unpack_from
-_CONSTANTS = {76: None, 82: True, 67: False}  # NONE, TRUE, FALSE
 _FIX, _INT, _FLOAT, _STR = 0, 1, 2, 3
 _MAX_OPS = 2048  # opcodes in one record
 _MAX_STACK = 64
@@ -43,14 +44,6 @@ _MAX_LIST = 256  # items of a list inside a record
 _MAX_BATCH = 64
 _KEEP = 4  # shapes learnt per container
 _MIN_OPS = 12  # opcodes in an entry worth a shape
-
-
-def _str_size(data: bytes, p: int, end: int) -> int:
-    """The length of the PY3STRING at p, or -1 if its header or bytes run past end."""
-    if end - p < 5:
-        return -1
-    n: int = _unpack_i(data, p + 1)[0]
-    return n if 0 <= n <= end - p - 5 else -1
 
 
 def _parse(data: bytes, pos: int, end: int, is_list: bool) -> Optional[Tuple[Any, ...]]:
@@ -63,7 +56,7 @@ def _parse(data: bytes, pos: int, end: int, is_list: bool) -> Optional[Tuple[Any
             return None
         op = data[p]
         if op == 78:  # PY3STRING
-            n = _str_size(data, p, end)
+            n = str_size(data, p, end)
             if n < 0:
                 return None
             tokens.append([_FIX, b"N"])
@@ -78,9 +71,9 @@ def _parse(data: bytes, pos: int, end: int, is_list: bool) -> Optional[Tuple[Any
             tokens.append([_INT if op == 70 else _FLOAT, data[p + 1 : p + 1 + size]])
             stack.append(("leaf", len(tokens) - 1))
             p += 1 + size
-        elif op in _CONSTANTS:
+        elif op in CONSTANTS:
             tokens.append([_FIX, data[p : p + 1]])
-            stack.append(("const", _CONSTANTS[op]))
+            stack.append(("const", CONSTANTS[op]))
             p += 1
         elif op in {64, 75}:  # BUILDTUPLE, NEWLIST
             if end - p < 5:
