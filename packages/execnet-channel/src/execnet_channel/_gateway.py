@@ -26,7 +26,7 @@ from ._trace import trace, trace_enabled
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, NoReturn, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple
 
     from ._protocols import IO
 
@@ -245,39 +245,32 @@ class BaseGateway(Receiving):
                 f"gateway {self.id}: sending {_frames.FRAME_NAMES.get(kind, kind)} "
                 f"channel={channel_id} ({size} bytes)"
             )
-        with self._writelock:
-            if self._closed_for_sending:
-                self._raise_closed()
-            if size < _SMALL or not self._buffered:
-                self._io.write(header + payload)
-            else:
-                self._io.writev([header, payload])  # type: ignore[attr-defined]
-        if self._pending_last:
-            self._flush_pending()
+        self._write_frame([header, payload], size)
 
     def _send_item(self, channel_id: int, item: object) -> None:
-        """Write one CHANNEL_DATA frame: the header goes in front of the encoder's parts,
-        which are joined once (small) or written as they are (big: no copy of the item)."""
+        """Write one CHANNEL_DATA frame: the header goes in front of the encoder's parts."""
         parts = encode_parts(item, self._hook)  # DumpError here, before anything is sent
         size = sum(map(len, parts))
         parts[0] = _pack_header(_DATA, channel_id, size)
         if _TRACING:
             trace(f"gateway {self.id}: sending CHANNEL_DATA channel={channel_id} ({size} bytes)")
+        self._write_frame(parts, size)
+
+    def _write_frame(self, parts: List[bytes], size: int) -> None:
+        """Write a frame given as parts (header first; ``size``: the payload's bytes):
+        joined once when small, else written as they are (a big item is not copied)."""
         with self._writelock:
             if self._closed_for_sending:
-                self._raise_closed()
+                raise OSError(
+                    f"cannot send to gateway {self.id!r}: "
+                    + ("it has exited" if self._exited else str(self._lost))
+                )
             if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
                 self._io.write(b"".join(parts))
             else:
                 self._io.writev(parts)  # type: ignore[attr-defined]
         if self._pending_last:
             self._flush_pending()
-
-    def _raise_closed(self) -> NoReturn:
-        raise OSError(
-            f"cannot send to gateway {self.id!r}: "
-            + ("it has exited" if self._exited else str(self._lost))
-        )
 
     # -- remote execution ------------------------------------------------------------
 
