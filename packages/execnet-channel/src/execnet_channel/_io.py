@@ -92,9 +92,24 @@ class _ReadBuffer:
     """read(n) over a "read some" primitive; what it read too much, readinto hands out."""
 
     _pending = b""
+    _ready: Optional[Callable[[Optional[float]], bool]] = None
 
     def _read_some(self, numbytes: int) -> bytes:
         raise NotImplementedError
+
+    def _read_fileno(self) -> int:
+        raise NotImplementedError
+
+    def poll_readable(self, timeout: Optional[float]) -> bool:
+        """True once a read would not block; False after ``timeout`` seconds (None:
+        no limit). Used by a thread that reads for itself (see ``_receiving``)."""
+        if self._pending:
+            return True
+        if self._ready is None:
+            self._ready = _poller(self._read_fileno())
+            if self._ready is None:
+                return True  # no poll(): the read blocks instead
+        return self._ready(timeout)
 
     def read(self, numbytes: int) -> bytes:
         """Exactly ``numbytes`` bytes; EOFError if the stream ends first."""
@@ -128,7 +143,6 @@ class FdIO(_ReadBuffer):
         self.write_fd = write_fd
         self._read_closed = False
         self._write_closed = False
-        self._ready: Optional[Callable[[Optional[float]], bool]] = None
         if hasattr(os, "readv"):
             self._readinto: Callable[[memoryview], Optional[int]] = lambda buf: _readv(read_fd, buf)
         else:  # PyPy: FileIO.readinto reads into the buffer just as well
@@ -157,16 +171,8 @@ class FdIO(_ReadBuffer):
                 raise EOFError(f"end of stream on fd {self.read_fd}")
             return data
 
-    def poll_readable(self, timeout: Optional[float]) -> bool:
-        """True once a read would not block; False after ``timeout`` seconds (None:
-        no limit). Used by a thread that reads for itself (see ``_receiving``)."""
-        if self._pending:
-            return True
-        if self._ready is None:
-            self._ready = _poller(self.read_fd)
-            if self._ready is None:
-                return True  # no poll(): the read blocks instead
-        return self._ready(timeout)
+    def _read_fileno(self) -> int:
+        return self.read_fd
 
     def readinto(self, buffer: memoryview) -> int:
         """Read at least one byte into ``buffer``; EOFError at the end of the stream."""
@@ -291,7 +297,6 @@ class SocketIO(_ReadBuffer):
         self.sock = sock
         self._read_closed = False
         self._write_closed = False
-        self._ready: Optional[Callable[[Optional[float]], bool]] = None
         try:
             import socket as _socket
 
@@ -311,16 +316,8 @@ class SocketIO(_ReadBuffer):
             raise EOFError("the socket was closed by the other side")
         return data
 
-    def poll_readable(self, timeout: Optional[float]) -> bool:
-        """True once a read would not block; False after ``timeout`` seconds (None:
-        no limit). Used by a thread that reads for itself (see ``_receiving``)."""
-        if self._pending:
-            return True
-        if self._ready is None:
-            self._ready = _poller(self.sock.fileno())
-            if self._ready is None:
-                return True
-        return self._ready(timeout)
+    def _read_fileno(self) -> int:
+        return self.sock.fileno()
 
     def readinto(self, buffer: memoryview) -> int:
         if self._pending:
