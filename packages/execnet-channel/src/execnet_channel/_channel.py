@@ -9,6 +9,8 @@ from . import _frames
 from ._errors import ChannelClosedError, RemoteError, TimeoutError
 from ._receiving import ROLE_FREE
 
+_TimeoutError = TimeoutError  # the class attribute of Channel shadows the name there
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import (
@@ -120,9 +122,7 @@ class Channel:
             try:
                 item = self._items.get(True, timeout)
             except self._empty:
-                raise self.TimeoutError(
-                    f"no item after {timeout} seconds on channel {self.id}"
-                ) from None
+                raise self._timed_out(timeout) from None
         if item is _ENDMARKER:
             self._items.put(_ENDMARKER)  # every later receive() ends the same way
             error = self._remoteerror
@@ -131,6 +131,9 @@ class Channel:
                 raise error
             raise EOFError(f"channel {self.id} is closed")
         return item
+
+    def _timed_out(self, timeout: Optional[float]) -> _TimeoutError:
+        return self.TimeoutError(f"no item after {timeout} seconds on channel {self.id}")
 
     def __iter__(self) -> Iterator[Any]:
         return self

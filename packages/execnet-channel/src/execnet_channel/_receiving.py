@@ -298,9 +298,7 @@ class Receiving:
                 if outcome == _LEAVE:
                     self._give_back()
                 elif outcome == _TIMEOUT:
-                    raise channel.TimeoutError(
-                        f"no item after {timeout} seconds on channel {channel.id}"
-                    )
+                    raise channel._timed_out(timeout)
                 continue
             self._wanting.append(items)
             try:
@@ -314,9 +312,7 @@ class Receiving:
 
                     item = items.get(True, max(0.0, deadline - time.monotonic()))
             except empty:
-                raise channel.TimeoutError(
-                    f"no item after {timeout} seconds on channel {channel.id}"
-                ) from None
+                raise channel._timed_out(timeout) from None
             finally:
                 self._wanting.remove(items)
             if item is not ROLE_FREE:
