@@ -24,7 +24,7 @@ from execnet_channel import get_execmodel, trace
 from execnet_transport import XSpec, make_gateway
 
 from ._multichannel import MultiChannel
-from ._termination import TerminateReport, terminate_gateways
+from ._termination import TerminateReport, _left, terminate_gateways
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -334,7 +334,7 @@ class Group:
         made: List[Gateway] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         for pending, _ in entries:
-            pending.done.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            pending.done.wait(_left(deadline))
             with self._lock:
                 self._pending.pop(str(pending.spec.id), None)
             if pending.gateway is not None:
