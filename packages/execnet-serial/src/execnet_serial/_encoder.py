@@ -104,12 +104,7 @@ def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) 
     w(b"J")
     if len(x) > _KEY_CACHE_DICT_MAX:  # a big dict of records (of scalars: no faster)
         values = list(x.values())
-        if (
-            type(values[0]) in _RECORDS
-            and type(values[-1]) is type(values[0])
-            and len(set(map(type, values))) == 1
-            and set(map(type, x)) == {str}
-        ):
+        if _records_of_one_type(values) and set(map(type, x)) == {str}:
             from ._columns import column_pieces, str_pieces  # first use: not at start
 
             columns = column_pieces(values, _one_encoder(hook))
@@ -166,7 +161,7 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
     if n >= HOMOGENEOUS_MIN:
         if write_homogeneous_list(x, n, parts):
             return
-        if type(x[0]) in _RECORDS and type(x[-1]) is type(x[0]) and len(set(map(type, x))) == 1:
+        if _records_of_one_type(x):
             from ._columns import record_pieces  # first use: not at start
 
             records = record_pieces(x, _one_encoder(hook))
@@ -232,6 +227,14 @@ def _encode_set(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
 
 
 _RECORDS = (dict, tuple, list)
+
+
+def _records_of_one_type(values: List[Any]) -> bool:
+    """All of values (at least one) are dicts, all tuples or all lists: worth a look by
+    ``_columns``. The first and last are tested before the whole list is."""
+    t = type(values[0])
+    return t in _RECORDS and type(values[-1]) is t and len(set(map(type, values))) == 1
+
 
 _CONTAINERS: Dict[type, Callable[[Any, _Parts, Optional[ChannelHook]], None]] = {
     dict: _encode_dict,
