@@ -60,17 +60,18 @@ def record_pieces(records: Sequence[Any], one: EncodeOne) -> Optional[List[Itera
         uniform = _dict_rows(records, one, pieces)
     else:
         uniform = _sequence_rows(records, t is tuple, one, pieces)
-    if not uniform:
-        return None
-    n = len(records)
-    return [repeat(piece, n) if type(piece) is bytes else piece for piece in pieces]
+    return _as_columns(pieces, len(records)) if uniform else None
 
 
 def column_pieces(values: Sequence[Any], one: EncodeOne) -> List[Iterable[bytes]]:
     """As ``record_pieces``, for values of any types (at least one); never None."""
     pieces: List[Any] = []
     _add_column(values, one, pieces)
-    n = len(values)
+    return _as_columns(pieces, len(values))
+
+
+def _as_columns(pieces: List[Any], n: int) -> List[Iterable[bytes]]:
+    """The pieces as columns of n rows: a bytes that every row repeats becomes one."""
     return [repeat(piece, n) if type(piece) is bytes else piece for piece in pieces]
 
 
