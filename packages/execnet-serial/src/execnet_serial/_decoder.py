@@ -410,9 +410,7 @@ def loads_payload(
                 if value is not None:
                     return value
         data = as_bytes(data)  # TypeError for what is not bytes-like
-        if end is None:
-            end = len(data)
-    elif end is None:
+    if end is None:
         end = len(data)
     if not 0 <= start <= end <= len(data):
         raise LoadError(f"payload bounds {start}:{end} outside the {len(data)} bytes given")
