@@ -67,7 +67,8 @@ def test_decode_with_offsets() -> None:
     assert len(frames) == 1
     assert frames[0][0] == _frames.GATEWAY_TERMINATE
     assert used == 4 + HEADER_SIZE
-    assert describe_frame(frames[0]) == "GATEWAY_TERMINATE channel=0 (0 bytes)"
+    kind, channel_id, payload = frames[0]
+    assert describe_frame(kind, channel_id, len(payload)) == "GATEWAY_TERMINATE channel=0 (0 bytes)"
 
 
 def test_unknown_kind_names_kind_and_offset() -> None:

@@ -73,14 +73,13 @@ class FrameError(ValueError):
     """Bytes that are not a frame (unknown kind); names the kind and the offset."""
 
 
-def describe_frame(frame: Frame) -> str:
-    """A frame for humans: ``CHANNEL_DATA channel=3 (12 bytes)``.
+def describe_frame(kind: int, channel_id: int, size: int) -> str:
+    """A frame for humans (traces): ``CHANNEL_DATA channel=3 (12 bytes)``.
 
-    >>> describe_frame((CHANNEL_CLOSE, 3, memoryview(b"")))
+    >>> describe_frame(CHANNEL_CLOSE, 3, 0)
     'CHANNEL_CLOSE channel=3 (0 bytes)'
     """
-    kind, channel_id, payload = frame
-    return f"{FRAME_NAMES.get(kind, str(kind))} channel={channel_id} ({len(payload)} bytes)"
+    return f"{FRAME_NAMES.get(kind, str(kind))} channel={channel_id} ({size} bytes)"
 
 
 def encode_header(kind: int, channel_id: int, length: int) -> bytes:

@@ -241,10 +241,7 @@ class BaseGateway(Receiving):
         size = len(payload)
         header = _pack_header(kind, channel_id, size)
         if _TRACING:
-            trace(
-                f"gateway {self.id}: sending {_frames.FRAME_NAMES.get(kind, kind)} "
-                f"channel={channel_id} ({size} bytes)"
-            )
+            trace(f"gateway {self.id}: sending {_frames.describe_frame(kind, channel_id, size)}")
         self._write_frame([header, payload], size)
 
     def _send_item(self, channel_id: int, item: object) -> None:
@@ -253,7 +250,7 @@ class BaseGateway(Receiving):
         size = sum(map(len, parts))
         parts[0] = _pack_header(_DATA, channel_id, size)
         if _TRACING:
-            trace(f"gateway {self.id}: sending CHANNEL_DATA channel={channel_id} ({size} bytes)")
+            trace(f"gateway {self.id}: sending {_frames.describe_frame(_DATA, channel_id, size)}")
         self._write_frame(parts, size)
 
     def _write_frame(self, parts: List[bytes], size: int) -> None:
@@ -460,10 +457,8 @@ class BaseGateway(Receiving):
                     channel._deliver(item)
             return False
         if trace_enabled():
-            trace(
-                f"gateway {self.id}: received {_frames.FRAME_NAMES.get(kind, kind)} "
-                f"channel={channel_id} ({len(payload)} bytes)"
-            )
+            frame = _frames.describe_frame(kind, channel_id, len(payload))
+            trace(f"gateway {self.id}: received {frame}")
         if kind in (
             _frames.CHANNEL_CLOSE,
             _frames.CHANNEL_CLOSE_ERROR,

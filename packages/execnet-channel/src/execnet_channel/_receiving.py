@@ -201,8 +201,8 @@ class Receiving:
                 # CHANNEL_DATA, the hot path: _dispatch inlined
                 if tracing:
                     trace(
-                        f"gateway {self.id}: received CHANNEL_DATA channel={channel_id}"
-                        f" ({length} bytes)"
+                        f"gateway {self.id}: received "
+                        f"{_frames.describe_frame(data_kind, channel_id, length)}"
                     )
                 ref = refs.get(channel_id)
                 channel = ref() if ref is not None else None
