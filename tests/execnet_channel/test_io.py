@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +149,15 @@ def test_closed_fdio_never_touches_its_fd_numbers_again() -> None:
         io.read(1)
     with pytest.raises(EOFError):
         io.readinto(memoryview(bytearray(1)))
+
+
+def test_a_child_leaves_the_pipes_its_parent_sized(
+    monkeypatch: pytest.MonkeyPatch, make_child: Any
+) -> None:
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        maximum = int(f.read())
+    monkeypatch.setattr(_io, "_pipe_budget", [0])  # this process raises no pipe
+    child = make_child()
+    assert child.gw.remote_exec("channel.send(1)").receive(30) == 1  # its StdioIO is up
+    for fd in (child.io.read_fd, child.io.write_fd):
+        assert fcntl.fcntl(fd, F_GETPIPE_SZ) < maximum  # nor did the child (StdioIO)

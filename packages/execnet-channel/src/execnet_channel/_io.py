@@ -135,6 +135,8 @@ class FdIO(_ReadBuffer):
     b'ping'
     """
 
+    _raises_pipes = True  # grow the pipes to pipe-max-size, within the process's budget
+
     def __init__(
         self, read_fd: int, write_fd: int, execmodel: Union[str, ExecModel] = "thread"
     ) -> None:
@@ -151,7 +153,7 @@ class FdIO(_ReadBuffer):
         self._charged: Dict[int, int] = {}  # pipe bytes charged to the budget, per fd
         for fd in {read_fd, write_fd}:
             os.set_blocking(fd, not cooperative)
-            self._charged[fd] = _raise_pipe_size(fd)
+            self._charged[fd] = _raise_pipe_size(fd) if self._raises_pipes else 0
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} read_fd={self.read_fd} write_fd={self.write_fd}>"
@@ -259,6 +261,10 @@ def _close(fd: int) -> None:
 
 class StdioIO(FdIO):
     """The remote side's IO over its own stdin/stdout (see ``from_process``)."""
+
+    # Its pipes were made, and sized within its budget, by the process that started this
+    # one (popen); raising them here would charge the user again, outside any budget.
+    _raises_pipes = False
 
     @classmethod
     def from_process(cls, execmodel: Union[str, ExecModel] = "thread") -> StdioIO:
