@@ -1,16 +1,16 @@
-"""A remote's start: the short first stage, the code sent along, the first compile, the end.
+"""A remote's start: the short first stage, the code sent along, the end.
 
 What makes a popen gateway start fast, and that none of it changes what the remote runs:
 the `-c` program only reads the frame and runs the stage (as a code object when it is
 for the child's interpreter), a child of this interpreter gets the code of the modules
-it imports (from the .pyc files the import system would use), the first remote_exec
-compiles without the ast module's classes, and the opener sees the end of a terminated
-remote before that process's shutdown (whose atexit handlers still run).
+it imports (from the .pyc files the import system would use), and the opener sees the
+end of a terminated remote before that process's shutdown (whose atexit handlers still
+run). The first compile (execnet_channel._source) is tested in
+tests/execnet_channel/test_source_compile.py.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import marshal
 import os
@@ -19,105 +19,15 @@ import sys
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, List
+from typing import Any, Callable
 
 import parts
 import pytest
 
-from execnet_channel._source import _compile
 from execnet_transport import Gateway, _bootstrap
 from execnet_transport._process import ChildProcess
 
 MakeGateway = Callable[..., Gateway]
-
-SOURCE = (
-    "import os\n"
-    "def outer():\n"
-    "    def inner():\n"
-    "        return os.getpid()\n"
-    "    return inner()\n"
-    "class K:\n"
-    "    a: int = 1\n"
-    "result = outer()\n"
-)
-
-
-# -- the first compile --------------------------------------------------------------
-
-
-def test_compile_gives_what_builtin_compile_gives() -> None:
-    code = _compile(SOURCE, "<remote exec channel 3>")
-    reference = compile(SOURCE, "<remote exec channel 3>", "exec", dont_inherit=True)
-    assert code.co_code == reference.co_code
-    assert code.co_flags == reference.co_flags  # no __future__ flag of _source.py
-    namespace: dict[str, Any] = {"__name__": "__channelexec__"}
-    exec(code, namespace)
-    assert namespace["result"] == os.getpid()
-    assert namespace["K"].__annotations__ == {"a": int}  # not strings
-    inner = namespace["outer"].__code__.co_consts
-    filenames = {c.co_filename for c in inner if hasattr(c, "co_filename")}
-    assert filenames == {"<remote exec channel 3>"}  # nested code objects renamed too
-
-
-def test_compile_runs_nothing_and_keeps_future_imports_of_the_source() -> None:
-    code = _compile("raise SystemExit('ran')\n", "<x>")
-    with pytest.raises(SystemExit, match="ran"):
-        exec(code, {})
-    code = _compile("from __future__ import annotations\ndef f(a: int): pass\n", "<y>")
-    namespace: dict[str, Any] = {}
-    exec(code, namespace)
-    assert namespace["f"].__annotations__ == {"a": "int"}
-
-
-def test_compile_errors_name_the_file() -> None:
-    with pytest.raises(SyntaxError) as info:
-        _compile("x = (\n", "<remote exec channel 4>")
-    assert info.value.filename == "<remote exec channel 4>"
-    with pytest.raises((SyntaxError, ValueError)):
-        _compile("x = 1\0", "<remote exec channel 5>")
-
-
-def test_compile_leaves_other_calls_alone_while_it_compiles() -> None:
-    # The garbage collector may run a weakref callback during the compile: it runs
-    # normally and is not taken for the compiled code.
-    called: List[int] = []
-
-    class Thing:
-        pass
-
-    refs = []
-    old = gc.get_threshold()
-    gc.set_threshold(1, 1, 1)
-    try:
-        for _ in range(200):
-            thing = Thing()
-            refs.append(weakref.ref(thing, lambda _, called=called: called.append(1)))
-            thing.cycle = thing  # type: ignore[attr-defined]
-            del thing
-            code = _compile("value = 6 * 7\n", "<z>")
-            namespace: dict[str, Any] = {}
-            exec(code, namespace)
-            assert namespace["value"] == 42
-    finally:
-        gc.set_threshold(*old)
-    gc.collect()
-    assert len(called) == 200
-
-
-def test_compile_leaves_a_trace_function_in_place() -> None:
-    events: List[str] = []
-
-    def tracer(frame: Any, event: str, arg: Any) -> None:
-        events.append(event)
-
-    sys.settrace(tracer)
-    try:
-        code = _compile("y = 1\n", "<traced>")
-        assert sys.gettrace() is tracer  # builtin compile() was used instead
-    finally:
-        sys.settrace(None)
-    assert code.co_filename == "<traced>"
-
 
 # -- the first stage and the stage ----------------------------------------------------
 
