@@ -172,7 +172,6 @@ class Receiver:
 
     def plan(self) -> Tuple[List[int], List[Tuple[int, bytes]]]:
         """Prepare the tree; return (indices to send, [(index, digest of the copy here)])."""
-        self.plan_more([])
         return self.plan_end()
 
     def plan_more(self, entries: List[Entry]) -> None:
