@@ -29,6 +29,9 @@ EXPECTED = {
     "RemoteError",
     "TimeoutError",
     "ChannelClosedError",
+    "FrameError",
+    "FrameTooLarge",
+    "DEFAULT_MAX_FRAME",
     "trace",
 }
 

@@ -10,6 +10,7 @@ from .__about__ import __version__
 from ._channel import NO_ENDMARKER, Channel, ChannelFileRead, ChannelFileWrite
 from ._errors import ChannelClosedError, RemoteError, TimeoutError
 from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
+from ._frames import DEFAULT_MAX_FRAME, FrameError, FrameTooLarge
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
@@ -38,11 +39,14 @@ __all__ = [
     "NO_ENDMARKER",
     "BaseGateway",
     "RemoteStatus",
+    "DEFAULT_MAX_FRAME",
     "serve",
     # errors
     "RemoteError",
     "TimeoutError",
     "ChannelClosedError",
+    "FrameError",
+    "FrameTooLarge",
     # tracing
     "trace",
 ]
