@@ -4,7 +4,13 @@ The proxy travels as the remote_exec source VIA_PROXY (standard library only); i
 receives the child's command line. Items on the channel: bytes are the child's stdout;
 ("stderr", bytes) its stderr; ("exit", status) its end; ("error", text) a failure to
 start it. Towards the proxy: bytes go to the child's stdin, None closes it, "kill" kills
-the child.
+the child. Bytes travel in pieces of at most PIECE bytes both ways, so a frame of any
+size for the child fits the via gateway's own frame limit, and memory on the via host
+stays small.
+
+The gateway over a ViaIO reads with ``read(n)`` (it has no ``readinto``): the channel
+layer reads it exactly up to the end of the frame at hand, judging each header as it
+judges every other stream's (unknown kind, maximum frame size).
 """
 
 from __future__ import annotations
@@ -19,13 +25,18 @@ from execnet_channel import Channel, ExecModel
 
 from ._process import STDERR_TAIL_BYTES, STDERR_TAIL_LINES, describe_status
 
-__all__ = ["VIA_PROXY", "ViaIO"]
+__all__ = ["PIECE", "VIA_PROXY", "ViaIO"]
+
+# Bytes per item on the proxy's channel: below the smallest max_frame (1 MiB) with room
+# for the item's own header.
+PIECE = 512 * 1024
 
 
 # Runs on the via gateway's host (remote_exec source: standard library only). It first
 # receives (args, default_python) and starts the child.
 VIA_PROXY = """
 import os, subprocess, sys, threading
+PIECE = PIECE_BYTES
 args, default_python = channel.receive()
 if default_python:
     args = [sys.executable] + list(args)
@@ -45,7 +56,7 @@ else:
     def pump_stdout():
         fd = proc.stdout.fileno()
         while True:
-            data = os.read(fd, 1 << 20)
+            data = os.read(fd, PIECE)
             if not data:
                 break
             channel.send(data)
@@ -76,7 +87,7 @@ else:
                 pass  # the child is gone; its exit reaches the other side
     if proc.poll() is None:
         proc.kill()
-"""
+""".replace("PIECE_BYTES", str(PIECE))
 
 
 class ViaIO:
@@ -90,6 +101,8 @@ class ViaIO:
         self._error = ""
         self._ended = threading.Event()
         self._tail = bytearray()
+        self._reading = True  # the gateway reads: nobody else may take items
+        self._draining = threading.Lock()
 
     pid = None
 
@@ -158,20 +171,52 @@ class ViaIO:
         if self._ended.is_set():
             raise OSError(f"cannot write: {self._end_text()}")
         try:
-            self._channel.send(bytes(data))
+            if len(data) <= PIECE:
+                self._channel.send(bytes(data))
+            else:
+                view = memoryview(data)
+                for start in range(0, len(view), PIECE):
+                    self._channel.send(bytes(view[start : start + PIECE]))
         except (ValueError, EOFError) as exc:
             raise OSError(f"cannot write through the via proxy: {exc}") from exc
 
     def close_read(self) -> None:
-        pass
+        """The gateway reads no more (its receiver ended): ``wait()`` may now take the
+        proxy's last items itself, down to the child's exit status."""
+        self._reading = False
 
     def close_write(self) -> None:
         with contextlib.suppress(OSError, ValueError, EOFError):
             self._channel.send(None)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        self._ended.wait(timeout)
+        """The child's exit status once the proxy reported it; None after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ended.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            if not self._reading and self._draining.acquire(False):
+                try:
+                    self._drain(deadline)
+                finally:
+                    self._draining.release()
+            else:  # the gateway reads (and sees the end), or another wait() drains
+                self._ended.wait(0.05 if remaining is None else min(0.05, remaining))
         return self._status
+
+    def _drain(self, deadline: Optional[float]) -> None:
+        """Nobody reads the channel any more (the gateway closed the connection, e.g. at
+        a corrupt stream): drop the child's last output, keep its exit status."""
+        while not self._ended.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            try:
+                self._take(remaining)
+            except (EOFError, self._channel.TimeoutError):
+                return
+            del self._buffer[:]
 
     def kill(self) -> None:
         with contextlib.suppress(OSError, ValueError, EOFError):
