@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import pytest
+from gateway_contract import write_raw
 
 from execnet_channel import (
     DEFAULT_MAX_FRAME,
@@ -367,14 +368,7 @@ def test_a_bad_frame_ends_only_that_gateway(group: Group) -> None:
     liar = group.makegateway("popen")
     honest = group.makegateway("popen")
     waiting = liar.newchannel()
-    liar.remote_exec(
-        """
-        gateway = channel.gateway
-        with gateway._writelock:
-            gateway._io.write(header)
-        channel.receive()  # stay: the gateway on the other side must end it
-        """.replace("header", repr(encode_header(CHANNEL_DATA, waiting.id, 0xFFFFFFFF)))
-    )
+    liar.remote_exec(write_raw, data=encode_header(CHANNEL_DATA, waiting.id, 0xFFFFFFFF))
     with pytest.raises(EOFError) as info:
         waiting.receive(TIMEOUT)
     text = str(info.value)
@@ -393,13 +387,7 @@ def test_via_a_bad_frame_ends_the_via_gateway_not_its_hop(group: Group) -> None:
     hop = group.makegateway("popen//id=hop")
     gw = group.makegateway("popen//via=hop//id=far")
     waiting = gw.newchannel()
-    gw.remote_exec(
-        """
-        gateway = channel.gateway
-        with gateway._writelock:
-            gateway._io.write(bytes([0xEE]) + bytes(8))
-        """
-    )
+    gw.remote_exec(write_raw, data=bytes([0xEE]) + bytes(8))
     with pytest.raises(EOFError, match=r"'far': connection closed, corrupt stream .* kind 238"):
         waiting.receive(TIMEOUT)
     # the child behind the hop ends, and its exit status still comes back
