@@ -203,10 +203,10 @@ def bad_frame_outcome(path: str, garbage_name: str, capfd: pytest.CaptureFixture
     try:
         channel = peer.gw.newchannel()
         receiver = Receiver(channel)
-        if path == "lent":
-            hold_the_lent_role(peer, receiver)
-        peer.item(channel.id, "before")
+        peer.item(channel.id, "before")  # what came before a bad frame arrives
         assert receiver.next() == ("item", "before")
+        if path == "lent":  # the bad frame is then read by that thread
+            hold_the_lent_role(peer, receiver)
         at = peer.sent
         peer.write(garbage_for(garbage_name, channel.id))
         kind, text = receiver.next()
