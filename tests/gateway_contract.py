@@ -561,7 +561,7 @@ class GatewayContract:
 
     # -- a remote that breaks the protocol ------------------------------------------
     # Whatever reads this gateway's stream (its receiver, a thread in receive(), the
-    # read(n) path of via gateways), a bad frame ends the gateway at its header, and
+    # read(n)-only path), a bad frame ends the gateway at its header, and
     # every waiter gets an EOFError naming the gateway and the frame.
 
     def _corrupt_stream(self, gw: Any, garbage: bytes) -> str:

@@ -3,7 +3,8 @@
 Issue 11, points 6 and 7. A 9-byte header may declare up to 4 GiB; what the receiver
 sets aside must follow the bytes that really arrived, a frame over the gateway's
 maximum ends that gateway (and only it) at its header, and the receiver's loop, a
-thread reading in receive() (the lent role) and the read(n) path of via gateways judge
+thread reading in receive() (the lent role) and the read(n)-only path of IOs without
+readinto judge
 a bad frame the same way, to the letter of the error.
 """
 
@@ -69,7 +70,8 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 class PlainIO:
-    """An IO with read(n) and write only, like a via gateway's: the unbuffered path."""
+    """An IO with read(n) and write only (the IO protocol's minimum): the unbuffered
+    path."""
 
     def __init__(self, io: FdIO) -> None:
         self._io = io
@@ -395,6 +397,15 @@ def test_via_a_bad_frame_ends_the_via_gateway_not_its_hop(group: Group) -> None:
     assert hop.remote_exec("channel.send('hop still works')").receive(TIMEOUT) == (
         "hop still works"
     )
+
+
+def test_via_frames_bigger_than_the_hops_limit_go_through_in_pieces(group: Group) -> None:
+    group.makegateway("popen//id=hop//max_frame=1M")
+    gw = group.makegateway("popen//via=hop//id=far//max_frame=8M")
+    channel = gw.remote_exec("for item in channel: channel.send(item)")
+    item = b"p" * (3 * MiB)  # over the hop's 1 MiB: the proxy gets it in pieces
+    channel.send(item)
+    assert channel.receive(TIMEOUT) == item
 
 
 # -- real processes: the caller's own memory -------------------------------------------

@@ -23,8 +23,8 @@ period, and when a thread blocks in something other than receive() (``waitclose`
 most about twice that period while a receiving thread is busy elsewhere.
 
 Every receive path goes through ``_pump``: the receiver's loop, a thread holding the
-lent role, and IOs without ``readinto`` (``read(n)`` only: via gateways), which are
-read exactly up to the end of the frame at hand. So a header is judged in one place
+lent role, and IOs without ``readinto`` (``read(n)`` only, the IO protocol's minimum),
+which are read exactly up to the end of the frame at hand. So a header is judged in one place
 (``_frames.pending_frame_size``/``check_header``): an unknown kind or a frame over
 ``max_frame`` ends the connection with the same error whoever reads it, at the header.
 Memory grows only with what arrived: a frame too big for the buffer is read into an

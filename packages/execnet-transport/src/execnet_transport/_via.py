@@ -4,13 +4,14 @@ The proxy travels as the remote_exec source VIA_PROXY (standard library only); i
 receives the child's command line. Items on the channel: bytes are the child's stdout;
 ("stderr", bytes) its stderr; ("exit", status) its end; ("error", text) a failure to
 start it. Towards the proxy: bytes go to the child's stdin, None closes it, "kill" kills
-the child. Bytes travel in pieces of at most PIECE bytes both ways, so a frame of any
-size for the child fits the via gateway's own frame limit, and memory on the via host
-stays small.
+the child. The child's output travels in pieces of at most PIECE bytes; what goes to
+the child in pieces that fit the via gateway's own frame limit (a frame for the child
+may be bigger: its gateway's max_frame is its own), usually one item per frame.
 
-The gateway over a ViaIO reads with ``read(n)`` (it has no ``readinto``): the channel
-layer reads it exactly up to the end of the frame at hand, judging each header as it
-judges every other stream's (unknown kind, maximum frame size).
+A ViaIO offers ``readinto`` and ``writev`` (the channel layer's BufferedIO): the via
+gateway's receiver reads it as it reads pipes and sockets, in one loop that judges every
+header the same way (unknown kind, maximum frame size), decoding every frame of what
+arrived in place. Memory follows what the proxy sent: one item is buffered here at a time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import contextlib
 import os
 import threading
 import time
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 from execnet_channel import Channel, ExecModel
 
@@ -27,9 +28,11 @@ from ._process import STDERR_TAIL_BYTES, STDERR_TAIL_LINES, describe_status
 
 __all__ = ["PIECE", "VIA_PROXY", "ViaIO"]
 
-# Bytes per item on the proxy's channel: below the smallest max_frame (1 MiB) with room
-# for the item's own header.
+# Bytes of the child's output per item: below the smallest max_frame (1 MiB) with room
+# for the item's own header (reads from its stdout pipe are smaller still).
 PIECE = 512 * 1024
+# What a bytes item adds to its payload (opcode, length, end), with room to spare.
+_ITEM_OVERHEAD = 64
 
 
 # Runs on the via gateway's host (remote_exec source: standard library only). It first
@@ -102,6 +105,8 @@ class ViaIO:
         self._ended = threading.Event()
         self._tail = bytearray()
         self._reading = True  # the gateway reads: nobody else may take items
+        # bytes per item towards the child: what the via gateway's frames can carry
+        self._piece = channel.gateway.max_frame - _ITEM_OVERHEAD
         self._draining = threading.Lock()
 
     pid = None
@@ -167,16 +172,39 @@ class ViaIO:
         del self._buffer[:numbytes]
         return data
 
-    def write(self, data: bytes) -> None:
+    def readinto(self, buffer: memoryview) -> int:
+        """What the proxy sent so far, up to ``len(buffer)`` bytes (at least one: waits
+        for the next item); EOFError at the end. The gateway's receive loop reads so:
+        the same loop, and the same judgement of frames, as over pipes and sockets."""
+        while not self._buffer:
+            self._take(None)
+        size = min(len(buffer), len(self._buffer))
+        if size == len(self._buffer):
+            buffer[:size] = self._buffer
+        else:
+            view = memoryview(self._buffer)
+            try:
+                buffer[:size] = view[:size]
+            finally:
+                view.release()
+        del self._buffer[:size]
+        return size
+
+    def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
+        """Write ``buffers`` as one piece of the stream (they are one frame)."""
+        self.write(b"".join(buffers))
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         if self._ended.is_set():
             raise OSError(f"cannot write: {self._end_text()}")
         try:
-            if len(data) <= PIECE:
+            piece = self._piece
+            if len(data) <= piece:
                 self._channel.send(bytes(data))
             else:
                 view = memoryview(data)
-                for start in range(0, len(view), PIECE):
-                    self._channel.send(bytes(view[start : start + PIECE]))
+                for start in range(0, len(view), piece):
+                    self._channel.send(bytes(view[start : start + piece]))
         except (ValueError, EOFError) as exc:
             raise OSError(f"cannot write through the via proxy: {exc}") from exc
 
