@@ -166,7 +166,10 @@ class Receiving:
         view = self._view
         start = self._start
         end = self._end
-        need = _frames.pending_frame_size(view, start, end, self.max_frame, self._at)
+        if end - start < _frames.HEADER_SIZE:  # the usual case between messages: nothing
+            need = _frames.HEADER_SIZE
+        else:
+            need = _frames.pending_frame_size(view, start, end, self.max_frame, self._at)
         if need > end - start:
             if need > _CHUNK:
                 if lent and not self._queued_item(start):
