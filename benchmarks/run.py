@@ -1,14 +1,17 @@
-"""Run every benchmark scenario under execnet 2.1.2 and under this project, side by side.
+"""Run every benchmark scenario under execnet 2.1.2 and under this project, side by side,
+then the peer cases beside mitogen and rpyc too.
 
     python benchmarks/run.py                 # the full suite; writes RESULTS.md + results.json
-    python benchmarks/run.py --quick         # a short run, table on stdout only
+    python benchmarks/run.py --quick         # a short run, tables on stdout only
     python benchmarks/run.py --only roundtrip,bulk:send --rounds 3
+    python benchmarks/run.py --only peers            # the peer table alone
 
-Two virtual environments are made (and reused) through `tools.oracle.make_venv`:
+Virtual environments are made (and reused) through `tools.oracle.make_venv`:
 `original` holds execnet==2.1.2 from the package index, `ours` holds the packages of
-`packages/*` installed editable (so source changes are picked up without a rebuild).
-Both get the same pytest and pytest-xdist 3.8.0; in `ours` pytest-xdist is installed
-without its dependencies, so the original execnet never enters it.
+`packages/*` as committed at HEAD (or the working tree, `--ours worktree`). Both get the
+same pytest and pytest-xdist 3.8.0; in `ours` pytest-xdist is installed without its
+dependencies, so the original execnet never enters it. The peers (peer_runs.py) get one
+venv each: `mitogen`, `rpyc`.
 
 Each case runs in a fresh process per repeat, alternating original/ours/original/ours
 in the same run, so both sides see the same machine load. A case that fails or hangs
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded as a module
+import peer_runs
 from _measure import Command, Runner, Side, cell, child_env, compare, figures, tail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +48,7 @@ TOOLS = ("pytest==8.4.2", "pytest-xdist==3.8.0")
 HATCHLING = "hatchling>=1.26"  # builds the HEAD snapshot of ours without build isolation
 SIDES = ("original", "ours")
 NOTES_HEADING = "## Notes"
+PEERS = "peers"  # the name --only selects the peer cases by ("peers", "peers:bulk*")
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,13 @@ def make_original(base_python: Optional[str]) -> str:
     oracle = _oracle_tools()
     requirements = ["execnet==2.1.2", *TOOLS]
     return str(oracle.make_venv("bench-original", requirements, base_python=base_python))
+
+
+def make_peer(name: str, base_python: Optional[str]) -> str:
+    """The interpreter of the environment holding peer `name` (peer_runs.PEER_REQUIREMENTS)."""
+    oracle = _oracle_tools()
+    requirements = peer_runs.PEER_REQUIREMENTS[name]
+    return str(oracle.make_venv(f"bench-{name}", requirements, base_python=base_python))
 
 
 def _git(*args: str) -> str:
@@ -178,7 +190,8 @@ def versions(python: str) -> Dict[str, str]:
     code = (
         "import importlib.metadata as m, json, platform\n"
         "names = ['execnet', 'execnet-serial', 'execnet-channel', 'execnet-transport',\n"
-        "         'execnet-group', 'execnet-rsync', 'pytest', 'pytest-xdist']\n"
+        "         'execnet-group', 'execnet-rsync', 'pytest', 'pytest-xdist',\n"
+        "         'mitogen', 'rpyc']\n"
         "found = {'python': platform.python_implementation() + ' ' + platform.python_version()}\n"
         "for name in names:\n"
         "    try:\n"
@@ -367,6 +380,8 @@ def markdown(report: Dict[str, Any], notes: str) -> str:
     trouble = problems(report["results"])
     if trouble:
         parts += ["### Failures and skips", "", trouble, ""]
+    if report.get("peers"):
+        parts += [peer_runs.markdown(report), ""]
     return "\n".join(parts) + "\n" + notes
 
 
@@ -411,6 +426,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         default="head",
         help="measure packages/* as committed at HEAD (default) or the working tree",
     )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="leave out the peer cases (mitogen, rpyc)"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 5)
     timeout = args.timeout or (300.0 if args.quick else 900.0)
@@ -418,12 +436,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if output is None and not args.quick and not args.only:
         output = BENCH  # only a full run replaces the committed figures
     base_python = args.python or getattr(sys, "_base_executable", None) or sys.executable
+    with_peers = not args.no_peers and selected(args.only, PEERS)
 
     started = time.time()
     pythons = {
         "original": args.original_python or make_original(base_python),
         "ours": args.ours_python or make_ours(base_python, args.ours),
     }
+    missing: Dict[str, str] = {}  # peer venvs that could not be made, and why
+    for name in peer_runs.PEER_REQUIREMENTS if with_peers else ():
+        try:
+            pythons[name] = make_peer(name, base_python)
+        except subprocess.CalledProcessError as exc:
+            missing[name] = f"could not install {peer_runs.PEER_REQUIREMENTS[name]}: {exc}"
+            print(f"{name}: {missing[name]}", file=sys.stderr)
     env = child_env(args.quick)
 
     meta: Dict[str, Any] = {
@@ -437,6 +463,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "versions": {name: versions(python) for name, python in pythons.items()},
     }
     entries: List[Dict[str, Any]] = []
+    peers: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="execnet-bench-") as cwd:
         runner = Runner(env, cwd, timeout, rounds)
         for scenario in scenario_names():
@@ -465,12 +492,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"{scenario}:{case} ...", file=sys.stderr, flush=True)
                 sides = runner.alternate(scenario_commands(pythons, scenario, case), case)
                 entries.append(summarize(scenario, case, sides))
+        if with_peers:
+            cases = [case for case in peer_runs.CASES if selected(args.only, PEERS, case)]
+            peers = peer_runs.run_peers(runner, pythons, cases, missing=missing)
     meta["duration_s"] = time.time() - started
     meta["machine"]["loadavg_end"] = list(os.getloadavg())
     report: Dict[str, Any] = {"meta": meta, "results": entries}
+    if with_peers:
+        report["peers"] = peers
 
     if entries:
         print(table(entries))
+    if peers:
+        print("\n" + peer_runs.describe(peers))
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         results_md = output / "RESULTS.md"
