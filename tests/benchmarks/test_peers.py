@@ -5,7 +5,6 @@ No timing is asserted: the figures only have to exist, and the ratios to follow 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,17 +17,6 @@ import pytest
 
 RUN = parts.ROOT / "benchmarks" / "run.py"
 PEERS = parts.ROOT / "benchmarks" / "peers"
-
-
-@pytest.fixture(scope="module")
-def run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run_peers", RUN)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
