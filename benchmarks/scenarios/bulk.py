@@ -10,6 +10,7 @@ up there.
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from _harness import Measure, peak_rss_mib, quick, remote_peak_rss_mib, run_cli
 
@@ -43,10 +44,11 @@ def _finish(gateway: execnet.Gateway, elapsed: float, count: int) -> Measure:
     return Measure(elapsed, "MiB", float(count), extra)
 
 
-def send() -> Measure:
-    count = _count()
+def send(spec: str = "popen", count: Optional[int] = None) -> Measure:
+    """`count` MiB to a gateway made with `spec` (also used by peers/execnet_side.py)."""
+    count = _count() if count is None else count
     item = b"s" * MIB
-    gateway = execnet.makegateway("popen")
+    gateway = execnet.makegateway(spec)
     try:
         channel = gateway.remote_exec(SINK)
         channel.send(count)
