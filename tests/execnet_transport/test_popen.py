@@ -14,6 +14,7 @@ from typing import Callable
 import parts
 import pytest
 
+from execnet_channel import NotProperlyTerminated
 from execnet_transport import BootstrapError, Gateway, RInfo, XSpec
 from execnet_transport._commands import popen_args
 
@@ -248,6 +249,16 @@ def test_death_is_reported_with_status_and_stderr(makegw: MakeGateway) -> None:
     gw.join(10)
     assert "exit status 3" in repr(gw)
     assert gw._wait_process(10) == 3
+    # pytest-xdist's hook: not an EOFError (xdist would replace it by a fixed text)
+    died = waiter._getremoteerror()
+    assert isinstance(died, NotProperlyTerminated)
+    assert not isinstance(died, EOFError)
+    assert str(died).startswith("Not properly terminated: ")
+    assert f"exit status 3 (pid {gw._pid})" in str(died)
+    assert "last words of the child" in str(died)
+    assert died.eof is info.value
+    with pytest.raises(EOFError):  # every public path still raises the EOFError
+        waiter.waitclose(10)
 
 
 def test_kill_is_reported_as_a_signal(makegw: MakeGateway) -> None:
@@ -257,6 +268,19 @@ def test_kill_is_reported_as_a_signal(makegw: MakeGateway) -> None:
     os.kill(gw._pid, signal.SIGKILL)
     with pytest.raises(EOFError, match="killed by signal SIGKILL"):
         waiter.receive(10)
+    died = waiter._getremoteerror()
+    assert isinstance(died, NotProperlyTerminated)
+    assert f"killed by signal SIGKILL (pid {gw._pid})" in str(died)
+
+
+def test_an_orderly_exit_is_no_death(makegw: MakeGateway) -> None:
+    gw = makegw("popen")
+    waiter = gw.remote_exec("channel.receive()")
+    gw.exit()
+    gw.join(10)
+    with pytest.raises(EOFError):
+        waiter.receive(10)
+    assert isinstance(waiter._getremoteerror(), EOFError)
 
 
 def test_kill_process_and_wait(makegw: MakeGateway) -> None:

@@ -12,6 +12,7 @@ from typing import Callable, Iterator, List, Tuple
 
 import pytest
 
+from execnet_channel import NotProperlyTerminated
 from execnet_transport import BootstrapError, Gateway, HostNotFound, XSpec, make_gateway
 
 MakeGateway = Callable[..., Gateway]
@@ -144,6 +145,10 @@ def test_server_death_is_reported(servers: Callable[..., Server], makegw: MakeGa
         waiter.receive(10)
     assert "'sockdie'" in str(info.value)
     assert f"socket server at {server.address} closed the connection" in str(info.value)
+    died = waiter._getremoteerror()
+    assert isinstance(died, NotProperlyTerminated)
+    assert str(died).startswith("Not properly terminated: ")
+    assert "closed the connection" in str(died)
 
 
 def test_secret(servers: Callable[..., Server], makegw: MakeGateway, secret_file: Path) -> None:

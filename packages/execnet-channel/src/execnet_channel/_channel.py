@@ -286,10 +286,15 @@ class Channel:
             raise error
 
     def _getremoteerror(self) -> Optional[BaseException]:
-        """The error the other side closed with: a RemoteError, an EOFError when the
-        connection was lost, or None."""
+        """The error the other side closed with: a RemoteError, None, or for a lost
+        connection an EOFError — or, when the gateway knows the remote died without being
+        asked to end, a NotProperlyTerminated carrying the post-mortem (pytest-xdist
+        prints it in "node down"; it would replace an EOFError by a fixed text)."""
         self._error_seen = True
-        return self._remoteerror
+        error = self._remoteerror
+        if isinstance(error, EOFError) and self.gateway._death is not None:
+            return self.gateway._death
+        return error
 
     def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
         """Set string coercion for items received on this channel, on both sides."""

@@ -149,6 +149,10 @@ class Gateway(BaseGateway):
                 self._postmortem = self._lost_connection or "the connection was closed"
         return f"gateway {self.id!r} ({self.spec}): connection lost; {self._postmortem}"
 
+    def _describe_death(self) -> Optional[str]:
+        """The post-mortem, unless the connection ended because we asked it to."""
+        return None if self._exit_requested else self._postmortem
+
     def __repr__(self) -> str:
         receiving = "receive-live" if self.hasreceiver() else "not-receiving"
         text = (

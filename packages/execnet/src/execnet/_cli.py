@@ -227,7 +227,7 @@ def _parse_args_option(pairs: Sequence[str]) -> Dict[str, str]:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from execnet_channel import RemoteError
+    from execnet_channel import NotProperlyTerminated, RemoteError
     from execnet_group import Group
 
     if (args.code is None) == (args.file is None):
@@ -257,8 +257,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
             print(_remote_text(exc), file=sys.stderr)
             return EXIT_REMOTE_ERROR
         except EOFError as exc:
-            lost = channel._getremoteerror()  # an EOFError when the connection was lost
-            if isinstance(lost, EOFError):
+            lost = channel._getremoteerror()  # set when the connection was lost
+            if isinstance(lost, (EOFError, NotProperlyTerminated)):
                 raise CommandError(
                     f"{spec}: connection lost: {_first_line(lost)}", EXIT_REMOTE_ERROR
                 ) from None
