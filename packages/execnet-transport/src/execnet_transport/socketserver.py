@@ -581,7 +581,7 @@ class _Server:
         try:
             sock.setblocking(True)  # the child's socket (the flag is shared)
             child = self._fork(handshake) if self.tls is not None else self._spawn(handshake)
-        except OSError as exc:
+        except Exception as exc:  # OSError mostly: no interpreter, no memory, no pids
             self.log(f"{handshake.peer}: cannot start a process for it: {exc}")
             sock.close()
             return
