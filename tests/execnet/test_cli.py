@@ -331,9 +331,11 @@ def test_serve_refuses_an_open_exec_port(tmp_path: Path, pki) -> None:  # type: 
     refused = run("serve", "0.0.0.0:0")
     assert refused.returncode == 2
     assert "without authentication" in refused.stderr
-    assert "--allow-unauthenticated" in refused.stderr or "accept an open exec port" in refused.stderr
+    assert "--allow-unauthenticated" in refused.stderr
     # TLS alone lets anyone with a TLS client in: it is no authentication either
-    tls_only = run("serve", "0.0.0.0:0", "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
+    tls_only = run(
+        "serve", "0.0.0.0:0", "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)
+    )
     assert tls_only.returncode == 2
     assert "without authentication" in tls_only.stderr
 
@@ -372,7 +374,9 @@ def test_serve_help_and_readme_agree_on_the_default() -> None:
     assert "serve one client" in help_text
     assert "--loop every client until interrupted" in help_text
     assert "without it: one client, then exit" in help_text
-    readme = (Path(__file__).resolve().parents[2] / "packages" / "execnet" / "README.md").read_text()
+    readme = (
+        Path(__file__).resolve().parents[2] / "packages" / "execnet" / "README.md"
+    ).read_text()
     readme = " ".join(readme.split())
     assert "Serves one client (the first that completes the handshake" in readme
     assert "with `--loop` every client until interrupted" in readme

@@ -17,7 +17,14 @@ import socket
 import time
 from typing import Any, List, Optional, Tuple
 
-from execnet_channel import ExecModel, RemoteError, SocketIO, TimeoutError, TLSSocketIO
+from execnet_channel import (
+    ExecModel,
+    RemoteError,
+    SocketIO,
+    TimeoutError,
+    TLSConnection,
+    TLSSocketIO,
+)
 
 from . import _bootstrap, socketserver
 from ._errors import BootstrapError, HostNotFound
@@ -243,7 +250,7 @@ def _tls_handshake(spec: XSpec, sock: Any, context: Any, host: str, address: str
 
     name = str(spec.tls_hostname) if spec.tls_hostname else host
     try:
-        return context.wrap_socket(sock, server_hostname=name)
+        return TLSConnection.client(sock, context, name, sock.gettimeout())
     except ssl.SSLCertVerificationError as exc:
         raise BootstrapError(
             spec,

@@ -244,6 +244,9 @@ class _Handshake:
                 if sent is None:
                     return self.wait
                 self.outbuf = self.outbuf[sent:]
+                # then what a TLS connection did not send yet
+                if not self.outbuf and self._try(lambda: self.sock.send(b"")) is None:
+                    return self.wait
                 continue
             stage = self.stage
             if stage == "tls":
@@ -303,9 +306,13 @@ class _Handshake:
 
     def _recv(self, size: int, flags: int = 0) -> Optional[bytes]:
         """Up to `size` bytes; None when none are there yet; _Refused at the end."""
-        data: Optional[bytes] = self._try(
-            lambda: self.sock.recv(size, flags) if flags else self.sock.recv(size)
-        )
+        data: Optional[bytes]
+        if flags:
+            data = self._try(lambda: self.sock.recv(size, flags))
+        else:  # recv_into: what a non-blocking TLSConnection offers too
+            buffer = bytearray(size)
+            count = self._try(lambda: self.sock.recv_into(buffer))
+            data = None if count is None else bytes(buffer[:count])
         if data == b"":
             raise _Refused(f"the connection closed during the handshake ({self.stage})")
         return data
@@ -499,6 +506,7 @@ class _Server:
 
     def _accept(self) -> None:
         while self.listener is not None and len(self.pending) < self.max_pending:
+            conn: Any
             try:
                 conn, address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -514,9 +522,9 @@ class _Server:
             conn.setblocking(False)
             try:
                 if self.tls is not None:
-                    conn = self.tls.wrap_socket(
-                        conn, server_side=True, do_handshake_on_connect=False
-                    )
+                    from execnet_channel import TLSConnection
+
+                    conn = TLSConnection.server(conn, self.tls)
             except OSError as exc:
                 self.log(f"{peer}: refused: TLS: {exc}")
                 conn.close()
@@ -579,7 +587,7 @@ class _Server:
     def _start_child(self, handshake: _Handshake) -> None:
         sock = handshake.sock
         try:
-            sock.setblocking(True)  # the child's socket (the flag is shared)
+            sock.setblocking(True)  # for the child (the flag is shared; TLS: recv waits)
             child = self._fork(handshake) if self.tls is not None else self._spawn(handshake)
         except Exception as exc:  # OSError mostly: no interpreter, no memory, no pids
             self.log(f"{handshake.peer}: cannot start a process for it: {exc}")
@@ -779,8 +787,9 @@ def serve_socket(
     if not authenticated and not allow_unauthenticated and not is_loopback(host):
         raise ValueError(
             f"refusing to serve on {host or '*'}:{port} without authentication: anyone who "
-            "can connect could run code here. Give a secret, or TLS with client "
-            "certificates, or accept an open exec port explicitly"
+            "can connect could run code here. Give a secret (--secret-file), or TLS with "
+            "client certificates (--tls-client-ca), or accept an open exec port explicitly "
+            "(--allow-unauthenticated; allow_unauthenticated=True)"
         )
     tls = _server_tls_context(tls_cert, tls_key, tls_client_ca) if tls_cert else None
     log = log or _stderr_log
