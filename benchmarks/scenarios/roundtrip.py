@@ -19,9 +19,9 @@ for item in channel:
 """
 
 
-def roundtrip() -> Measure:
+def roundtrip(spec: str = "popen") -> Measure:
     count = 2_000 if quick() else 20_000
-    gateway = execnet.makegateway("popen")
+    gateway = execnet.makegateway(spec)
     try:
         channel = gateway.remote_exec(ECHO)
         for i in range(200):  # warm up both sides
