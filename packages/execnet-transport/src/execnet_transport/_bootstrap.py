@@ -311,7 +311,7 @@ X=True
 """
 
 # A socket server execs this with the accepted socket bound to `clientsock` (an
-# ssl.SSLSocket behind a TLS server); the server may be execnet 2.1.2's, which keeps
+# execnet_channel.TLSConnection behind a TLS server); the server may be execnet 2.1.2's, which keeps
 # running after we return: no exit. Such a server may also have read past the source
 # line, so the client sends the frame only once this code asks for it (SEND_BUNDLE).
 SEND_BUNDLE: Final = b"\x00execnet-send-bundle\x00"
