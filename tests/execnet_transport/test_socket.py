@@ -292,8 +292,7 @@ def test_tls_client_needs_a_certificate_the_server_trusts(
     other = f"tls_cert={pki.other_client_cert}//tls_key={pki.other_client_key}"
     with pytest.raises(BootstrapError, match="refused the connection"):
         makegw(f"socket={server.address}//tls_ca={pki.ca}//{other}")
-    log = server.stop()
-    assert log.count("refused: TLS:") == 2, log
+    log = server.wait_for_log("refused: TLS:", count=2)
     assert "served by pid" not in log
 
 

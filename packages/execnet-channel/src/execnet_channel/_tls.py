@@ -141,19 +141,11 @@ class TLSConnection:
                 self._feed()
                 continue
             except ssl.SSLError:
-                self._send_alert()
+                self._queue_output()  # the alert: close() sends it, so the peer learns why
                 raise
             self._queue_output()
             self._flush()
             return
-
-    def _send_alert(self) -> None:
-        """Best effort: the alert a failed handshake made, so the peer learns why."""
-        try:
-            self._queue_output()
-            self._flush()
-        except OSError:
-            pass
 
     def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
         """Decrypted bytes into `buffer`: every record that has arrived, up to its size
@@ -177,6 +169,10 @@ class TLSConnection:
                 continue
             except self._ended:
                 break
+            except OSError:  # ssl.SSLError: at the socket's end, some versions say so
+                if self._in.eof:
+                    break
+                raise
             if not got:
                 break
             count += got
@@ -295,8 +291,13 @@ class TLSConnection:
         self._sock.shutdown(how)
 
     def close(self) -> None:
+        """Close the socket, after sending what it still takes of ours (an alert)."""
         if not self._closed:
             self._closed = True
+            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+                self._flush()
+            except OSError:  # ssl.SSLWantWriteError too: best effort
+                pass
             self._sock.close()
 
     def __enter__(self) -> TLSConnection:
