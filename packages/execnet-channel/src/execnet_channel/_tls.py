@@ -450,25 +450,5 @@ class TLSSocketIO(SocketIO):
             if len(buf):
                 self.write(buf)
 
-    # -- closing ---------------------------------------------------------------------
-
-    def close_read(self) -> None:
-        if not self._read_closed:
-            self._read_closed = True
-            self._shutdown(0)  # SHUT_RD
-
-    def close_write(self) -> None:
-        if not self._write_closed:
-            self._write_closed = True
-            self._shutdown(1)  # SHUT_WR
-
-    def _shutdown(self, how: int) -> None:
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the peer is gone already
-            self.sock.shutdown(how)
-        except OSError:
-            pass
-        if self._read_closed and self._write_closed:
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
-                self.sock.close()
-            except OSError:
-                pass
+    # close_read/close_write: SocketIO's, through TLSConnection.shutdown (TCP level)
+    # and close (which still sends what the socket did not take of ours).
