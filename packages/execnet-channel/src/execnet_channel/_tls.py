@@ -120,9 +120,18 @@ class TLSConnection:
         timeout: Optional[float] = None,
     ) -> TLSConnection:
         """The client side, its handshake done (socket.timeout after `timeout` s)."""
+        import ssl
+
         conn = cls._wrap(sock, context, server_side=False, server_hostname=server_hostname)
         conn.settimeout(timeout)
-        conn._waiting(conn.do_handshake)
+        try:
+            conn._waiting(conn.do_handshake)
+        except ssl.SSLError:
+            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+                conn._flush()  # our alert (a certificate that does not verify): best effort
+            except OSError:
+                pass
+            raise
         return conn
 
     # -- the non-blocking core --------------------------------------------------------
@@ -141,7 +150,7 @@ class TLSConnection:
                 self._feed()
                 continue
             except ssl.SSLError:
-                self._queue_output()  # the alert: close() sends it, so the peer learns why
+                self._queue_output()  # the alert: send(b"") sends it, the peer learns why
                 raise
             self._queue_output()
             self._flush()
@@ -291,13 +300,9 @@ class TLSConnection:
         self._sock.shutdown(how)
 
     def close(self) -> None:
-        """Close the socket, after sending what it still takes of ours (an alert)."""
+        """Close the socket (what it did not take yet is dropped: see ``send(b"")``)."""
         if not self._closed:
             self._closed = True
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
-                self._flush()
-            except OSError:  # ssl.SSLWantWriteError too: best effort
-                pass
             self._sock.close()
 
     def __enter__(self) -> TLSConnection:
@@ -450,5 +455,4 @@ class TLSSocketIO(SocketIO):
             if len(buf):
                 self.write(buf)
 
-    # close_read/close_write: SocketIO's, through TLSConnection.shutdown (TCP level)
-    # and close (which still sends what the socket did not take of ours).
+    # close_read/close_write: SocketIO's, through TLSConnection.shutdown (TCP level).

@@ -33,8 +33,9 @@ server goes on. Everything is logged on stderr. Run through
 receives ``(secret, accept_timeout)``, binds a free port on 127.0.0.1, sends
 ``("listening", host, port)``, accepts exactly one connection (the listening socket is
 closed at once, or when nobody came within the timeout), which must prove the secret,
-and sends ``("log", text)`` for what it logs. This module uses only the standard
-library: it travels as remote_exec source.
+and sends ``("log", text)`` for what it logs. This module travels as remote_exec
+source, so it imports only the standard library (and, for TLS, execnet_channel's
+TLSConnection: a gateway's remote has the travelling packages).
 """
 
 from __future__ import annotations
@@ -567,8 +568,10 @@ class _Server:
             self._accept_on()
 
     def _drop(self, handshake: _Handshake, why: str) -> None:
-        self.log(f"{handshake.peer}: {why}")
+        self.log(f"{handshake.peer}: {why}")  # before the peer can see the end
         self._forget(handshake)
+        with contextlib.suppress(OSError):
+            handshake.sock.send(b"")  # TLS: an alert saying why, if one was made
         handshake.sock.close()
 
     def _wanted(self) -> bool:
