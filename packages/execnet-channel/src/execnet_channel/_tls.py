@@ -92,6 +92,7 @@ class TLSConnection:
         self._raw = bytearray(_RAW_CHUNK)
         self._rawview = memoryview(self._raw)
         self._unsent: Optional[memoryview] = None  # ciphertext the socket did not take yet
+        self._drained = True  # the last recv() took less than it could: nothing more now
         self._timeout: Optional[float] = None  # for recv/sendall (the waiting methods)
         self._closed = False
         self._WantRead = ssl.SSLWantReadError
@@ -171,11 +172,13 @@ class TLSConnection:
                 if not count:
                     self._feed()  # SSLWantReadError if the socket has nothing either
                     continue
-                try:
-                    self._feed()
-                except self._WantRead:
-                    break
-                continue
+                if not self._drained:  # the last recv() filled the buffer: there is more
+                    try:
+                        self._feed()
+                    except self._WantRead:
+                        break
+                    continue
+                break
             except self._ended:
                 break
             except OSError:  # ssl.SSLError: at the socket's end, some versions say so
@@ -212,6 +215,7 @@ class TLSConnection:
             count = self._sock.recv_into(self._rawview)
         except (BlockingIOError, InterruptedError):
             raise self._WantRead("the socket has nothing to read yet") from None
+        self._drained = count < _RAW_CHUNK
         if count:
             self._in.write(self._rawview[:count])
         else:
@@ -447,12 +451,24 @@ class TLSSocketIO(SocketIO):
         return lambda: send(chunk)
 
     def writev(self, buffers: Sequence[Buffer]) -> None:
-        """Write all ``buffers`` in order; a small frame as one TLS record."""
+        """Write all ``buffers`` in order; a small frame as one TLS record, a big one's
+        header with the start of its payload (not as a record and a send() of its own)."""
         if sum(len(buf) for buf in buffers) <= _JOIN_LIMIT:
             self.write(b"".join(buffers))
             return
-        for buf in buffers:
-            if len(buf):
-                self.write(buf)
+        head: List[Buffer] = []
+        size = 0
+        for index, buf in enumerate(buffers):
+            if size + len(buf) > _JOIN_LIMIT:
+                cut = _JOIN_LIMIT - size
+                head.append(memoryview(buf).cast("B")[:cut])
+                self.write(b"".join(head))
+                self.write(memoryview(buf).cast("B")[cut:])
+                for rest in buffers[index + 1 :]:
+                    if len(rest):
+                        self.write(rest)
+                return
+            head.append(buf)
+            size += len(buf)
 
     # close_read/close_write: SocketIO's, through TLSConnection.shutdown (TCP level).
