@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, List
 
+import parts
 import pytest
 from socketservers import PKI, Server
 
@@ -200,8 +201,9 @@ def test_serve_socket_once(tmp_path: Path) -> None:
 # -- TLS --------------------------------------------------------------------------------
 
 
-def tls_server(servers: Callable[..., Server], pki: PKI, *more: str) -> Server:
-    return servers("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key), *more)
+def tls_server(servers: Callable[..., Server], pki: PKI, *more: str, **options: object) -> Server:
+    keys = ("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
+    return servers(*keys, *more, **options)
 
 
 def test_tls_gateway(servers: Callable[..., Server], makegw: MakeGateway, pki: PKI) -> None:
@@ -243,6 +245,27 @@ def test_tls_carries_big_items_both_ways_from_many_threads(
     for thread in threads:
         thread.join(120)
     assert results == [True] * 4
+
+
+def test_tls_server_on_pypy(servers: Callable[..., Server], makegw: MakeGateway, pki: PKI) -> None:
+    """The fork that serves a TLS client runs the server's interpreter: PyPy here."""
+    import execnet_channel
+    import execnet_serial
+    import execnet_transport
+
+    modules = (execnet_serial, execnet_channel, execnet_transport)
+    sources = [os.path.dirname(os.path.dirname(str(module.__file__))) for module in modules]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sources)}
+    command = (parts.pypy3(), "-m", "execnet_transport.socketserver")
+    server = tls_server(servers, pki, command=command, env=env)
+    gw = makegw(f"socket={server.address}//tls_ca={pki.ca}")
+    assert gw.remote_exec("import sys; channel.send(sys.implementation.name)").receive(30) == "pypy"
+    echo = gw.remote_exec("for item in channel: channel.send(item)")
+    data = os.urandom(3 << 20)
+    echo.send(data)
+    assert echo.receive(60) == data
+    echo.close()
+    echo.waitclose(30)
 
 
 def test_mutual_tls(servers: Callable[..., Server], makegw: MakeGateway, pki: PKI) -> None:

@@ -25,6 +25,8 @@ the stream early) it can do anyway by resetting the connection.
 
 from __future__ import annotations
 
+import sys
+
 from ._execmodels import ExecModel
 from ._io import SocketIO
 
@@ -45,6 +47,9 @@ _WRITE_CHUNK = 256 * 1024
 _RAW_CHUNK = 256 * 1024
 # Frames up to this size are joined and written at once (one TLS record).
 _JOIN_LIMIT = 64 * 1024
+# PyPy's SSLObject.read(n, buffer) writes to the start of a memoryview's object, not
+# where the view starts (PyPy 7.3): there, records are read as bytes and copied.
+_READ_INTO_VIEWS = sys.implementation.name != "pypy"
 
 
 def _poller(fd: int, readable: bool) -> Callable[[Optional[float]], bool]:
@@ -104,6 +109,13 @@ class TLSConnection:
     def _wrap(cls, sock: socket.socket, context: ssl.SSLContext, **options: Any) -> TLSConnection:
         import ssl
 
+        # A direction ends at the TCP level (see the module): the other direction must
+        # go on, so the end of the stream without close_notify is an end, not an error
+        # that breaks the connection (OpenSSL 3 makes it one unless told so; Python
+        # 3.10-3.12 told it by default, 3.13 no longer does, 3.8/3.9 lack the name).
+        context.options |= getattr(
+            ssl, "OP_IGNORE_UNEXPECTED_EOF", 1 << 7 if ssl.OPENSSL_VERSION_INFO >= (3,) else 0
+        )
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         return cls(sock, context.wrap_bio(incoming, outgoing, **options), incoming, outgoing)
 
@@ -167,7 +179,12 @@ class TLSConnection:
         count = 0
         while count < size:
             try:
-                got = read(size - count, view[count:] if count else view)
+                if _READ_INTO_VIEWS:
+                    got = read(size - count, view[count:] if count else view)
+                else:
+                    data = read(size - count)
+                    got = len(data)
+                    view[count : count + got] = data
             except self._WantRead:
                 if not count:
                     self._feed()  # SSLWantReadError if the socket has nothing either
