@@ -320,27 +320,37 @@ class Runner:
         return {"error": f"exit {process.returncode}: {_tail(stderr or stdout)}"}, wall
 
     def run_case(self, scenario: str, case: str) -> Dict[str, Side]:
-        sides = {name: Side() for name in SIDES}
+        return self.run_cases(scenario, [case])[0]
+
+    def run_cases(self, scenario: str, cases: List[str]) -> List[Dict[str, Side]]:
+        """Every round runs each case once per side (A/B/A/B); with several cases they
+        take turns too, so cases compared with each other (plain and TLS) see the same
+        load as well."""
+        results = [{name: Side() for name in SIDES} for _ in cases]
         for _ in range(self.rounds):
-            timeout = self.timeout
-            for name in SIDES:  # A/B/A/B: both sides see the same load
-                side = sides[name]
-                if side.error or side.skipped:
-                    continue
-                record, wall = self.run_once(name, scenario, case, timeout)
-                if name == "original" and "error" not in record:
-                    # a side that takes ten times as long as the original is hung
-                    timeout = min(self.timeout, max(MIN_TIMEOUT, 10 * wall))
-                if "error" in record:
-                    side.error = record["error"]
-                elif "skipped" in record:
-                    side.skipped = str(record["skipped"])
-                else:
-                    side.seconds.extend(float(s) for s in record["seconds"])
-                    side.unit = str(record.get("unit", "run"))
-                    side.amount = float(record.get("amount", 1.0))
-                    side.extra_runs.append(dict(record.get("extra") or {}))
-        return sides
+            for case, sides in zip(cases, results):
+                self._round(scenario, case, sides)
+        return results
+
+    def _round(self, scenario: str, case: str, sides: Dict[str, Side]) -> None:
+        timeout = self.timeout
+        for name in SIDES:  # A/B/A/B: both sides see the same load
+            side = sides[name]
+            if side.error or side.skipped:
+                continue
+            record, wall = self.run_once(name, scenario, case, timeout)
+            if name == "original" and "error" not in record:
+                # a side that takes ten times as long as the original is hung
+                timeout = min(self.timeout, max(MIN_TIMEOUT, 10 * wall))
+            if "error" in record:
+                side.error = record["error"]
+            elif "skipped" in record:
+                side.skipped = str(record["skipped"])
+            else:
+                side.seconds.extend(float(s) for s in record["seconds"])
+                side.unit = str(record.get("unit", "run"))
+                side.amount = float(record.get("amount", 1.0))
+                side.extra_runs.append(dict(record.get("extra") or {}))
 
 
 # Not passed on to the measured processes. PYTHONDONTWRITEBYTECODE: users run with
@@ -594,6 +604,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--original-python", help="use this interpreter instead of the venv")
     parser.add_argument("--ours-python", help="use this interpreter instead of the venv")
     parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="a scenario's cases take turns round by round (compare cases of one run)",
+    )
+    parser.add_argument(
         "--ours",
         choices=("head", "worktree"),
         default="head",
@@ -647,9 +662,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                     }
                 )
                 continue
-            for case in cases:
-                if not selected(args.only, scenario, case):
-                    continue
+            chosen = [case for case in cases if selected(args.only, scenario, case)]
+            if args.interleave and chosen:
+                print(f"{scenario}:{','.join(chosen)} (in turns) ...", file=sys.stderr, flush=True)
+                for case, sides in zip(chosen, runner.run_cases(scenario, chosen)):
+                    entries.append(summarize(scenario, case, sides))
+                continue
+            for case in chosen:
                 print(f"{scenario}:{case} ...", file=sys.stderr, flush=True)
                 sides = runner.run_case(scenario, case)
                 entries.append(summarize(scenario, case, sides))
