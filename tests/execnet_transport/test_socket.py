@@ -201,6 +201,16 @@ def test_serve_socket_once(tmp_path: Path) -> None:
 # -- TLS --------------------------------------------------------------------------------
 
 
+def assert_echoes(gw: Gateway, size: int) -> None:
+    """`size` random bytes go there and come back unchanged."""
+    echo = gw.remote_exec("for item in channel: channel.send(item)")
+    data = os.urandom(size)
+    echo.send(data)
+    assert echo.receive(60) == data
+    echo.close()
+    echo.waitclose(30)
+
+
 def tls_server(servers: Callable[..., Server], pki: PKI, *more: str, **options: object) -> Server:
     keys = ("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
     return servers(*keys, *more, **options)
@@ -260,12 +270,7 @@ def test_tls_server_on_pypy(servers: Callable[..., Server], makegw: MakeGateway,
     server = tls_server(servers, pki, command=command, env=env)
     gw = makegw(f"socket={server.address}//tls_ca={pki.ca}")
     assert gw.remote_exec("import sys; channel.send(sys.implementation.name)").receive(30) == "pypy"
-    echo = gw.remote_exec("for item in channel: channel.send(item)")
-    data = os.urandom(3 << 20)
-    echo.send(data)
-    assert echo.receive(60) == data
-    echo.close()
-    echo.waitclose(30)
+    assert_echoes(gw, 3 << 20)
 
 
 def test_mutual_tls(servers: Callable[..., Server], makegw: MakeGateway, pki: PKI) -> None:
@@ -298,12 +303,7 @@ def test_tls_honours_execmodel(
     server = tls_server(servers, pki)
     gw = makegw(f"socket={server.address}//tls_ca={pki.ca}//execmodel={model}")
     assert gw.remote_status().execmodel == model
-    ch = gw.remote_exec("for item in channel: channel.send(item)")
-    data = os.urandom(1 << 20)
-    ch.send(data)
-    assert ch.receive(30) == data
-    ch.close()
-    ch.waitclose(30)
+    assert_echoes(gw, 1 << 20)
 
 
 def test_tls_client_needs_a_certificate_the_server_trusts(
