@@ -152,18 +152,27 @@ class Runner:
         The first side is the reference: once it has succeeded in a round, a process of
         another side that takes ten times as long (and at least MIN_TIMEOUT) is hung.
         A side that fails or skips once is not run again for this case."""
-        sides = {name: Side() for name in commands}
+        return self.alternate_cases([(commands, case)])[0]
+
+    def alternate_cases(self, runs: List[Tuple[Dict[str, Command], str]]) -> List[Dict[str, Side]]:
+        """alternate() for several cases at once: every round runs each case once per
+        side, so cases compared with each other (plain and TLS) see the same load too."""
+        results = [{name: Side() for name in commands} for commands, _ in runs]
         for _ in range(self.rounds):
-            timeout = self.timeout
-            for index, (name, command) in enumerate(commands.items()):
-                side = sides[name]
-                if side.error or side.skipped:
-                    continue
-                record, wall = self.run_command(command, case, timeout)
-                if index == 0 and "error" not in record and "skipped" not in record:
-                    timeout = min(self.timeout, max(MIN_TIMEOUT, 10 * wall))
-                side.add(record)
-        return sides
+            for (commands, case), sides in zip(runs, results):
+                self._round(commands, case, sides)
+        return results
+
+    def _round(self, commands: Dict[str, Command], case: str, sides: Dict[str, Side]) -> None:
+        timeout = self.timeout
+        for index, (name, command) in enumerate(commands.items()):
+            side = sides[name]
+            if side.error or side.skipped:
+                continue
+            record, wall = self.run_command(command, case, timeout)
+            if index == 0 and "error" not in record and "skipped" not in record:
+                timeout = min(self.timeout, max(MIN_TIMEOUT, 10 * wall))
+            side.add(record)
 
 
 # ---------------------------------------------------------------- figures

@@ -421,6 +421,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--original-python", help="use this interpreter instead of the venv")
     parser.add_argument("--ours-python", help="use this interpreter instead of the venv")
     parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="a scenario's cases take turns round by round (compare cases of one run)",
+    )
+    parser.add_argument(
         "--ours",
         choices=("head", "worktree"),
         default="head",
@@ -486,9 +491,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                     }
                 )
                 continue
-            for case in cases:
-                if not selected(args.only, scenario, case):
-                    continue
+            chosen = [case for case in cases if selected(args.only, scenario, case)]
+            if args.interleave and chosen:
+                print(f"{scenario}:{','.join(chosen)} (in turns) ...", file=sys.stderr, flush=True)
+                runs = [(scenario_commands(pythons, scenario, case), case) for case in chosen]
+                for case, sides in zip(chosen, runner.alternate_cases(runs)):
+                    entries.append(summarize(scenario, case, sides))
+                continue
+            for case in chosen:
                 print(f"{scenario}:{case} ...", file=sys.stderr, flush=True)
                 sides = runner.alternate(scenario_commands(pythons, scenario, case), case)
                 entries.append(summarize(scenario, case, sides))

@@ -19,6 +19,8 @@ EXPECTED = {
     "FdIO",
     "SocketIO",
     "StdioIO",
+    "TLSConnection",
+    "TLSSocketIO",
     "Channel",
     "ChannelFileRead",
     "ChannelFileWrite",

@@ -13,6 +13,7 @@ from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
+from ._tls import TLSConnection, TLSSocketIO
 from ._trace import trace
 
 TYPE_CHECKING = False
@@ -31,6 +32,8 @@ __all__ = [
     "FdIO",
     "SocketIO",
     "StdioIO",
+    "TLSConnection",
+    "TLSSocketIO",
     # channels and the endpoint
     "Channel",
     "ChannelFileRead",
