@@ -102,7 +102,16 @@ def decode(  # noqa: PLR0917 - positional: called once per message
     py3str_as_py2str: bool,
     hook: Optional[ChannelHook],
 ) -> Any:
-    """The value encoded in ``data[pos:end]``, which must end with its STOP.
+    """The value of the payload at ``data[pos:end]``, which must end with its STOP.
+
+    Exported as ``execnet_serial.loads_payload_at``: ``loads_payload`` without its
+    argument checks and conversions, every argument positional, for a reader of many
+    payloads in one bytes (the channel layer's receive loop: one call per message).
+    ``data`` must be ``bytes`` and ``0 <= pos <= end <= len(data)``; ``hook`` is a
+    ChannelHook or None. Raises what ``loads_payload`` raises.
+
+    >>> decode(b"..N\\x00\\x00\\x00\\x02hiQ..", 2, 10, False, False, None)
+    'hi'
 
     ``end`` may be short of ``len(data)`` (many frames in one chunk): a payload that
     claims more than ``end`` is truncated; an opcode read past ``end`` (corrupt data
