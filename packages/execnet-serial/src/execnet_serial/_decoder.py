@@ -24,7 +24,8 @@ end                                    STOP                                  ``d
 =====================================  ====================================  ==========
 
 The loop reads the frequent opcodes itself, tested in order of frequency with its
-state in local variables: a call per opcode would cost a third of the loop's time.
+state in local variables: reading INT through a call instead makes a tuple of 1,000
+ints load a fifth slower (CPython 3.11), and small messages pay the same per opcode.
 Its rules, which the readers in ``_readers`` and ``_bulk`` follow too:
 
 - every declared length is checked against the bytes actually present before anything
@@ -116,8 +117,8 @@ def decode(  # noqa: PLR0917 - positional: called once per message
     ``end`` may be short of ``len(data)`` (many frames in one chunk): a payload that
     claims more than ``end`` is truncated; an opcode read past ``end`` (corrupt data
     running into what follows) is caught at STOP, which must sit at ``end - 1``.
-    Long on purpose: the frequent opcodes are read here, with no call per opcode (a call
-    costs about as much as reading an INT or a short string).
+    Long on purpose: the frequent opcodes are read here, with no call per opcode (see
+    the module's docstring).
     """
     stack: List[Any] = []
     push = stack.append
