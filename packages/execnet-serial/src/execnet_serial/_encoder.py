@@ -53,7 +53,7 @@ from ._writers import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, Collection, Dict, List, Optional
 
     from ._hook import ChannelHook
 
@@ -153,7 +153,7 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
         return
     if n >= HOMOGENEOUS_MIN and (
         write_scalar_list(x, parts, hook)
-        or (_records_of_one_type(x) and _write_record_list(x, parts, hook))
+        or (_records_of_one_type(x, x[0], x[-1]) and _write_record_list(x, parts, hook))
     ):
         return
     w = parts.append
@@ -222,11 +222,11 @@ _CONTAINERS: Dict[type, Callable[[Any, _Parts, Optional[ChannelHook]], None]] = 
 _RECORDS = (dict, tuple, list)
 
 
-def _records_of_one_type(values: List[Any]) -> bool:
-    """All of values (at least one) are dicts, all tuples or all lists: worth a look by
-    ``_columns``. The first and last are tested before the whole list is."""
-    t = type(values[0])
-    return t in _RECORDS and type(values[-1]) is t and len(set(map(type, values))) == 1
+def _records_of_one_type(values: Collection[Any], first: Any, last: Any) -> bool:
+    """All of values (its first and last items given) are dicts, all tuples or all lists:
+    worth a look by ``_columns``. The first and last are tested before the whole is."""
+    t = type(first)
+    return t in _RECORDS and type(last) is t and len(set(map(type, values))) == 1
 
 
 def _write_record_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> bool:
@@ -238,7 +238,8 @@ def _write_record_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook])
 
 def _write_record_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> bool:
     """``_columns.write_record_dict`` (a whole-container writer), for records only."""
-    if not _records_of_one_type(list(x.values())):
+    values = x.values()
+    if not _records_of_one_type(values, next(iter(values)), next(reversed(values))):
         return False
     from ._columns import write_record_dict  # first use: not at start
 
