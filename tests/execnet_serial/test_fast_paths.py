@@ -111,6 +111,31 @@ def test_column_encoder_exact_types() -> None:
     assert dumps(empty) == _general_bytes(empty)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_record_dict_writer_writes_the_general_bytes(data: st.DataObject) -> None:
+    # big dicts (65+ entries) of records are written column by column
+    # (_columns.write_record_dict); the same bytes as item by item, or the same DumpError
+    records = data.draw(_records(scalars), label="records")
+    values = records * (65 // len(records) + 1)  # records of one shape, 65 or more
+    keys = [f"key{i}" for i in range(len(values))]
+    value = dict(zip(keys, values))
+    odd = data.draw(st.sampled_from(["none", "first", "last", "key"]))
+    if odd == "first":
+        value[keys[0]] = "not a record"
+    elif odd == "last":
+        value[keys[-1]] = 1.5
+    elif odd == "key":
+        value[3] = values[0]  # a key that is not a str
+    try:
+        expected = _general_bytes(value)
+    except (DumpError, UnicodeEncodeError):
+        with pytest.raises(DumpError):
+            dumps(value)
+        return
+    assert dumps(value) == expected
+
+
 def test_column_encoder_deep_and_cyclic() -> None:
     deep: Any = "leaf"
     for _ in range(3000):
