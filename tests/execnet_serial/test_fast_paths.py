@@ -73,7 +73,7 @@ values = st.recursive(
 
 def _general_bytes(value: Any) -> bytes:
     parts = [b"\x02"]
-    encode_iteratively(value, None, parts)
+    encode_iteratively(value, parts, None)
     parts.append(b"Q")
     return b"".join(parts)
 

@@ -5,7 +5,7 @@ depth, and nothing but DumpError for a value that cannot be written. The plan:
 
 - one small function per container type; in each, the common scalars (str, small int,
   None, float) of its items are encoded inline, everything else goes through
-  ``_encode_any``, which dispatches on the exact type (a subclass is a DumpError). The
+  ``encode_any``, which dispatches on the exact type (a subclass is a DumpError). The
   inline scalars are the one thing written three times here (tuple items, list items,
   dict values), on purpose: one shared loop for the three costs a quarter to a half
   more per item (a branch or a zip per item), a call per item a fifth to two thirds;
@@ -13,18 +13,20 @@ depth, and nothing but DumpError for a value that cannot be written. The plan:
   the many dicts of a typical message) are kept encoded in a small cache;
 - everything is appended to one list of parts and joined once.
 
-The fast paths, behind one interface: a *whole-container writer* gets a container,
-the list of parts and the hook, and either appends the container's whole encoding (the
-very bytes the item-by-item encoders write: the tests compare them) and returns True,
-or appends nothing and returns False. They are ``_writers.write_scalar_list`` (a list
-of 8+ ints, strs or floats, imported at start), and ``_columns.write_record_list`` and
-``_columns.write_record_dict`` (many records of one shape, column by column; imported
-on first use).
+Every encoder here takes ``(value, parts, hook)`` and appends to ``parts``: the
+general ones (``encode_any``, one function per container type, and the iterative
+``_encoder_deep.encode_iteratively``) write any value they get; the fast paths, behind
+one interface, are *whole-container writers* that either append the container's whole
+encoding (the very bytes the general encoders write: the tests compare them) and return
+True, or append nothing and return False. They are ``_writers.write_scalar_list`` (a
+list of 8+ ints, strs or floats; imported at start), and ``_columns.write_record_list``
+and ``_columns.write_record_dict`` (many records of one shape, column by column;
+imported on first use).
 
-This encoder recurses once per container: a value nested deeper than the recursion
-limit raises RecursionError, and ``dumps_payload_parts`` starts over with the iterative
-encoder (``_encoder_deep``, imported on first use), which writes the same bytes with a
-stack of its own.
+The recursive encoder recurses once per container: a value nested deeper than the
+recursion limit raises RecursionError, and ``dumps_payload_parts`` starts over with the
+iterative encoder (imported on first use), which writes the same bytes with a stack of
+its own.
 """
 
 from __future__ import annotations
@@ -272,9 +274,9 @@ def dumps_payload_parts(obj: object, hook: Optional[ChannelHook] = None) -> _Par
                 _CONTAINERS.get(type(obj), encode_any)(obj, parts, hook)
             except RecursionError:
                 del parts[1:]
-                _encode_iteratively(obj, hook, parts)
+                _encode_iteratively(obj, parts, hook)
         else:
-            _encode_iteratively(obj, hook, parts)
+            _encode_iteratively(obj, parts, hook)
     except UnicodeEncodeError as exc:
         raise DumpError(f"can't serialize a str that is not UTF-8 encodable: {exc}") from None
     except struct.error as exc:
@@ -286,10 +288,10 @@ def dumps_payload_parts(obj: object, hook: Optional[ChannelHook] = None) -> _Par
     return parts
 
 
-def _encode_iteratively(obj: object, hook: Optional[ChannelHook], parts: _Parts) -> None:
+def _encode_iteratively(obj: object, parts: _Parts, hook: Optional[ChannelHook]) -> None:
     from ._encoder_deep import encode_iteratively  # first use: not at start
 
-    encode_iteratively(obj, hook, parts)
+    encode_iteratively(obj, parts, hook)
 
 
 def encode(obj: object, hook: Optional[ChannelHook], head: bytes) -> bytes:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["encode_iteratively"]
 
 
-def encode_iteratively(obj: object, hook: Optional[ChannelHook], parts: List[bytes]) -> None:
+def encode_iteratively(obj: object, parts: List[bytes], hook: Optional[ChannelHook]) -> None:
     """Append the opcodes of obj (without STOP) to parts, with no recursion."""
     w = parts.append
     stack: List[Iterator[Any]] = []
