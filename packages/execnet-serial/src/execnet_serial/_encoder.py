@@ -154,8 +154,8 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
         parts.append(EMPTY_LIST)
         return
     if n >= HOMOGENEOUS_MIN and (
-        write_scalar_list(x, parts, hook)
-        or (_records_of_one_type(x, x[0], x[-1]) and _write_record_list(x, parts, hook))
+        (type(x[0]) in _RECORDS and _write_record_list(x, parts, hook))
+        or write_scalar_list(x, parts, hook)
     ):
         return
     w = parts.append
@@ -232,7 +232,9 @@ def _records_of_one_type(values: Collection[Any], first: Any, last: Any) -> bool
 
 
 def _write_record_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> bool:
-    """``_columns.write_record_list`` (a whole-container writer), imported on first use."""
+    """``_columns.write_record_list`` (a whole-container writer), for records only."""
+    if not _records_of_one_type(x, x[0], x[-1]):
+        return False
     from ._columns import write_record_list  # first use: not at start
 
     return write_record_list(x, parts, hook)
