@@ -13,7 +13,7 @@ import sys
 import weakref
 
 from execnet_serial import DumpError, LoadError, dumps_payload, loads_payload
-from execnet_serial._encoder import encode_parts  # the frame is written from its parts
+from execnet_serial import dumps_payload_parts as encode_parts  # frames written from parts
 
 from . import _frames
 from ._channel import Channel

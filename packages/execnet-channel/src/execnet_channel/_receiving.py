@@ -25,7 +25,7 @@ most about twice that period while a receiving thread is busy elsewhere.
 
 from __future__ import annotations
 
-from execnet_serial._decoder import decode as _decode  # frames decode in place
+from execnet_serial import loads_payload_at as _decode  # frames decode in place
 
 from . import _frames
 from ._trace import trace, trace_enabled
