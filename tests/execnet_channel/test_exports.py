@@ -29,6 +29,7 @@ EXPECTED = {
     "RemoteError",
     "TimeoutError",
     "ChannelClosedError",
+    "ChannelCallbackError",
     "trace",
 }
 
