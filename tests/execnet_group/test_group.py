@@ -100,6 +100,13 @@ def test_defaultspec(group: Group) -> None:
     assert group.makegateway().id == "fromdefault"
 
 
+@pytest.mark.parametrize("spec", [None, ""])
+def test_an_empty_spec_is_the_default_spec(group: Group, spec: str | None) -> None:
+    gw = group.makegateway(spec)  # as in execnet 2.1.2 ("" too; XSpec("") is refused)
+    assert str(gw.spec) == "popen"
+    assert gw.remote_exec("channel.send(42)").receive(30) == 42
+
+
 def test_xspecs_in_the_constructor() -> None:
     group = Group(["popen", "popen//id=named"])
     try:
