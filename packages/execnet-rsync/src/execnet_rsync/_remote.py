@@ -22,7 +22,7 @@ Paths are bytes on both sides, so any name the file system holds (spaces, newlin
 undecodable bytes) arrives unchanged. Integers travel as ASCII in bytes blobs: one
 ``split`` decodes thousands of them, far cheaper than one serializer item each.
 
-Nothing from the sender is trusted (see check_entry and Receiver): a listing entry must
+Nothing from the sender is trusted (see check_entries and Receiver): a listing entry must
 name a path strictly inside the destination ("a/b", no absolute path, no "." or ".."
 or empty component, listed once, below a directory listed before it); contents and
 touches are accepted only for the entries this receiver asked for. A bad entry or
@@ -44,6 +44,8 @@ FILE = b"f"
 LINK = b"l"  # a link whose target is recreated as it is
 TREE_LINK = b"t"  # an absolute link into the source tree: its target is the path inside
 # the tree ("" for the tree's root), made absolute inside the destination by the receiver
+_KINDS = (DIR, FILE, LINK, TREE_LINK)
+_PLAIN_KINDS = (FILE, DIR, LINK)  # TREE_LINK targets need a check of their own
 _FIELDS = 6
 _INT64 = 1 << 63
 HASH_BLOCK = 1 << 20
@@ -125,35 +127,69 @@ def path_problem(relpath: bytes) -> Optional[str]:
     return None
 
 
-def check_entry(index: int, entry: Entry, dirs: Dict[bytes, int], seen: Set[bytes]) -> None:
-    """Refuse an entry that could make the receiver act outside the destination.
+def check_entries(
+    entries: List[Entry], start: int, dirs: Dict[bytes, int], seen: Set[bytes]
+) -> None:
+    """Refuse an entry (from ``start`` on) that could make the receiver act outside the
+    destination: UnsafeEntry naming it.
 
-    ``dirs`` holds the directories listed so far (relpath -> index), ``seen`` every
-    relpath listed so far; the entry's parent must be one of the directories.
+    ``dirs`` holds the directories listed so far (relpath -> index) and ``seen`` every
+    relpath listed so far; both are updated. An entry's parent must be in ``dirs``.
     """
-    kind, relpath = entry.kind, entry.relpath
-    problem: Optional[str] = None
-    if kind not in (DIR, FILE, LINK, TREE_LINK):
-        problem = f"an unknown kind {kind!r}"
-    elif index == 0:
+    for index in range(start, len(entries)):
+        kind, relpath, size, mtime_ns, mode, _ = entries[index]
+        if not (  # the common case in one expression: thousands of entries a sync
+            index
+            and kind in _PLAIN_KINDS
+            and relpath[:1] not in b"/."  # (b"" is in it: the root takes the long way)
+            and relpath[-1:] != b"/"
+            and b"//" not in relpath
+            and b"/." not in relpath  # no component is empty or starts with "."
+            and b"\0" not in relpath
+            and not _OTHER_SEPARATORS
+            and relpath not in seen
+            and relpath.rpartition(b"/")[0] in dirs
+            and 0 <= size < _INT64
+            and 0 <= mode <= 0o7777
+            and -_INT64 <= mtime_ns < _INT64
+        ):
+            problem = entry_problem(index, entries[index], dirs, seen)
+            if problem is not None:
+                raise UnsafeEntry(
+                    f"refusing listing entry {index} {os.fsdecode(relpath)!r}: {problem}"
+                )
+        seen.add(relpath)
+        if kind == DIR:
+            dirs[relpath] = index
+
+
+def entry_problem(
+    index: int, entry: Entry, dirs: Dict[bytes, int], seen: Set[bytes]
+) -> Optional[str]:
+    """What is wrong with listing entry ``index`` (see check_entries), or None."""
+    kind, relpath, size, mtime_ns, mode, target = entry
+    if kind not in _KINDS:
+        return f"an unknown kind {kind!r}"
+    if index == 0:
         if kind != DIR or relpath:
-            problem = "the first entry must be the destination directory itself"
+            return "the first entry must be the destination directory itself"
     else:
         problem = path_problem(relpath)
-        if problem is None and relpath in seen:
-            problem = "listed twice"
-        elif problem is None and relpath.rpartition(b"/")[0] not in dirs:
-            problem = "its parent is not a directory listed before it"
-    if problem is None and not (0 <= entry.size < _INT64 and 0 <= entry.mode <= 0o7777):
-        problem = f"size {entry.size} or mode {entry.mode:o} out of range"
-    if problem is None and not -_INT64 <= entry.mtime_ns < _INT64:
-        problem = f"mtime {entry.mtime_ns} out of range"
-    if problem is None and kind == TREE_LINK and entry.target:
-        inner = path_problem(entry.target)
+        if problem is not None:
+            return problem
+        if relpath in seen:
+            return "listed twice"
+        if relpath.rpartition(b"/")[0] not in dirs:
+            return "its parent is not a directory listed before it"
+    if not (0 <= size < _INT64 and 0 <= mode <= 0o7777):
+        return f"size {size} or mode {mode:o} out of range"
+    if not -_INT64 <= mtime_ns < _INT64:
+        return f"mtime {mtime_ns} out of range"
+    if kind == TREE_LINK and target:
+        inner = path_problem(target)
         if inner is not None:
-            problem = f"a link into the tree whose target has {inner}"
-    if problem is not None:
-        raise UnsafeEntry(f"refusing listing entry {index} {os.fsdecode(relpath)!r}: {problem}")
+            return f"a link into the tree whose target has {inner}"
+    return None
 
 
 def file_digest(path: bytes) -> bytes:
@@ -204,7 +240,7 @@ def remove_path(path: bytes) -> None:
 class Receiver:
     """Brings one destination directory in line with a listing.
 
-    plan_more() checks each part of the listing (check_entry: an UnsafeEntry stops the
+    plan_more() checks each part of the listing (check_entries: an UnsafeEntry stops the
     sync before anything of that part is done), makes directories and links, and
     removes what is in the way; plan_end() (with delete, removes what the source lacks)
     returns which files must be sent and which must first be compared by hash.
@@ -225,7 +261,7 @@ class Receiver:
         self.consumed = 0
         self._dirs: Dict[bytes, int] = {}  # listed directories: relpath -> index
         self._seen: Set[bytes] = set()  # every relpath listed so far
-        self._checked = 0  # entries that passed check_entry
+        self._checked = 0  # entries that passed check_entries
         # Directories below the root that lstat showed to be real directories (not
         # links) since the last link was made here (a link may take a directory's place
         # on a case-insensitive file system): what writes may go through.
@@ -307,12 +343,7 @@ class Receiver:
         parts, in walk order, while the sender is still walking its tree). The new
         entries are checked first: UnsafeEntry, and nothing of this part is done."""
         self.entries.extend(entries)
-        for index in range(self._checked, len(self.entries)):
-            entry = self.entries[index]
-            check_entry(index, entry, self._dirs, self._seen)
-            self._seen.add(entry.relpath)
-            if entry.kind == DIR:
-                self._dirs[entry.relpath] = index
+        check_entries(self.entries, self._checked, self._dirs, self._seen)
         self._checked = len(self.entries)
         if self._planned < 0:
             os.makedirs(self.root, exist_ok=True)  # FileExistsError if not a directory
