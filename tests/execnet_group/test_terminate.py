@@ -124,7 +124,9 @@ def test_sixteen_gateways_at_once(procs) -> None:  # type: ignore[no-untyped-def
     pids += [gw._pid for gw in list(group)[4:]]
     assert len(set(pids)) == 16
     report = group.terminate(timeout=1.0)
-    assert sorted(report.killed) == ["gw0", "gw1", "gw2", "gw3"]  # stopped: only a kill works
+    # the stopped ones only a kill ends; an idle one exits, or on a loaded machine may
+    # not manage that within the timeout and is killed: both are right
+    assert {"gw0", "gw1", "gw2", "gw3"} <= set(report.killed)
     assert set(report.exited + report.killed) == {f"gw{n}" for n in range(16)}
     assert not [pid for pid in pids if procs.alive(pid)]
 
@@ -307,8 +309,8 @@ def test_stuck_socket_gateway_gets_its_connection_cut(procs) -> None:  # type: i
         assert gw.remote_exec(STOPPED).receive(30) == "running"
         _wait_stopped(remote_pid)
         report = group.terminate(timeout=0.5)
-        assert report.killed == ["sock"], report
-        assert report.exited == ["server"], report
+        assert "sock" in report.killed, report
+        assert sorted(report.exited + report.killed) == ["server", "sock"], report
         assert not gw.hasreceiver()
     finally:
         _kill([remote_pid])
