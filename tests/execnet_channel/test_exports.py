@@ -31,6 +31,7 @@ EXPECTED = {
     "RemoteError",
     "TimeoutError",
     "ChannelClosedError",
+    "ChannelCallbackError",
     "NotProperlyTerminated",
     "trace",
 }

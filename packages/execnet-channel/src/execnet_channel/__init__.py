@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from .__about__ import __version__
 from ._channel import NO_ENDMARKER, Channel, ChannelFileRead, ChannelFileWrite
-from ._errors import ChannelClosedError, NotProperlyTerminated, RemoteError, TimeoutError
+from ._errors import (
+    ChannelCallbackError,
+    ChannelClosedError,
+    NotProperlyTerminated,
+    RemoteError,
+    TimeoutError,
+)
 from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
@@ -46,6 +52,7 @@ __all__ = [
     "RemoteError",
     "TimeoutError",
     "ChannelClosedError",
+    "ChannelCallbackError",
     "NotProperlyTerminated",
     # tracing
     "trace",

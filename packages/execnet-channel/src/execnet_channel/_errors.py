@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["ChannelClosedError", "NotProperlyTerminated", "RemoteError", "TimeoutError"]
+__all__ = [
+    "ChannelCallbackError",
+    "ChannelClosedError",
+    "NotProperlyTerminated",
+    "RemoteError",
+    "TimeoutError",
+]
 
 
 class RemoteError(Exception):
@@ -46,6 +52,17 @@ class ChannelClosedError(OSError, ValueError):
     pytest-xdist catches OSError; the documents also promise ValueError for this misuse.
 
     >>> issubclass(ChannelClosedError, OSError) and issubclass(ChannelClosedError, ValueError)
+    True
+    """
+
+
+class ChannelCallbackError(OSError, ValueError):
+    """receive() (or a second setcallback()) on a channel whose items go to a callback.
+
+    An OSError (IOError) as in execnet 2.1.2, whose users write
+    ``except IOError`` around it; also a ValueError, since it is a misuse.
+
+    >>> issubclass(ChannelCallbackError, OSError) and issubclass(ChannelCallbackError, ValueError)
     True
     """
 
