@@ -1,14 +1,17 @@
-"""Run every benchmark scenario under execnet 2.1.2 and under this project, side by side.
+"""Run every benchmark scenario under execnet 2.1.2 and under this project, side by side,
+then the peer cases beside mitogen and rpyc too.
 
     python benchmarks/run.py                 # the full suite; writes RESULTS.md + results.json
-    python benchmarks/run.py --quick         # a short run, table on stdout only
+    python benchmarks/run.py --quick         # a short run, tables on stdout only
     python benchmarks/run.py --only roundtrip,bulk:send --rounds 3
+    python benchmarks/run.py --only peers            # the peer table alone
 
-Two virtual environments are made (and reused) through `tools.oracle.make_venv`:
+Virtual environments are made (and reused) through `tools.oracle.make_venv`:
 `original` holds execnet==2.1.2 from the package index, `ours` holds the packages of
-`packages/*` installed editable (so source changes are picked up without a rebuild).
-Both get the same pytest and pytest-xdist 3.8.0; in `ours` pytest-xdist is installed
-without its dependencies, so the original execnet never enters it.
+`packages/*` as committed at HEAD (or the working tree, `--ours worktree`). Both get the
+same pytest and pytest-xdist 3.8.0; in `ours` pytest-xdist is installed without its
+dependencies, so the original execnet never enters it. The peers (peer_runs.py) get one
+venv each: `mitogen`, `rpyc`.
 
 Each case runs in a fresh process per repeat, alternating original/ours/original/ours
 in the same run, so both sides see the same machine load. A case that fails or hangs
@@ -18,22 +21,23 @@ under one side is reported as failed for that side; the run goes on.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import fnmatch
 import json
 import os
 import platform
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded as a module
+import peer_runs
+from _measure import Command, Runner, Side, cell, child_env, compare, figures, tail
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -44,7 +48,7 @@ TOOLS = ("pytest==8.4.2", "pytest-xdist==3.8.0")
 HATCHLING = "hatchling>=1.26"  # builds the HEAD snapshot of ours without build isolation
 SIDES = ("original", "ours")
 NOTES_HEADING = "## Notes"
-MIN_TIMEOUT = 120.0  # seconds: the least a process gets, however fast the original was
+PEERS = "peers"  # the name --only selects the peer cases by ("peers", "peers:bulk*")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,13 @@ def make_original(base_python: Optional[str]) -> str:
     oracle = _oracle_tools()
     requirements = ["execnet==2.1.2", *TOOLS]
     return str(oracle.make_venv("bench-original", requirements, base_python=base_python))
+
+
+def make_peer(name: str, base_python: Optional[str]) -> str:
+    """The interpreter of the environment holding peer `name` (peer_runs.PEER_REQUIREMENTS)."""
+    oracle = _oracle_tools()
+    requirements = peer_runs.PEER_REQUIREMENTS[name]
+    return str(oracle.make_venv(f"bench-{name}", requirements, base_python=base_python))
 
 
 def _git(*args: str) -> str:
@@ -179,7 +190,8 @@ def versions(python: str) -> Dict[str, str]:
     code = (
         "import importlib.metadata as m, json, platform\n"
         "names = ['execnet', 'execnet-serial', 'execnet-channel', 'execnet-transport',\n"
-        "         'execnet-group', 'execnet-rsync', 'pytest', 'pytest-xdist']\n"
+        "         'execnet-group', 'execnet-rsync', 'pytest', 'pytest-xdist',\n"
+        "         'mitogen', 'rpyc']\n"
         "found = {'python': platform.python_implementation() + ' ' + platform.python_version()}\n"
         "for name in names:\n"
         "    try:\n"
@@ -217,26 +229,6 @@ def machine() -> Dict[str, Any]:
 # ---------------------------------------------------------------- running
 
 
-@dataclass
-class Side:
-    seconds: List[float] = field(default_factory=list)
-    unit: str = "run"
-    amount: float = 1.0
-    extra_runs: List[Dict[str, float]] = field(default_factory=list)
-    error: Optional[str] = None
-    skipped: Optional[str] = None
-
-    @property
-    def extra(self) -> Dict[str, float]:
-        """Per-case figures over the runs: the peak for memory (rss_*), else the median."""
-        keys = sorted({key for run in self.extra_runs for key in run})
-        merged = {}
-        for key in keys:
-            values = [float(run[key]) for run in self.extra_runs if key in run]
-            merged[key] = max(values) if key.startswith("rss") else statistics.median(values)
-        return merged
-
-
 def scenario_names() -> List[str]:
     return sorted(p.stem for p in SCENARIOS.glob("*.py") if not p.stem.startswith("_"))
 
@@ -252,172 +244,23 @@ def list_cases(python: str, scenario: str, env: Dict[str, str], cwd: str) -> Lis
         timeout=120,
     )
     if out.returncode != 0:
-        raise RuntimeError(_tail(out.stderr or out.stdout))
+        raise RuntimeError(tail(out.stderr or out.stdout))
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
-def _tail(text: str, lines: int = 6) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return "\n".join(kept) or "(no output)"
-
-
-@dataclass
-class Runner:
-    """How each measured process is started: the two interpreters, environment, folder."""
-
-    pythons: Dict[str, str]
-    env: Dict[str, str]
-    cwd: str
-    timeout: float
-    rounds: int
-
-    def run_once(
-        self, side: str, scenario: str, case: str, timeout: float
-    ) -> Tuple[Dict[str, Any], float]:
-        """One process, one repeat of one case: (the JSON record or {'error': text}, wall s).
-
-        The process gets its own session, so a hang is ended with everything it started
-        (the gateways' children too)."""
-        script = str(SCENARIOS / f"{scenario}.py")
-        command = [self.pythons[side], script, "--case", case, "--repeat", "1"]
-        start = time.monotonic()
-        # Files, not pipes: a child left behind holding them must not stall the read.
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=err,
-                text=True,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
-            try:
-                process.wait(timeout=timeout)
-                failure = None
-            except subprocess.TimeoutExpired:
-                failure = f"timed out after {timeout:.0f} s"
-            wall = time.monotonic() - start
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # the hung case, or leftovers
-            process.wait()
-            out.seek(0)
-            err.seek(0)
-            stdout, stderr = out.read(), err.read()
-        if failure:
-            return {"error": failure}, wall
-        for line in reversed(stdout.splitlines()):
-            if not line.startswith("{"):
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("case") == case:
-                if process.returncode != 0 and "skipped" not in record:
-                    break
-                return dict(record), wall
-        return {"error": f"exit {process.returncode}: {_tail(stderr or stdout)}"}, wall
-
-    def run_case(self, scenario: str, case: str) -> Dict[str, Side]:
-        sides = {name: Side() for name in SIDES}
-        for _ in range(self.rounds):
-            timeout = self.timeout
-            for name in SIDES:  # A/B/A/B: both sides see the same load
-                side = sides[name]
-                if side.error or side.skipped:
-                    continue
-                record, wall = self.run_once(name, scenario, case, timeout)
-                if name == "original" and "error" not in record:
-                    # a side that takes ten times as long as the original is hung
-                    timeout = min(self.timeout, max(MIN_TIMEOUT, 10 * wall))
-                if "error" in record:
-                    side.error = record["error"]
-                elif "skipped" in record:
-                    side.skipped = str(record["skipped"])
-                else:
-                    side.seconds.extend(float(s) for s in record["seconds"])
-                    side.unit = str(record.get("unit", "run"))
-                    side.amount = float(record.get("amount", 1.0))
-                    side.extra_runs.append(dict(record.get("extra") or {}))
-        return sides
-
-
-# Not passed on to the measured processes. PYTHONDONTWRITEBYTECODE: users run with
-# bytecode caching, so the benchmarks do too.
-DROPPED_ENV = (
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "VIRTUAL_ENV",
-    "EXECNET_DEBUG",
-    "PYTHONDONTWRITEBYTECODE",
-)
-
-
-def child_env(quick: bool) -> Dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in DROPPED_ENV and not k.startswith(("PYTEST_", "HATCH_"))
+def scenario_commands(pythons: Dict[str, str], scenario: str, case: str) -> Dict[str, Command]:
+    """The process of each side (original first: the reference) for one repeat of a case."""
+    script = str(SCENARIOS / f"{scenario}.py")
+    return {
+        side: Command([pythons[side], script, "--case", case, "--repeat", "1"]) for side in SIDES
     }
-    env["EXECNET_BENCH_QUICK"] = "1" if quick else "0"
-    return env
-
-
-# ---------------------------------------------------------------- figures
-
-
-def display(unit: str, amount: float) -> Tuple[str, str, float]:
-    """(mode, label, factor): how a case is shown. A figure is factor*seconds/amount for
-    'time' (lower is better) or amount/seconds for 'rate' (higher is better)."""
-    if amount == 1.0:
-        return "time", "ms", 1e3
-    if unit in ("roundtrip", "call", "op"):
-        return "time", f"µs/{unit}", 1e6
-    return "rate", f"{unit}/s", 1.0
-
-
-def figure(mode: str, factor: float, seconds: float, amount: float) -> float:
-    return factor * seconds / amount if mode == "time" else amount / seconds
 
 
 def summarize(scenario: str, case: str, sides: Dict[str, Side]) -> Dict[str, Any]:
-    ok = [side for side in sides.values() if side.seconds]
-    unit, amount = (ok[0].unit, ok[0].amount) if ok else ("run", 1.0)
-    mode, label, factor = display(unit, amount)
-    entry: Dict[str, Any] = {
-        "scenario": scenario,
-        "case": case,
-        "unit": unit,
-        "amount": amount,
-        "display": {
-            "mode": mode,
-            "label": label,
-            "better": "lower" if mode == "time" else "higher",
-        },
-    }
-    medians: Dict[str, float] = {}
-    bests: Dict[str, float] = {}
-    for name, side in sides.items():
-        values = [figure(mode, factor, s, side.amount) for s in side.seconds]
-        result: Dict[str, Any] = {"seconds": side.seconds, "extra": side.extra}
-        if values:
-            result.update(median=statistics.median(values), min=min(values), max=max(values))
-            medians[name] = statistics.median(side.seconds) / side.amount
-            bests[name] = min(side.seconds) / side.amount
-        if side.error:
-            result["error"] = side.error
-        if side.skipped:
-            result["skipped"] = side.skipped
-        entry[name] = result
+    shown, results = figures(sides)
+    entry: Dict[str, Any] = {"scenario": scenario, "case": case, **shown, **results}
+    entry.update(compare(sides["ours"], sides["original"], shown["display"]["mode"]))
     target = target_for(scenario, case)
-    if len(medians) == 2:
-        time_ratio = medians["ours"] / medians["original"]
-        entry["time_ratio"] = time_ratio
-        entry["ratio"] = time_ratio if mode == "time" else 1 / time_ratio
-        # the best runs of each side: less moved by a noisy neighbour than the medians
-        best_ratio = bests["ours"] / bests["original"]
-        entry["best_ratio"] = best_ratio if mode == "time" else 1 / best_ratio
     if target is not None:
         entry["target"] = target.text
         entry["met"] = judge(target, entry)
@@ -446,27 +289,6 @@ def judge(target: Target, entry: Dict[str, Any]) -> Optional[bool]:
     return ratio_met and absolute_met
 
 
-def _num(value: float) -> str:
-    if value >= 10_000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _cell(side: Dict[str, Any]) -> str:
-    if "error" in side and "median" not in side:
-        return "**FAILED**"
-    if "skipped" in side:
-        return "skipped"
-    if "median" not in side:
-        return "-"
-    text = f"{_num(side['median'])} ({_num(side['min'])}-{_num(side['max'])})"
-    return text + (" **FAILED**" if "error" in side else "")
-
-
 def table(entries: List[Dict[str, Any]]) -> str:
     rows = [
         "| scenario | case | figure | original 2.1.2 median (min-max) | ours median (min-max) "
@@ -483,8 +305,8 @@ def table(entries: List[Dict[str, Any]]) -> str:
         elif e.get("missed") == "absolute figure only":
             met = "ratio met, **absolute missed**"
         rows.append(
-            f"| {e['scenario']} | {e['case']} | {label} | {_cell(e['original'])} "
-            f"| {_cell(e['ours'])} | {ratio} | {best} | {e.get('target', '')} | {met} |"
+            f"| {e['scenario']} | {e['case']} | {label} | {cell(e['original'])} "
+            f"| {cell(e['ours'])} | {ratio} | {best} | {e.get('target', '')} | {met} |"
         )
     return "\n".join(rows)
 
@@ -527,6 +349,9 @@ def markdown(report: Dict[str, Any], notes: str) -> str:
     meta = report["meta"]
     m = meta["machine"]
     quick = meta["quick"]
+    load = "at start " + ", ".join(f"{x:.2f}" for x in m["loadavg_start"])
+    if "loadavg_end" in m:
+        load += ", at end " + ", ".join(f"{x:.2f}" for x in m["loadavg_end"])
     versions_line = "; ".join(
         f"{side}: " + ", ".join(f"{k} {v}" for k, v in meta["versions"][side].items())
         for side in SIDES
@@ -542,11 +367,11 @@ def markdown(report: Dict[str, Any], notes: str) -> str:
         "",
         f"- date: {meta['date']} ({meta['duration_s']:.0f} s)" + (" - QUICK run" if quick else ""),
         f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}, "
-        f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_start'])}",
+        f"load average {load}",
         f"- ours: {meta['ours']}",
         f"- versions: {versions_line}",
         "",
-        table(report["results"]),
+        table(report["results"]) if report["results"] else "(no scenario in this run)",
         "",
     ]
     memory = memory_table(report["results"])
@@ -555,6 +380,8 @@ def markdown(report: Dict[str, Any], notes: str) -> str:
     trouble = problems(report["results"])
     if trouble:
         parts += ["### Failures and skips", "", trouble, ""]
+    if report.get("peers"):
+        parts += [peer_runs.markdown(report), ""]
     return "\n".join(parts) + "\n" + notes
 
 
@@ -594,10 +421,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--original-python", help="use this interpreter instead of the venv")
     parser.add_argument("--ours-python", help="use this interpreter instead of the venv")
     parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="a scenario's cases take turns round by round (compare cases of one run)",
+    )
+    parser.add_argument(
         "--ours",
         choices=("head", "worktree"),
         default="head",
         help="measure packages/* as committed at HEAD (default) or the working tree",
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="leave out the peer cases (mitogen, rpyc)"
     )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 5)
@@ -606,12 +441,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if output is None and not args.quick and not args.only:
         output = BENCH  # only a full run replaces the committed figures
     base_python = args.python or getattr(sys, "_base_executable", None) or sys.executable
+    with_peers = not args.no_peers and selected(args.only, PEERS)
 
     started = time.time()
     pythons = {
         "original": args.original_python or make_original(base_python),
         "ours": args.ours_python or make_ours(base_python, args.ours),
     }
+    missing: Dict[str, str] = {}  # peer venvs that could not be made, and why
+    for name in peer_runs.PEER_REQUIREMENTS if with_peers else ():
+        try:
+            pythons[name] = make_peer(name, base_python)
+        except subprocess.CalledProcessError as exc:
+            missing[name] = f"could not install {peer_runs.PEER_REQUIREMENTS[name]}: {exc}"
+            print(f"{name}: {missing[name]}", file=sys.stderr)
     env = child_env(args.quick)
 
     meta: Dict[str, Any] = {
@@ -625,8 +468,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "versions": {name: versions(python) for name, python in pythons.items()},
     }
     entries: List[Dict[str, Any]] = []
+    peers: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="execnet-bench-") as cwd:
-        runner = Runner(pythons, env, cwd, timeout, rounds)
+        runner = Runner(env, cwd, timeout, rounds)
         for scenario in scenario_names():
             if not selected(args.only, scenario):
                 continue
@@ -647,17 +491,30 @@ def main(argv: Optional[List[str]] = None) -> int:
                     }
                 )
                 continue
-            for case in cases:
-                if not selected(args.only, scenario, case):
-                    continue
+            chosen = [case for case in cases if selected(args.only, scenario, case)]
+            if args.interleave and chosen:
+                print(f"{scenario}:{','.join(chosen)} (in turns) ...", file=sys.stderr, flush=True)
+                runs = [(scenario_commands(pythons, scenario, case), case) for case in chosen]
+                for case, sides in zip(chosen, runner.alternate_cases(runs)):
+                    entries.append(summarize(scenario, case, sides))
+                continue
+            for case in chosen:
                 print(f"{scenario}:{case} ...", file=sys.stderr, flush=True)
-                sides = runner.run_case(scenario, case)
+                sides = runner.alternate(scenario_commands(pythons, scenario, case), case)
                 entries.append(summarize(scenario, case, sides))
+        if with_peers:
+            cases = [case for case in peer_runs.CASES if selected(args.only, PEERS, case)]
+            peers = peer_runs.run_peers(runner, pythons, cases, missing=missing)
     meta["duration_s"] = time.time() - started
     meta["machine"]["loadavg_end"] = list(os.getloadavg())
-    report = {"meta": meta, "results": entries}
+    report: Dict[str, Any] = {"meta": meta, "results": entries}
+    if with_peers:
+        report["peers"] = peers
 
-    print(table(entries))
+    if entries:
+        print(table(entries))
+    if peers:
+        print("\n" + peer_runs.describe(peers))
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         results_md = output / "RESULTS.md"

@@ -2,4 +2,5 @@
 
 from __future__ import annotations
 
+from socketservers import pki, servers  # noqa: F401  (real socket servers, throwaway CA)
 from sshd import sshd  # noqa: F401  (the real-OpenSSH fixture, tests/sshd.py)

@@ -81,6 +81,14 @@ def target_interpreter(name: str) -> str:
     return pypy3() if name == "pypy3" else interpreter(name)
 
 
+def openssl() -> str:
+    """Debian's openssl command (it makes the throwaway certificates), or skip/fail."""
+    path = shutil.which("openssl")
+    if path is None:
+        missing("the openssl command is not installed (apt-get install openssl)")
+    return path
+
+
 def oracle_python() -> str:
     """The interpreter of a virtual environment holding execnet 2.1.2 (see tools/oracle.py)."""
     sys.path.insert(0, str(ROOT))

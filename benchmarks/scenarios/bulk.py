@@ -1,5 +1,7 @@
 """Bulk bytes: 1 GiB as 1 MiB `bytes` items over a popen gateway, each direction.
 
+(socket.py runs the same over socket gateways.)
+
 `send`: this side sends 1024 items, the remote receives them and answers with the byte
 count. `receive`: the remote sends 1024 items, this side receives them. Reported in MiB/s
 (higher is better), with the peak RSS of both processes in `extra`
@@ -10,6 +12,7 @@ up there.
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from _harness import Measure, peak_rss_mib, quick, remote_peak_rss_mib, run_cli
 
@@ -43,10 +46,11 @@ def _finish(gateway: execnet.Gateway, elapsed: float, count: int) -> Measure:
     return Measure(elapsed, "MiB", float(count), extra)
 
 
-def send() -> Measure:
-    count = _count()
+def send(spec: str = "popen", count: Optional[int] = None) -> Measure:
+    """`count` MiB to a gateway made with `spec` (also used by peers/execnet_side.py)."""
+    count = _count() if count is None else count
     item = b"s" * MIB
-    gateway = execnet.makegateway("popen")
+    gateway = execnet.makegateway(spec)
     try:
         channel = gateway.remote_exec(SINK)
         channel.send(count)
@@ -63,9 +67,9 @@ def send() -> Measure:
         gateway.join()
 
 
-def receive() -> Measure:
+def receive(spec: str = "popen") -> Measure:
     count = _count()
-    gateway = execnet.makegateway("popen")
+    gateway = execnet.makegateway(spec)
     try:
         channel = gateway.remote_exec(SOURCE)
         channel.send((count, MIB))

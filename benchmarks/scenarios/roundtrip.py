@@ -8,6 +8,7 @@ receive through the real pipe and both receiver threads.
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from _harness import Measure, quick, run_cli
 
@@ -19,9 +20,11 @@ for item in channel:
 """
 
 
-def roundtrip() -> Measure:
-    count = 2_000 if quick() else 20_000
-    gateway = execnet.makegateway("popen")
+def roundtrip(spec: str = "popen", count: Optional[int] = None) -> Measure:
+    """`count` echoes over a gateway made with `spec` (also used by peers/execnet_side.py)."""
+    if count is None:
+        count = 2_000 if quick() else 20_000
+    gateway = execnet.makegateway(spec)
     try:
         channel = gateway.remote_exec(ECHO)
         for i in range(200):  # warm up both sides

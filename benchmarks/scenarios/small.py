@@ -9,6 +9,7 @@ crossed the pipe and been decoded on the far side.
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from _harness import Measure, quick, run_cli
 
@@ -33,9 +34,10 @@ def _count() -> int:
     return 20_000 if quick() else 200_000
 
 
-def send() -> Measure:
-    count = _count()
-    gateway = execnet.makegateway("popen")
+def send(spec: str = "popen", count: Optional[int] = None) -> Measure:
+    """`count` tuples to a gateway made with `spec` (also used by peers/execnet_side.py)."""
+    count = _count() if count is None else count
+    gateway = execnet.makegateway(spec)
     try:
         channel = gateway.remote_exec(SINK)
         channel.send(count)

@@ -14,16 +14,6 @@ import parts
 RUN = parts.ROOT / "benchmarks" / "run.py"
 
 
-def _load_runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run", RUN)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_quick_run_reports_a_side_that_fails_without_stopping(tmp_path: Path) -> None:
     original = parts.oracle_python()
     without_execnet = parts.interpreter("3.8")  # a plain CPython: `import execnet` fails
@@ -50,8 +40,7 @@ def test_quick_run_reports_a_side_that_fails_without_stopping(tmp_path: Path) ->
     assert "## Notes" in results_md
 
 
-def test_targets_are_judged_on_the_ratio_and_the_absolute_figure() -> None:
-    run = _load_runner()
+def test_targets_are_judged_on_the_ratio_and_the_absolute_figure(run: ModuleType) -> None:
     faster = {"original": run.Side([2.0, 2.2, 1.8], "MiB", 1024.0),
               "ours": run.Side([0.5, 0.6, 0.4], "MiB", 1024.0)}  # fmt: skip
     entry = run.summarize("bulk", "send", faster)
@@ -74,8 +63,7 @@ def test_targets_are_judged_on_the_ratio_and_the_absolute_figure() -> None:
     assert entry["missed"] == "absolute figure only"
 
 
-def test_a_kept_notes_section_survives_a_rewrite(tmp_path: Path) -> None:
-    run = _load_runner()
+def test_a_kept_notes_section_survives_a_rewrite(tmp_path: Path, run: ModuleType) -> None:
     results_md = tmp_path / "RESULTS.md"
     assert run.kept_notes(results_md).startswith("## Notes")
     results_md.write_text(
@@ -119,8 +107,7 @@ def test_the_profiler_sums_py_spy_stacks_per_process() -> None:
     assert "100.0%  decode (_decoder.py:7)" in text
 
 
-def test_only_picks_scenarios_and_cases_by_glob() -> None:
-    run = _load_runner()
+def test_only_picks_scenarios_and_cases_by_glob(run: ModuleType) -> None:
     assert run.selected(None, "bulk", "send")
     assert run.selected("startup:popen,roundtrip", "startup")
     assert run.selected("startup:popen,roundtrip", "startup", "popen")

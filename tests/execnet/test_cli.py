@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -286,3 +288,95 @@ def test_serve_with_a_secret_file(tmp_path: Path, socket_server) -> None:  # typ
     plain = run("exec", f"socket={address}", "channel.send(7)")
     assert plain.returncode == 3
     assert plain.stdout == ""
+
+
+# -- serve: TLS, authentication, one-shot ---------------------------------------------
+
+
+def test_serve_tls_and_mutual_tls_end_to_end(socket_server, pki) -> None:  # type: ignore[no-untyped-def]
+    tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    address, _ = socket_server(str(SCRIPT), "serve", "ADDRESS", "--loop", *tls)
+    result = run("exec", f"socket={address}//tls_ca={pki.ca}", "channel.send('over tls')")
+    assert (result.returncode, result.stdout) == (0, "over tls\n"), result.stderr
+    untrusted = run("exec", f"socket={address}//tls_ca={pki.other_ca}", "channel.send(1)")
+    assert untrusted.returncode == 3
+    assert "does not verify" in untrusted.stderr
+    # mutual TLS on every address (not only loopback): client certificates authenticate
+    with _serving("0.0.0.0:0", "--loop", *tls, "--tls-client-ca", str(pki.ca)) as port:
+        keys = f"tls_ca={pki.ca}//tls_cert={pki.client_cert}//tls_key={pki.client_key}"
+        result = run("exec", f"socket=127.0.0.1:{port}//{keys}", "channel.send('mutual')")
+        assert (result.returncode, result.stdout) == (0, "mutual\n"), result.stderr
+        without = run("exec", f"socket=127.0.0.1:{port}//tls_ca={pki.ca}", "channel.send(1)")
+        assert without.returncode == 3
+        assert "client certificate" in without.stderr
+
+
+@contextlib.contextmanager
+def _serving(*args: str) -> Iterator[int]:
+    """`execnet serve *args` until the block ends; the port it listens on."""
+    server = subprocess.Popen(
+        [str(SCRIPT), "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield int(line.rpartition(":")[2])
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+
+
+def test_serve_refuses_an_open_exec_port(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    refused = run("serve", "0.0.0.0:0")
+    assert refused.returncode == 2
+    assert "without authentication" in refused.stderr
+    assert "--allow-unauthenticated" in refused.stderr
+    # TLS alone lets anyone with a TLS client in: it is no authentication either
+    tls_only = run(
+        "serve", "0.0.0.0:0", "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)
+    )
+    assert tls_only.returncode == 2
+    assert "without authentication" in tls_only.stderr
+
+
+@pytest.mark.parametrize("options", [["--allow-unauthenticated"], ["--secret-file", "SECRET"]])
+def test_serve_on_every_address_with_authentication_or_consent(
+    options: list[str], tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("a secret long enough to matter\n")
+    with _serving("0.0.0.0:0", *[option.replace("SECRET", str(secret)) for option in options]):
+        pass  # it listens
+
+
+def test_serve_once_counts_only_an_authenticated_client(socket_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "secret"
+    secret.write_text("the secret of this test\n")
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the secret at all\n")
+    address, server = socket_server(
+        str(SCRIPT), "serve", "ADDRESS", "--secret-file", str(secret), stderr=subprocess.PIPE
+    )
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port))) as idle:
+        idle.sendall(b"not a client\n")  # refused, and not counted
+        failed = run("exec", f"socket={address}//secret_file={wrong}", "channel.send(1)")
+        assert failed.returncode == 3
+        assert server.poll() is None  # still serving: nobody authenticated yet
+        good = run("exec", f"socket={address}//secret_file={secret}", "channel.send('once')")
+        assert (good.returncode, good.stdout) == (0, "once\n"), good.stderr
+    assert server.wait(30) == 0  # served its one client, then ended
+
+
+def test_serve_help_and_readme_agree_on_the_default() -> None:
+    help_text = " ".join(run("serve", "--help").stdout.split())
+    assert "serve one client" in help_text
+    assert "--loop every client until interrupted" in help_text
+    assert "without it: one client, then exit" in help_text
+    readme = (
+        Path(__file__).resolve().parents[2] / "packages" / "execnet" / "README.md"
+    ).read_text()
+    readme = " ".join(readme.split())
+    assert "Serves one client (the first that completes the handshake" in readme
+    assert "with `--loop` every client until interrupted" in readme

@@ -19,6 +19,8 @@ EXPECTED = {
     "FdIO",
     "SocketIO",
     "StdioIO",
+    "TLSConnection",
+    "TLSSocketIO",
     "Channel",
     "ChannelFileRead",
     "ChannelFileWrite",
@@ -32,6 +34,8 @@ EXPECTED = {
     "FrameError",
     "FrameTooLarge",
     "DEFAULT_MAX_FRAME",
+    "ChannelCallbackError",
+    "NotProperlyTerminated",
     "trace",
 }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from execnet_channel import _execmodels, get_execmodel
-from execnet_channel._source import ExecSpec, compile_spec, forget_spec, install_lines
+from execnet_channel._source import ExecSpec, compile_spec, format_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC_DIRS = [str(ROOT / "packages" / name / "src") for name in ("execnet-serial", "execnet-channel")]
@@ -29,7 +29,7 @@ model = execnet_channel.get_execmodel("thread")
 lock, rlock, event, queue = model.Lock(), model.RLock(), model._event(), model._queue()
 queue.put(1); assert queue.get(timeout=1) == 1
 spec = execnet_channel._source.ExecSpec("x = 1\\n", "", 1, None, {{}})
-exec(execnet_channel._source.compile_spec(spec, 2), {{}})
+exec(execnet_channel._source.compile_spec(spec), {{}})
 print(sorted(name for name in {SLOW!r} if name in sys.modules))
 assert execnet_serial.ChannelHook is not None and execnet_channel.IO is not None
 print("typing" in sys.modules)
@@ -82,17 +82,18 @@ def test_thread_model_primitives_match_threading_once_it_is_imported() -> None:
 
 def test_string_source_lines_reach_tracebacks() -> None:
     import linecache
-    import traceback
 
     spec = ExecSpec("x = 1\nraise KeyError('here')\n", "", 1, None, {})
-    code = compile_spec(spec, 998)
+    code = compile_spec(spec)
+    assert code.co_filename == "<remote exec>"
     try:
         exec(code, {})
-    except KeyError:
-        install_lines()
-        text = traceback.format_exc()
+    except KeyError as error:
+        text = format_failure(spec, error)
     else:  # pragma: no cover
         pytest.fail("no KeyError")
+    assert 'File "<remote exec>", line 2' in text
     assert "raise KeyError('here')" in text
-    forget_spec(spec, 998)
-    assert "<remote exec channel 998>" not in linecache.cache
+    # the lines stood in linecache only while the text was made: every string task has
+    # this name, so they must not show up in another task's traceback
+    assert "<remote exec>" not in linecache.cache

@@ -97,10 +97,10 @@ def test_a_timeout_while_reading_for_itself(make_pair: Callable[..., Any]) -> No
     gw = make_pair().gw
     channel = gw.remote_exec(ECHO)
     lend(gw, channel)
-    start = time.monotonic()
-    with pytest.raises(TimeoutError):
+    # nothing can arrive (the echo waits for us): the only outcome is the timeout, and
+    # after it the role and the stream are intact (how long it took is not judged)
+    with pytest.raises(TimeoutError, match=r"no item after 0\.2 seconds"):
         channel.receive(0.2)
-    assert 0.15 < time.monotonic() - start < TIMEOUT
     channel.send("late")
     assert channel.receive(TIMEOUT) == "late"
     channel.close()
@@ -202,7 +202,7 @@ def test_the_receiver_takes_an_unused_role_back(make_pair: Callable[..., Any]) -
     channel = gw.remote_exec(ECHO)
     lend(gw, channel)
     # nobody receives now: the receiver reads again after a period or two
-    assert wait_until(lambda: not gw._lent, 5.0)
+    assert wait_until(lambda: not gw._lent)
     called = threading.Event()
     side = gw.newchannel()
     side.setcallback(lambda item: called.set())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any, List
 
 import pytest
@@ -52,7 +51,10 @@ class FakePeer:
         os.close(self.read_fd)
 
 
-def test_vanishing_peer_wakes_every_receive_and_fires_endmarkers() -> None:
+@pytest.mark.parametrize("order", ["receivers-first", "vanish-first"])
+def test_vanishing_peer_wakes_every_receive_and_fires_endmarkers(order: str) -> None:
+    # receivers started before the peer vanishes (some may already block in receive(),
+    # some not: any interleaving must work), or only after it vanished
     peer = FakePeer()
     gw = peer.gw
     waiting = [gw.remote_exec("channel.receive()") for _ in range(4)]
@@ -82,10 +84,12 @@ def test_vanishing_peer_wakes_every_receive_and_fires_endmarkers() -> None:
             errors.append(("other", exc))
 
     threads = [threading.Thread(target=receive, args=(channel,)) for channel in waiting]
+    if order == "vanish-first":
+        peer.vanish()
     for thread in threads:
         thread.start()
-    time.sleep(0.05)  # let some block in receive() first (either order must work)
-    peer.vanish()
+    if order == "receivers-first":
+        peer.vanish()
     for thread in threads:
         thread.join(TIMEOUT)
         assert not thread.is_alive()
@@ -112,15 +116,13 @@ def test_send_to_a_dead_peer_raises_oserror_and_never_hangs() -> None:
     peer = FakePeer()
     channel = peer.gw.remote_exec("channel.receive()")
     os.close(peer.read_fd)  # nobody reads any more; the write side is still open
-    start = time.monotonic()
 
     def send_until_it_fails() -> None:
         for _ in range(1000):
             channel.send(b"x" * 100000)
 
-    with pytest.raises(OSError):
+    with pytest.raises(OSError):  # (a send that hangs would be pytest's timeout)
         send_until_it_fails()
-    assert time.monotonic() - start < 10
     os.close(peer.write_fd)
     peer.gw.join(TIMEOUT)
 

@@ -103,3 +103,26 @@ def test_empty_multichannel() -> None:
     mch.send_each(1)
     mch.waitclose()
     assert mch.make_receive_queue().empty()
+
+
+class _DuckChannel:
+    """An object with only receive() and waitclose(), no timeout parameters."""
+
+    def __init__(self, item: object) -> None:
+        self.item = item
+        self.closed = False
+
+    def receive(self) -> object:
+        return self.item
+
+    def waitclose(self) -> None:
+        self.closed = True
+
+
+def test_duck_typed_channels_without_timeout_parameters() -> None:
+    ducks = [_DuckChannel(1), _DuckChannel(2)]
+    mch = MultiChannel(ducks)  # type: ignore[arg-type]
+    assert mch.receive_each() == [1, 2]
+    assert mch.receive_each(withchannel=True) == [(ducks[0], 1), (ducks[1], 2)]
+    mch.waitclose()
+    assert [duck.closed for duck in ducks] == [True, True]

@@ -20,6 +20,7 @@ from execnet_rsync._remote import (
     MODE,
     NEED,
     SAME,
+    TREE_LINK,
     Entry,
     decode_ints,
     decode_listing,
@@ -91,7 +92,9 @@ def test_special_files_are_skipped_with_a_reason(tmp_path: Path, make_tree: Make
     assert special_kind(stat.S_IFREG) is None
 
 
-def test_links_inside_become_relative_outside_stay(tmp_path: Path, make_tree: MakeTree) -> None:
+def test_absolute_links_inside_are_listed_as_tree_links(
+    tmp_path: Path, make_tree: MakeTree
+) -> None:
     root = make_tree(tmp_path / "src", {"dir/file": "x", "top": "y"})
     outside = make_tree(tmp_path / "outside", {"o": "z"})
     os.symlink(str(root / "top"), root / "dir" / "abs_in")
@@ -99,28 +102,36 @@ def test_links_inside_become_relative_outside_stay(tmp_path: Path, make_tree: Ma
     os.symlink(str(outside / "o"), root / "abs_out")
     os.symlink("../outside/o", root / "rel_out")
     os.symlink(str(root / "dir"), root / "dirlink")
+    os.symlink(str(root / "dirlink"), root / "chain")
     listing, _ = _scan(root)
-    targets = {n: e.target for n, e in zip(listing.names, listing.entries) if e.kind == LINK}
-    assert targets == {
-        "dir/abs_in": b"../top",
-        "dir/rel_in": b"../top",
-        "abs_out": os.fsencode(str(outside / "o")),
-        "rel_out": b"../outside/o",
-        "dirlink": b"dir",
+    links = {
+        n: (e.kind, e.target)
+        for n, e in zip(listing.names, listing.entries)
+        if e.kind in (LINK, TREE_LINK)
+    }
+    assert links == {
+        "dir/abs_in": (TREE_LINK, b"top"),
+        "dir/rel_in": (LINK, b"../top"),
+        "abs_out": (LINK, os.fsencode(str(outside / "o"))),
+        "rel_out": (LINK, b"../outside/o"),
+        "dirlink": (TREE_LINK, b"dir"),
+        "chain": (TREE_LINK, b"dirlink"),  # a link to a link: each keeps its own kind
     }
     # a link to a directory is not followed: nothing is listed under it
     assert not any(name.startswith("dirlink/") for name in listing.names)
 
 
 def test_link_target_rules() -> None:
-    assert link_target("/s", "a/b/l", "/s/a/x") == "../x"
-    assert link_target("/s", "l", "/s/a/x") == "a/x"
-    assert link_target("/s", "a/l", "/s") == ".."
-    assert link_target("/s", "l", "/s/") == "."
-    assert link_target("/s", "a/l", "/s/./a//x") == "x"
-    assert link_target("/s", "l", "/sx/y") == "/sx/y"  # a sibling with a common prefix
-    assert link_target("/s", "l", "/etc/hosts") == "/etc/hosts"
-    assert link_target("/s", "l", "relative/anything") == "relative/anything"
+    assert link_target("/s", "/s/a/x") == (TREE_LINK, "a/x")
+    assert link_target("/s", "/s") == (TREE_LINK, "")  # the tree's root is inside it
+    assert link_target("/s", "/s/") == (TREE_LINK, "")
+    assert link_target("/s", "/s/./a//x") == (TREE_LINK, "a/x")
+    assert link_target("/s", "/s/a/../b") == (TREE_LINK, "b")
+    assert link_target("/s", "/s/../t") == (LINK, "/s/../t")  # leaves the tree: as it is
+    assert link_target("/s", "/sx/y") == (LINK, "/sx/y")  # a sibling with a common prefix
+    assert link_target("/s", "/etc/hosts") == (LINK, "/etc/hosts")
+    assert link_target("/s", "relative/anything") == (LINK, "relative/anything")
+    assert link_target("/s", "../s/inside") == (LINK, "../s/inside")  # relative: as it is
 
 
 def test_source_that_is_not_a_directory(tmp_path: Path) -> None:

@@ -123,10 +123,10 @@ def test_links_are_recreated_and_kept(tmp_path: Path, make_tree: Any, snapshot: 
     os.symlink(str(src / "d"), src / "dirlink")
     dest = tmp_path / "dest"
     sync_locally(src, dest)
-    assert os.readlink(dest / "abs_in") == "d/f"
+    assert os.readlink(dest / "abs_in") == str(dest / "d" / "f")
     assert (dest / "abs_in").read_text() == "x"
     assert os.readlink(dest / "abs_out") == "/etc/hostname"
-    assert os.readlink(dest / "dirlink") == "d"
+    assert os.readlink(dest / "dirlink") == str(dest / "d")
     before = os.lstat(dest / "abs_in").st_ino
     sync_locally(src, dest)
     assert os.lstat(dest / "abs_in").st_ino == before  # an equal link is left alone
@@ -134,6 +134,24 @@ def test_links_are_recreated_and_kept(tmp_path: Path, make_tree: Any, snapshot: 
     os.symlink("/etc/passwd", src / "abs_out")
     sync_locally(src, dest)
     assert os.readlink(dest / "abs_out") == "/etc/passwd"
+
+
+def test_absolute_links_into_the_tree_become_absolute_links_into_the_destination(
+    tmp_path: Path, make_tree: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_tree(tmp_path / "src", {"d/f": "x"})
+    os.symlink(str(src), src / "root")  # the tree's root itself: the destination
+    os.symlink(str(src) + "/d/../d/f", src / "d" / "dots")  # normalized
+    os.symlink(str(src / "d" / "dots"), src / "chain")  # a link to a link inside
+    os.symlink("../d/f", src / "d" / "relative")  # relative: as it is
+    monkeypatch.chdir(tmp_path)
+    assert sync_locally(src, "rel/dest/")["errors"] == []
+    dest = tmp_path / "rel" / "dest"  # given relative: the links are absolute all the same
+    assert os.readlink(dest / "root") == str(dest)
+    assert os.readlink(dest / "d" / "dots") == str(dest / "d" / "f")
+    assert os.readlink(dest / "chain") == str(dest / "d" / "dots")
+    assert os.readlink(dest / "d" / "relative") == "../d/f"
+    assert (dest / "chain").read_text() == "x"
 
 
 def test_read_only_directories_sync_again(

@@ -3,9 +3,10 @@
 Encoding: many records (lists of tuples, dicts or lists of one shape, big dicts of such
 values) are written column by column (``_columns``); the bytes must equal those of the
 iterative encoder, which writes item by item. Decoding: runs of same-shaped entries are
-read in batches (``_records.fill``) and a big payload's ASCII strings are slices of one
-latin-1 text; on any input, valid or hostile, the outcome (the value, or LoadError and
-its message) must be the one the general loop gives with those paths switched off.
+read in batches (the bulk readers behind ``_bulk``) and a big payload's ASCII strings
+are slices of one latin-1 text; on any input, valid or hostile, the outcome (the value,
+or LoadError and its message) must be the one the general loop gives with those paths
+switched off.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from execnet_serial import DumpError, LoadError, _decoder, dumps, loads
+from execnet_serial import DumpError, LoadError, _bulk, _decoder, _shapes, dumps, loads
 from execnet_serial._encoder_deep import encode_iteratively
 from tests.execnet_serial.serial_values import same
 
@@ -72,14 +73,13 @@ values = st.recursive(
 
 def _general_bytes(value: Any) -> bytes:
     parts = [b"\x02"]
-    encode_iteratively(value, None, parts)
+    encode_iteratively(value, parts, None)
     parts.append(b"Q")
     return b"".join(parts)
 
 
-@settings(max_examples=400, deadline=None)
-@given(values)
-def test_column_encoder_writes_the_general_bytes(value: Any) -> None:
+def _assert_general_bytes(value: Any) -> None:
+    """dumps writes the item-by-item bytes, or raises DumpError where that one fails."""
     try:
         expected = _general_bytes(value)
     except (DumpError, UnicodeEncodeError):
@@ -88,6 +88,12 @@ def test_column_encoder_writes_the_general_bytes(value: Any) -> None:
         return
     assert dumps(value) == expected
     assert same(loads(expected), value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_column_encoder_writes_the_general_bytes(value: Any) -> None:
+    _assert_general_bytes(value)
 
 
 def test_column_encoder_exact_types() -> None:
@@ -110,6 +116,25 @@ def test_column_encoder_exact_types() -> None:
     assert dumps(empty) == _general_bytes(empty)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_record_dict_writer_writes_the_general_bytes(data: st.DataObject) -> None:
+    # big dicts (65+ entries) of records are written column by column
+    # (_columns.write_record_dict); the same bytes as item by item, or the same DumpError
+    records = data.draw(_records(scalars), label="records")
+    values = records * (65 // len(records) + 1)  # records of one shape, 65 or more
+    keys = [f"key{i}" for i in range(len(values))]
+    value = dict(zip(keys, values))
+    odd = data.draw(st.sampled_from(["none", "first", "last", "key"]))
+    if odd == "first":
+        value[keys[0]] = "not a record"
+    elif odd == "last":
+        value[keys[-1]] = 1.5
+    elif odd == "key":
+        value[3] = values[0]  # a key that is not a str
+    _assert_general_bytes(value)
+
+
 def test_column_encoder_deep_and_cyclic() -> None:
     deep: Any = "leaf"
     for _ in range(3000):
@@ -122,28 +147,29 @@ def test_column_encoder_deep_and_cyclic() -> None:
         dumps([cyclic] * 9)
 
 
+# What makes the decoder's fast paths engage: set to 8, they engage on small inputs too.
 _THRESHOLDS = (
-    "FILL_MIN_BYTES",
-    "_FILL_DICT_MIN_BYTES",
-    "SHAPES_MIN_ITEMS",
-    "_TEXT_MIN",
-    "_TEXT_AFTER",
+    (_decoder, "BULK_LIST_MIN_BYTES"),
+    (_decoder, "BULK_DICT_MIN_BYTES"),
+    (_shapes, "SHAPES_MIN_ITEMS"),
+    (_decoder, "TEXT_MIN"),
+    (_decoder, "TEXT_AFTER"),
 )
 
 
 def _general_outcome(data: bytes, **options: bool) -> Any:
-    """The outcome with every bulk path of the decoder switched off."""
+    """The outcome of the opcode loop alone: no bulk reader, no latin-1 text."""
     with pytest.MonkeyPatch.context() as patch:
-        for name in _THRESHOLDS:
-            patch.setattr(_decoder, name, 1 << 62)
+        patch.setattr(_bulk, "READERS", ())
+        patch.setattr(_decoder, "TEXT_MIN", 1 << 62)
         return _outcome(data, **options)
 
 
 def _fast_outcome(data: bytes, **options: bool) -> Any:
-    """The outcome with the bulk paths taken on small inputs too (as the tests' are)."""
+    """The outcome with the fast paths taken on small inputs too (as the tests' are)."""
     with pytest.MonkeyPatch.context() as patch:
-        for name in _THRESHOLDS:
-            patch.setattr(_decoder, name, 8)
+        for module, name in _THRESHOLDS:
+            patch.setattr(module, name, 8)
         return _outcome(data, **options)
 
 

@@ -242,10 +242,37 @@ def test_public_surface() -> None:
         "ChannelHook",
         "dumps_payload",
         "loads_payload",
+        "dumps_payload_parts",
+        "loads_payload_at",
         "__version__",
     }
     assert issubclass(execnet_serial.DumpError, execnet_serial.DataFormatError)
     assert issubclass(execnet_serial.LoadError, execnet_serial.DataFormatError)
+
+
+def test_the_channel_layers_payload_functions() -> None:
+    # dumps_payload_parts: the payload unjoined, parts[0] left empty for a frame header,
+    # a big bytes value among the parts as it is (no copy)
+    big = b"x" * 100_000
+    value = ("item", [1, 2.5, None], {"k": big})
+    parts = execnet_serial.dumps_payload_parts(value)
+    assert parts[0] == b""
+    assert b"".join(parts) == dumps_payload(value)
+    assert any(part is big for part in parts)
+    with pytest.raises(DumpError, match="object"):
+        execnet_serial.dumps_payload_parts([object()])
+    # loads_payload_at: a payload decoded where it sits among others, offsets counted
+    # from the start of the data
+    payload = dumps_payload(value)
+    chunk = b"head" + payload + payload + b"tail"
+    at = execnet_serial.loads_payload_at
+    end = 4 + len(payload)
+    assert at(chunk, 4, end, False, False, None) == value
+    assert at(chunk, end, end + len(payload), False, False, None) == value
+    with pytest.raises(LoadError, match=f"STOP at offset {end - 1} is past the payload.s end"):
+        at(chunk, 4, end - 1, False, False, None)
+    with pytest.raises(LoadError, match="unknown opcode b'h' at offset 0"):
+        at(chunk, 0, end, False, False, None)
 
 
 def test_loads_refuses_what_is_not_bytes() -> None:

@@ -33,6 +33,6 @@ def test_round_trip(value: Any) -> None:
 @given(values)
 def test_iterative_encoder_writes_the_same_bytes(value: Any) -> None:
     parts = [b"\x02"]
-    encode_iteratively(value, None, parts)
+    encode_iteratively(value, parts, None)
     parts.append(b"Q")
     assert b"".join(parts) == dumps(value)

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import parts
 import pytest
 from gateway_contract import GatewayContract
+from socketservers import PKI, Server, start_server
 from sshd import SshServer
 
 from execnet_transport import Gateway, XSpec, make_gateway
@@ -62,6 +63,28 @@ class TestSocket(GatewayContract):
     @pytest.fixture
     def gw(self, socket_server: str) -> Iterator[Gateway]:
         yield from _open(f"socket={socket_server}")
+
+
+@pytest.fixture(scope="module")
+def tls_server(pki: PKI) -> Iterator[Server]:
+    """A TLS server that wants client certificates (mutual TLS)."""
+    server = start_server(
+        "--tls-cert",
+        str(pki.server_cert),
+        "--tls-key",
+        str(pki.server_key),
+        "--tls-client-ca",
+        str(pki.ca),
+    )
+    yield server
+    server.close()
+
+
+class TestTlsSocket(GatewayContract):
+    @pytest.fixture
+    def gw(self, tls_server: Server, pki: PKI) -> Iterator[Gateway]:
+        keys = f"tls_ca={pki.ca}//tls_cert={pki.client_cert}//tls_key={pki.client_key}"
+        yield from _open(f"socket={tls_server.address}//{keys}")
 
 
 class TestSsh(GatewayContract):

@@ -14,6 +14,7 @@ from typing import Callable
 import parts
 import pytest
 
+from execnet_channel import NotProperlyTerminated
 from execnet_transport import BootstrapError, Gateway, RInfo, XSpec
 from execnet_transport._commands import popen_args
 
@@ -83,6 +84,12 @@ def test_rinfo_is_cached_and_updates(makegw: MakeGateway) -> None:
     gw.remote_exec("import os; os.chdir('/')").waitclose(10)
     assert gw._rinfo().cwd == first.cwd
     assert gw._rinfo(update=True).cwd == "/"
+    # where execnet 2.1.2 keeps it: code written against it reads, presets and deletes it
+    assert gw._cache_rinfo is gw._rinfo()
+    gw._cache_rinfo = first
+    assert gw._rinfo() is first
+    del gw._cache_rinfo
+    assert gw._rinfo().cwd == "/"
 
 
 def test_rinfo_and_status_answer_while_the_main_thread_is_busy(makegw: MakeGateway) -> None:
@@ -248,6 +255,16 @@ def test_death_is_reported_with_status_and_stderr(makegw: MakeGateway) -> None:
     gw.join(10)
     assert "exit status 3" in repr(gw)
     assert gw._wait_process(10) == 3
+    # pytest-xdist's hook: not an EOFError (xdist would replace it by a fixed text)
+    died = waiter._getremoteerror()
+    assert isinstance(died, NotProperlyTerminated)
+    assert not isinstance(died, EOFError)
+    assert str(died).startswith("Not properly terminated: ")
+    assert f"exit status 3 (pid {gw._pid})" in str(died)
+    assert "last words of the child" in str(died)
+    assert died.eof is info.value
+    with pytest.raises(EOFError):  # every public path still raises the EOFError
+        waiter.waitclose(10)
 
 
 def test_kill_is_reported_as_a_signal(makegw: MakeGateway) -> None:
@@ -257,6 +274,19 @@ def test_kill_is_reported_as_a_signal(makegw: MakeGateway) -> None:
     os.kill(gw._pid, signal.SIGKILL)
     with pytest.raises(EOFError, match="killed by signal SIGKILL"):
         waiter.receive(10)
+    died = waiter._getremoteerror()
+    assert isinstance(died, NotProperlyTerminated)
+    assert f"killed by signal SIGKILL (pid {gw._pid})" in str(died)
+
+
+def test_an_orderly_exit_is_no_death(makegw: MakeGateway) -> None:
+    gw = makegw("popen")
+    waiter = gw.remote_exec("channel.receive()")
+    gw.exit()
+    gw.join(10)
+    with pytest.raises(EOFError):
+        waiter.receive(10)
+    assert isinstance(waiter._getremoteerror(), EOFError)
 
 
 def test_kill_process_and_wait(makegw: MakeGateway) -> None:

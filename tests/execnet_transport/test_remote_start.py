@@ -178,10 +178,8 @@ def test_own_code_follows_edits_and_ignores_stale_pyc(
 def test_a_child_that_never_reads_its_input_times_out() -> None:
     child = ChildProcess([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError):  # (a hang would be pytest's timeout)
             child.write_all(b"x" * (8 << 20), time.monotonic() + 0.5)
-        assert time.monotonic() - started < 30
     finally:
         child.kill()
         child.close_fds()
@@ -199,14 +197,18 @@ def test_the_opener_sees_the_end_before_the_remote_shuts_down(
     gw = makegw("popen")
     gw.remote_exec(
         "import atexit, os, time\n"
+        # the exit watchdog (2 s) must not end this process before the test says go:
+        # on a loaded machine the checks below may take longer than that
+        "import execnet_channel._serve\n"
+        "execnet_channel._serve.EXIT_GRACE = 300.0\n"
         "def last():\n"
-        "    deadline = time.monotonic() + 20\n"
+        "    deadline = time.monotonic() + 300\n"
         f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
         "        time.sleep(0.01)\n"
         f"    open({str(flag)!r}, 'w').close()\n"
         "atexit.register(last)\n"
         "channel.send(1)\n"
-    ).receive(10)
+    ).receive(30)
     gw.exit()
     gw.join(10)
     assert not gw.hasreceiver()

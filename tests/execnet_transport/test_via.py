@@ -8,6 +8,7 @@ from typing import Callable
 import parts
 import pytest
 
+from execnet_channel import NotProperlyTerminated
 from execnet_transport import BootstrapError, Gateway
 
 MakeGateway = Callable[..., Gateway]
@@ -57,6 +58,9 @@ def test_via_death_post_mortem(makegw: MakeGateway) -> None:
         waiter.receive(10)
     assert "exit status 4" in str(info.value)
     assert "via last words" in str(info.value)
+    died = waiter._getremoteerror()
+    assert isinstance(died, NotProperlyTerminated)
+    assert "exit status 4" in str(died)
 
 
 def test_via_kill(makegw: MakeGateway) -> None:

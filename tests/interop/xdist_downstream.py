@@ -12,6 +12,7 @@ tiny plugin, so two runs compare test by test.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -27,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 from tools.oracle import VENVS, make_venv  # noqa: E402
 
 XDIST_VERSION = "3.8.0"
+# this checkout, in the names of what it keeps in the shared EXECNET_VENVS folder
+CHECKOUT = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 PACKAGES = [
     "execnet-serial",
     "execnet-channel",
@@ -99,8 +102,11 @@ def venv_for(kind: str) -> Path:
         raise ValueError(f"kind must be 'ours' or 'oracle', not {kind!r}")
     # One resolver run with our packages and pytest-xdist: pip must accept our umbrella
     # for pytest-xdist's `execnet>=2.1` (else it fetches the original: checked below).
+    # The requirements name this checkout's paths, so each checkout has its own
+    # environment: a shared one would be rebuilt (`venv --clear`) under a run of another
+    # checkout's suite whenever the two alternate.
     python = make_venv(
-        f"xdist-{XDIST_VERSION}-ours",
+        f"xdist-{XDIST_VERSION}-ours-{CHECKOUT}",
         [
             *(str(ROOT / "packages" / name) for name in PACKAGES),
             f"pytest-xdist=={XDIST_VERSION}",
@@ -213,7 +219,7 @@ def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        (VENVS / f"xdist-{kind}.log").write_text(proc.stdout)
+        (VENVS / f"xdist-{kind}-{CHECKOUT}.log").write_text(proc.stdout)
         if not outcomes_file.exists():
             raise RuntimeError(f"pytest-xdist's suite did not finish:\n{proc.stdout[-5000:]}")
         outcomes: dict[str, str] = json.loads(outcomes_file.read_text())
@@ -228,7 +234,9 @@ def summary(outcomes: dict[str, str]) -> str:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "ours"
     result = run_suite(which, sys.argv[2:])
-    (VENVS / f"xdist-{which}.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    (VENVS / f"xdist-{which}-{CHECKOUT}.json").write_text(
+        json.dumps(result, indent=1, sort_keys=True)
+    )
     print(summary(result))
     for test_id, outcome in sorted(result.items()):
         if outcome in ("failed", "error"):

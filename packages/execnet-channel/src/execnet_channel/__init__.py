@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from .__about__ import __version__
 from ._channel import NO_ENDMARKER, Channel, ChannelFileRead, ChannelFileWrite
-from ._errors import ChannelClosedError, RemoteError, TimeoutError
+from ._errors import (
+    ChannelCallbackError,
+    ChannelClosedError,
+    NotProperlyTerminated,
+    RemoteError,
+    TimeoutError,
+)
 from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
 from ._frames import DEFAULT_MAX_FRAME, FrameError, FrameTooLarge
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
+from ._tls import TLSConnection, TLSSocketIO
 from ._trace import trace
 
 TYPE_CHECKING = False
@@ -32,6 +39,8 @@ __all__ = [
     "FdIO",
     "SocketIO",
     "StdioIO",
+    "TLSConnection",
+    "TLSSocketIO",
     # channels and the endpoint
     "Channel",
     "ChannelFileRead",
@@ -47,6 +56,8 @@ __all__ = [
     "ChannelClosedError",
     "FrameError",
     "FrameTooLarge",
+    "ChannelCallbackError",
+    "NotProperlyTerminated",
     # tracing
     "trace",
 ]

@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import _frames
-from ._errors import ChannelClosedError, RemoteError, TimeoutError
+from ._errors import ChannelCallbackError, ChannelClosedError, RemoteError, TimeoutError
 from ._receiving import ROLE_FREE
 
 _TimeoutError = TimeoutError  # the class attribute of Channel shadows the name there
@@ -112,10 +112,11 @@ class Channel:
         """The next item; waits at most ``timeout`` seconds (None: forever).
 
         Raises Channel.TimeoutError after the timeout, Channel.RemoteError if the other
-        side failed, EOFError once the channel is closed and every item was received.
+        side failed, EOFError once the channel is closed and every item was received,
+        ChannelCallbackError (an OSError) if the channel has a callback.
         """
         if self._callback is not None:
-            raise ValueError(f"{self!r} has a callback: receive() is not allowed")
+            raise ChannelCallbackError(f"cannot receive(): {self!r} has a callback")
         if self.gateway._lendable:
             item = self.gateway._receive_item(self, timeout)
         else:
@@ -156,7 +157,7 @@ class Channel:
         gateway._give_back()  # callbacks run in the receiver
         with gateway._receivelock:
             if self._callback is not None:
-                raise ValueError(f"{self!r} already has a callback")
+                raise ChannelCallbackError(f"{self!r} already has a callback")
             self._callback = callback
             self._endmarker = endmarker
             gateway._keep_for_callback(self)
@@ -286,10 +287,15 @@ class Channel:
             raise error
 
     def _getremoteerror(self) -> Optional[BaseException]:
-        """The error the other side closed with: a RemoteError, an EOFError when the
-        connection was lost, or None."""
+        """The error the other side closed with: a RemoteError, None, or for a lost
+        connection an EOFError — or, when the gateway knows the remote died without being
+        asked to end, a NotProperlyTerminated carrying the post-mortem (pytest-xdist
+        prints it in "node down"; it would replace an EOFError by a fixed text)."""
         self._error_seen = True
-        return self._remoteerror
+        error = self._remoteerror
+        if isinstance(error, EOFError) and self.gateway._death is not None:
+            return self.gateway._death
+        return error
 
     def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
         """Set string coercion for items received on this channel, on both sides."""

@@ -13,11 +13,11 @@ import sys
 import weakref
 
 from execnet_serial import DumpError, LoadError, dumps_payload, loads_payload
-from execnet_serial._encoder import encode_parts  # the frame is written from its parts
+from execnet_serial import dumps_payload_parts as encode_parts  # frames written from parts
 
 from . import _frames
 from ._channel import Channel
-from ._errors import RemoteError
+from ._errors import NotProperlyTerminated, RemoteError
 from ._execmodels import ExecModel
 from ._io import _is_buffered
 from ._receiving import Receiving
@@ -125,6 +125,7 @@ class BaseGateway(Receiving):
         self._hook = _ChannelHook(self)
         self._exited = False
         self._lost: Optional[str] = None  # why the connection ended, once it has
+        self._death: Optional[NotProperlyTerminated] = None  # the remote died unasked
         self._closed_for_sending = False  # _exited or _lost: checked by every send
         self._receiver_ident: Optional[int] = None
         self._buffered = _is_buffered(io)
@@ -405,6 +406,14 @@ class BaseGateway(Receiving):
         """The text of the EOFError waiters get when the connection is lost."""
         return f"gateway {self.id!r}: connection to the other side lost"
 
+    def _describe_death(self) -> Optional[str]:
+        """Override: the post-mortem when the remote ended without being asked to.
+
+        Called after _describe_eof() when the connection is lost; None (the default)
+        when it ended as asked or nothing is known of it.
+        """
+        return None
+
     # -- receiving -------------------------------------------------------------------
 
     def _receive_loop(self) -> None:
@@ -446,6 +455,9 @@ class BaseGateway(Receiving):
             self._lost = why if why is not None else self._describe_eof()
             self._closed_for_sending = True
             error = EOFError(self._lost)
+            death = self._describe_death()
+            if death is not None:
+                self._death = NotProperlyTerminated(death, error)
             for channel in self._all_channels() + list(self._early.values()):
                 channel._on_connection_lost(error)
         self._after_connection_lost()

@@ -34,7 +34,7 @@ declares gigabytes and sends little costs what it sent.
 
 from __future__ import annotations
 
-from execnet_serial._decoder import decode as _decode  # frames decode in place
+from execnet_serial import loads_payload_at as _decode  # frames decode in place
 
 from . import _frames
 from ._trace import trace, trace_enabled

@@ -8,7 +8,7 @@ import sys
 from ._channel import Channel
 from ._frames import DEFAULT_MAX_FRAME
 from ._gateway import BaseGateway
-from ._source import ExecSpec, compile_spec, forget_spec, install_lines
+from ._source import ExecSpec, compile_spec, format_failure
 from ._trace import trace, trace_enabled
 
 TYPE_CHECKING = False
@@ -158,21 +158,17 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
     """Run one task; the text of its traceback if it failed."""
     channel._executing = True
     try:
-        code = compile_spec(spec, channel.id)
+        code = compile_spec(spec)
         namespace: Dict[str, Any] = {"channel": channel, "__name__": "__channelexec__"}
         exec(code, namespace)
         if spec.callname is not None:
             namespace[spec.callname](channel, **spec.kwargs)
-    except BaseException:
-        kind, value, tb = sys.exc_info()
-        install_lines()
-        import traceback
-
+    except BaseException as error:
+        tb = error.__traceback__
         # the traceback starts in the user's code, not in this function
-        return "".join(traceback.format_exception(kind, value, tb.tb_next if tb else None))
+        return format_failure(spec, error.with_traceback(tb.tb_next if tb else None))
     finally:
         channel._executing = False
-        forget_spec(spec, channel.id)
     return None
 
 

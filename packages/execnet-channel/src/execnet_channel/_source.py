@@ -5,14 +5,15 @@
 # (as compile(..., dont_inherit=True) does). Annotations naming typing-only names are
 # written as strings.
 
+import _thread
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import types
-    from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+    from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
-__all__ = ["ExecSpec", "compile_spec", "make_spec"]
+__all__ = ["REMOTE_EXEC_FILENAME", "ExecSpec", "compile_spec", "format_failure", "make_spec"]
 
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
         """The payload of an exec frame."""
 
         source: str
-        filename: str  # "" for a string source: the remote names it after the channel
+        filename: str  # "" for a string source: the remote names it "<remote exec>"
         firstlineno: int
         callname: Optional[str]  # a function's name: called as f(channel, **kwargs)
         kwargs: Dict[str, Any]
@@ -90,15 +91,54 @@ def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
             f"{type(source).__name__} (got {sorted(kwargs)})"
         )
     if isinstance(source, _ModuleType):
-        import inspect
-
-        filename = inspect.getsourcefile(source) or getattr(source, "__file__", "") or ""
-        return ExecSpec(inspect.getsource(source), filename, 1, None, {})
+        filename, text = _module_source(source)
+        return ExecSpec(text, filename, 1, None, {})
     if isinstance(source, str):
         return ExecSpec(textwrap.dedent(source), "", 1, None, {})
     raise TypeError(
         f"remote_exec source must be a string, a function or a module, not {type(source).__name__}"
     )
+
+
+# The source of each module sent so far, so that a module whose file is deleted (or
+# moved) after its import still travels as it did before (WeakKeyDictionary, made on
+# first use: the remote side never sends modules).
+_module_sources: "Any" = None
+
+
+def _module_source(module: "types.ModuleType") -> "Tuple[str, str]":
+    """(file name, source) of a module for remote_exec.
+
+    Read from its file; if that is gone, the source this process already had: the one
+    sent before, or the lines linecache held (which inspect would discard first).
+    """
+    global _module_sources
+    import inspect
+    import linecache
+    import weakref
+
+    if _module_sources is None:
+        _module_sources = weakref.WeakKeyDictionary()
+    try:
+        filename = inspect.getsourcefile(module) or getattr(module, "__file__", "") or ""
+    except TypeError:  # a built-in module
+        filename = ""
+    cached_lines = linecache.cache.get(filename) if filename else None
+    try:
+        text = inspect.getsource(module)
+    except (OSError, TypeError) as exc:
+        known = _module_sources.get(module)
+        if known is not None:
+            return known  # type: ignore[no-any-return]
+        if cached_lines is not None and len(cached_lines) == 4 and cached_lines[2]:
+            text = "".join(cached_lines[2])
+        else:
+            raise OSError(
+                f"remote_exec needs the source of module {module.__name__!r} "
+                f"({filename or 'no file'}): {exc}"
+            ) from None
+    _module_sources[module] = (filename, text)
+    return filename, text
 
 
 def _check_function(func: "types.FunctionType") -> None:
@@ -132,17 +172,25 @@ def _global_names(code: "types.CodeType") -> "Iterator[str]":
             yield from _global_names(const)
 
 
-def compile_spec(spec: ExecSpec, channel_id: int) -> "types.CodeType":
+#: The file name of code sent as a string, in tracebacks and inspect.stack() (as in
+#: execnet 2.1.2, whose users match on it).
+REMOTE_EXEC_FILENAME = "<remote exec>"
+
+
+def compile_spec(spec: ExecSpec) -> "types.CodeType":
     """The code object for ``spec``, with the real file name and line numbers.
 
     When that file does not exist here, its lines are put in linecache so tracebacks
-    show them; a string source is named ``<remote exec channel N>``.
+    show them. A string source is named ``<remote exec>``; every task's string has that
+    name, so its lines reach only the traceback of its own failure (format_failure).
     """
-    filename = spec.filename or f"<remote exec channel {channel_id}>"
+    filename = spec.filename or REMOTE_EXEC_FILENAME
     text = "\n" * (spec.firstlineno - 1) + spec.source
     code = _compile(text, filename)
+    if not spec.filename:
+        return code
     lines = text.splitlines(True)
-    if not spec.filename or not _same_lines(filename, lines, spec.firstlineno):
+    if not _same_lines(filename, lines, spec.firstlineno):
         # the file is not here (or differs): tracebacks show the lines that ran
         entry = (len(text), None, lines, filename)
         # (another thread may be importing linecache: a module without `cache` yet)
@@ -236,11 +284,36 @@ def _same_lines(filename: str, lines: "List[str]", firstlineno: int) -> bool:
     return [line.strip() for line in on_disk] == [line.strip() for line in lines[start:]]
 
 
-def forget_spec(spec: ExecSpec, channel_id: int) -> None:
-    """Drop what compile_spec put in linecache for a string source (names are unique)."""
-    if not spec.filename:
-        filename = f"<remote exec channel {channel_id}>"
-        _pending_lines.pop(filename, None)
-        cache = getattr(sys.modules.get("linecache"), "cache", None)
-        if cache is not None:
-            cache.pop(filename, None)
+# Held while a failed string task's lines stand in linecache under the shared name.
+_format_lock = _thread.allocate_lock()
+
+
+def format_failure(spec: ExecSpec, error: BaseException) -> str:
+    """The traceback text of a task that raised ``error``, with the lines that ran.
+
+    The frames of a string source show its lines: they stand in linecache under
+    ``<remote exec>`` only while this text is made (one failing task at a time).
+    """
+    install_lines()
+    import linecache
+    import traceback
+
+    tb = error.__traceback__
+    if spec.filename:
+        return "".join(traceback.format_exception(type(error), error, tb))
+    text = "\n" * (spec.firstlineno - 1) + spec.source
+    entry = (len(text), None, text.splitlines(True), REMOTE_EXEC_FILENAME)
+    # A bounded wait: under gevent/eventlet a task switch while the lock is held
+    # (nothing here should switch) must not hang the thread.
+    locked = _format_lock.acquire(True, 2.0)
+    previous = linecache.cache.get(REMOTE_EXEC_FILENAME)
+    linecache.cache[REMOTE_EXEC_FILENAME] = entry
+    try:
+        return "".join(traceback.format_exception(type(error), error, tb))
+    finally:
+        if previous is None:
+            linecache.cache.pop(REMOTE_EXEC_FILENAME, None)
+        else:
+            linecache.cache[REMOTE_EXEC_FILENAME] = previous
+        if locked:
+            _format_lock.release()

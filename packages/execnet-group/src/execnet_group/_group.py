@@ -166,8 +166,8 @@ class Group:
         return gateway_id in self._pending or any(gw.id == gateway_id for gw in self._gateways)
 
     def _reserve(self, spec: SpecLike | None) -> _Pending:
-        if spec is None:
-            spec = self.defaultspec
+        if spec is None or (isinstance(spec, str) and not spec):
+            spec = self.defaultspec  # "" too, as in execnet 2.1.2 (XSpec("") is refused)
         if not isinstance(spec, XSpec):
             spec = XSpec(spec)
         with self._lock:
@@ -242,7 +242,7 @@ class Group:
             return gateway
 
     def makegateway(self, spec: SpecLike | None = None) -> Gateway:
-        """Open a gateway for `spec` (an XSpec or a spec string; None: `defaultspec`).
+        """Open a gateway for `spec` (an XSpec or a spec string; None or "": `defaultspec`).
 
         `via=ID` and `installvia=ID` name gateways of this group. A duplicate `id=` is
         refused with ValueError before anything starts; a spec that fails leaves

@@ -54,11 +54,13 @@ class MultiChannel:
         """Receive one item from every channel, in channel order.
 
         With `withchannel=True` each entry is a `(channel, item)` pair. A remote failure
-        raises the channel's RemoteError; `timeout` applies to each receive.
+        raises the channel's RemoteError; `timeout` applies to each receive. Without a
+        timeout each channel's `receive()` is called with no argument, as execnet 2.1.2
+        does, so objects with only `receive()` (duck-typed channels) work too.
         """
         items: List[Any] = []
         for channel in self._channels:
-            item = channel.receive(timeout)
+            item = channel.receive() if timeout is None else channel.receive(timeout)
             items.append((channel, item) if withchannel else item)
         return items
 
@@ -98,14 +100,19 @@ class MultiChannel:
         """Wait until every channel is closed; then re-raise the first RemoteError.
 
         Every channel is waited for even when an earlier one failed, so no failure
-        goes unnoticed because another came first. `timeout` applies to each channel.
+        goes unnoticed because another came first. `timeout` applies to each channel;
+        without one, each channel's `waitclose()` is called with no argument (as in
+        execnet 2.1.2, for duck-typed channels).
         """
         from execnet_channel import RemoteError
 
         first: RemoteError | None = None
         for channel in self._channels:
             try:
-                channel.waitclose(timeout)
+                if timeout is None:
+                    channel.waitclose()
+                else:
+                    channel.waitclose(timeout)
             except RemoteError as error:
                 if first is None:
                     first = error

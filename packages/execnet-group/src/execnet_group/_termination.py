@@ -19,18 +19,21 @@ if TYPE_CHECKING:
 
 EXITED = "exited"
 KILLED = "killed"
+CLOSED = "closed"
 UNRESPONSIVE = "unresponsive"
 
 
 @dataclass(frozen=True)
 class GatewayTermination:
-    """How one gateway ended: `outcome` is 'exited', 'killed' or 'unresponsive'.
+    """How one gateway ended: 'exited', 'killed', 'closed' or 'unresponsive'.
 
     'exited': the receiver finished and the process (if any) ended by itself within the
     timeout (also when it had died before). 'killed': it was still running after the
-    timeout and its process was killed (socket and via gateways have no local process:
-    their connection was cut). 'unresponsive': it was still running when
-    terminate gave up (a kill that did not take, or a remote that cannot be killed).
+    timeout and its process was killed (a local child; for a via gateway, the child on
+    the via host, killed by its proxy). 'closed': it was still running after the
+    timeout and its connection was closed from this side, but its process is out of
+    reach (a socket gateway: the server's process may live on). 'unresponsive': it was
+    still running when terminate gave up (a kill that did not take).
     """
 
     id: str
@@ -66,6 +69,12 @@ class TerminateReport:
         return self._ids(KILLED)
 
     @property
+    def closed(self) -> List[str]:
+        """Ids of the gateways whose connection was closed; their remote process could
+        not be killed from here (socket gateways) and may still run."""
+        return self._ids(CLOSED)
+
+    @property
     def unresponsive(self) -> List[str]:
         """Ids of the gateways that may still be running."""
         return self._ids(UNRESPONSIVE)
@@ -76,7 +85,7 @@ class TerminateReport:
     def __str__(self) -> str:
         parts = [
             f"{outcome} {ids}"
-            for outcome in (EXITED, KILLED, UNRESPONSIVE)
+            for outcome in (EXITED, KILLED, CLOSED, UNRESPONSIVE)
             if (ids := self._ids(outcome))
         ]
         return "terminated: " + ("; ".join(parts) if parts else "no gateways")
@@ -118,7 +127,8 @@ def _bounded(what: str, func: Callable[[], object], deadline: float | None) -> N
 
 
 def _cutter(gateway: Gateway) -> Callable[[], None]:
-    """Close both directions of a gateway's stream: a blocked read then sees the end."""
+    """Close both directions of a gateway's stream (and kill what its IO can reach): a
+    blocked read then sees the end."""
 
     def cut() -> None:
         io = gateway._io
@@ -131,6 +141,12 @@ def _cutter(gateway: Gateway) -> Callable[[], None]:
 
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _killable(gateway: Gateway) -> bool:
+    """Whether cutting the connection also ends the remote process: a via gateway's
+    proxy kills the child it started; a socket server's process is out of reach."""
+    return getattr(gateway, "_via", None) is not None or getattr(gateway, "_pid", None) is not None
 
 
 class _State:
@@ -189,7 +205,10 @@ def terminate_gateways(gateways: Sequence[Gateway], timeout: float | None) -> Te
             trace(f"terminate: {gateway.id} still running after {timeout}s; cutting its connection")
             _bounded(f"cut of {gateway.id}", _cutter(gateway), hard_deadline)
     for state in stuck:
-        outcomes[id(state)] = KILLED if state.wait(hard_deadline) else UNRESPONSIVE
+        if not state.wait(hard_deadline):
+            outcomes[id(state)] = UNRESPONSIVE
+        else:
+            outcomes[id(state)] = KILLED if _killable(state.gateway) else CLOSED
     report = TerminateReport(
         tuple(GatewayTermination(s.gateway.id, outcomes[id(s)], s.pid, s.status) for s in states)
     )

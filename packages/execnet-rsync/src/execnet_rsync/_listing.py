@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ._remote import DIR, FILE, LINK, Entry
+from ._remote import DIR, FILE, LINK, TREE_LINK, Entry
 
 _SPECIAL = (
     (stat.S_ISSOCK, "a socket"),
@@ -42,22 +42,26 @@ def special_kind(mode: int) -> str | None:
     return None
 
 
-def link_target(root: str, relpath: str, raw: str) -> str:
-    """What a link becomes on the target.
+def link_target(root: str, raw: str) -> tuple[bytes, str]:
+    """What a link to ``raw`` becomes on the target: ``(kind, target)``.
 
-    An absolute target inside the source tree becomes relative to the link, so it points
-    into the target tree; anything else (relative targets, targets outside) stays as is.
-    `root` is the absolute source directory; its realpath counts as the same place.
+    An absolute target inside the source tree (the tree's root included) is
+    ``(TREE_LINK, path inside the tree)``: the receiver makes it an absolute link to the
+    same path inside the destination. Anything else (relative targets, absolute ones
+    outside the tree) is ``(LINK, raw)``, recreated as it is. Each link of a chain keeps
+    its own kind. `root` is the absolute source directory; its realpath counts as the
+    same place.
     """
     if not os.path.isabs(raw):
-        return raw
+        return LINK, raw
     resolved = os.path.normpath(raw)
     for base in dict.fromkeys((os.path.normpath(root), os.path.realpath(root))):
         prefix = base.rstrip("/") + "/"
-        if resolved == base or resolved.startswith(prefix):
-            inner = resolved[len(prefix) :] if resolved != base else ""
-            return os.path.relpath(inner or ".", os.path.dirname(relpath) or ".")
-    return raw
+        if resolved == base:
+            return TREE_LINK, ""
+        if resolved.startswith(prefix):
+            return TREE_LINK, resolved[len(prefix) :]
+    return LINK, raw
 
 
 def scan(
@@ -109,8 +113,10 @@ def scan(
                 except OSError as exc:
                     skipped(name, f"cannot read the link: {exc}")
                     continue
-                target = os.fsencode(link_target(root_abs, name, raw))
-                entry = Entry(LINK, bname, 0, st.st_mtime_ns, stat.S_IMODE(mode), target)
+                kind, target = link_target(root_abs, raw)
+                entry = Entry(
+                    kind, bname, 0, st.st_mtime_ns, stat.S_IMODE(mode), os.fsencode(target)
+                )
             else:
                 what = special_kind(mode) or f"of unknown type {stat.S_IFMT(mode):o}"
                 skipped(name, f"{what}: only files, directories and links are synced")

@@ -25,6 +25,7 @@ BATCH_FILES = 512
 WINDOW = 8 << 20  # bytes a target may have unprocessed: bounds its memory, keeps it busy
 LIST_PART = 256  # listing entries per part streamed to the targets during the walk
 ATTEMPTS = 3  # reads of a file that keeps changing before it is reported and skipped
+CLOSE_WAIT = 30.0  # for the error of a channel known to be closed (it is there already)
 
 Callback = Callable[[str, int, "Channel"], object]
 PathArg = Union[str, "os.PathLike[str]"]
@@ -48,7 +49,10 @@ def _name(gateway: SupportsRemoteExec) -> str:
 
 
 def _text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    text = str(exc)
+    if type(exc).__name__ == "RemoteError":  # a whole traceback: its last line says what
+        text = text.strip().rpartition("\n")[2]
+    return f"{type(exc).__name__}: {text}"
 
 
 class _Target(NamedTuple):
@@ -85,8 +89,20 @@ class _Run:
         try:
             func(*args)
         except Exception as exc:
-            self.failure = exc
+            self.failure = self._why(exc)
             self.close()
+
+    def _why(self, exc: Exception) -> BaseException:
+        """The remote half's error if it ended the channel (a send then fails with a
+        mere "closed"): e.g. the path it refused."""
+        channel = self.channel
+        if channel is None or not isinstance(exc, OSError) or not channel.isclosed():
+            return exc
+        try:
+            channel.waitclose(CLOSE_WAIT)  # the close has arrived: returns at once
+        except Exception as remote:
+            return remote
+        return exc
 
     def open(self) -> None:
         """Start the remote half; it compiles while the sender walks the source."""
@@ -226,11 +242,10 @@ class RSync:
     ) -> None:
         """Sync to `destdir` on `gateway` (relative to the remote's working directory;
         created with its parents). delete=True removes what the source lacks there.
-        finishedcallback() runs once per send() when this target is complete.
+        finishedcallback() runs when this target is complete.
 
-        Targets stay for later send() calls; adding the same gateway and destdir again
-        replaces that target (code written for execnet 2.1.2, which forgot its targets
-        after each send(), adds them again before each send())."""
+        The target is synced by the next send() only (as in execnet 2.1.2); adding the
+        same gateway and destdir again before it replaces that target."""
         if not callable(getattr(gateway, "remote_exec", None)):
             raise TypeError(f"rsync target {gateway!r} has no remote_exec: not a gateway")
         target = _Target(gateway, os.fspath(destdir), finishedcallback, delete)
@@ -251,12 +266,19 @@ class RSync:
 
     def send(self, raises: bool = True) -> None:
         """Sync every target; RSyncError (an IOError) naming the targets that failed, after
-        the others completed. raises=False prints the failures to stderr instead."""
-        if not self._targets:
+        the others completed. raises=False prints the failures to stderr instead.
+
+        Afterwards the targets are done (as in execnet 2.1.2): a second send() needs
+        add_target() again, else it raises OSError (or returns with raises=False)."""
+        targets, self._targets = self._targets, []  # done after this send, as in 2.1.2
+        if not targets:
             if raises:
-                raise OSError(f"rsync of {self._sourcedir!r}: no targets, call add_target first")
+                raise OSError(
+                    f"rsync of {self._sourcedir!r}: no targets; call add_target() first "
+                    "(after a send() its targets are done: add them again to send again)"
+                )
             return
-        rounds = [[_Run(t, self._callback) for t in group] for group in _rounds(self._targets)]
+        rounds = [[_Run(t, self._callback) for t in group] for group in _rounds(targets)]
         first = rounds[0]
         for run in first:
             run.attempt(run.open)
@@ -325,6 +347,8 @@ class RSync:
         wanted = decode_ints(message[1])
         touch: list[int] = []
         for index, theirs in message[2]:
+            if not (isinstance(index, int) and 0 <= index < len(entries)):
+                raise OSError(f"rsync protocol: the target asked to compare entry {index!r}")
             if index not in digests:
                 digests[index] = self._digest(listing.paths[index])
             if digests[index] == theirs:

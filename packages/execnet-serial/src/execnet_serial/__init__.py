@@ -6,16 +6,17 @@
 {'answer': [42, 1.5, None], 'key': ('a', b'b')}
 
 The byte format, the channel hook and the guarantees on hostile input are described in
-the package README.
+the package README. ``ChannelHook``, ``dumps_payload``, ``loads_payload``,
+``dumps_payload_parts`` and ``loads_payload_at`` are the names the channel layer
+(execnet-channel) builds on: the payload of a message, without the version byte.
 """
 
 from __future__ import annotations
 
 from .__about__ import __version__
 from ._decoder import as_bytes, decode, loads_payload
-from ._encoder import dumps_payload, encode
+from ._encoder import dumps_payload, dumps_payload_parts, encode
 from ._errors import DataFormatError, DumpError, LoadError
-from ._files import read_value
 from ._opcodes import VERSION_BYTE
 
 TYPE_CHECKING = False
@@ -35,8 +36,12 @@ __all__ = [
     "ChannelHook",
     "dumps_payload",
     "loads_payload",
+    "dumps_payload_parts",
+    "loads_payload_at",
     "__version__",
 ]
+
+loads_payload_at = decode  # documented in _decoder.decode
 
 
 def dumps(obj: object) -> bytes:
@@ -95,6 +100,8 @@ def load(file: BinaryIO, py2str_as_py3str: bool = False, py3str_as_py2str: bool 
     EOFError if the file ends before the value's STOP (or holds no value at all);
     LoadError for invalid data.
     """
+    from ._files import read_value  # first use: a remote's start skips it
+
     return read_value(file, py2str_as_py3str, py3str_as_py2str, None)
 
 

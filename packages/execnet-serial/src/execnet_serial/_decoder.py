@@ -1,104 +1,98 @@
-"""The opcode stream to values.
+"""The opcode stream to values: the loop, its error handling, and loads_payload.
 
 Goals: accept everything execnet 2.x and Python 2 writers produce; on hostile input
 raise only LoadError naming the opcode and its offset, never allocate much more than
-the input's size, never recurse, never hang; and be fast in pure Python. The plan:
+the input's size, never recurse, never hang; and be fast in pure Python.
 
-- one loop with the opcodes tested in order of frequency, state in local variables;
+Where each opcode is read (the README's table lists them all):
+
+=====================================  ====================================  ==========
+family                                 opcodes                               read by
+=====================================  ====================================  ==========
+byte strings (int4 length, bytes)      PY3STRING                             ``decode``
+                                       BYTES PY2STRING UNICODE LONGINT       ``_readers``
+                                       LONGLONG
+fixed-size numbers                     INT FLOAT                             ``decode``
+                                       LONG COMPLEX                          ``_readers``
+constants                              NONE TRUE FALSE                       ``decode``
+collections of the top n stack items   BUILDTUPLE of 2 or 3                  ``decode``
+                                       BUILDTUPLE of other n, SET FROZENSET  ``_readers``
+containers filled by SETITEM           NEWDICT NEWLIST SETITEM               ``decode``
+                                       (their bulk readers)                  ``_bulk``
+channels                               CHANNEL                               ``_readers``
+end                                    STOP                                  ``decode``
+=====================================  ====================================  ==========
+
+The loop reads the frequent opcodes itself, tested in order of frequency with its
+state in local variables: reading INT through a call instead makes a tuple of 1,000
+ints load a fifth slower (CPython 3.11), and small messages pay the same per opcode.
+Its rules, which the readers in ``_readers`` and ``_bulk`` follow too:
+
 - every declared length is checked against the bytes actually present before anything
-  is built (a string needs n bytes left, a tuple n stack items, NEWLIST n bytes left,
-  and all NEWLISTs together no more items than the input has bytes);
+  is built (a string needs n bytes left, a tuple or set n stack items, NEWLIST n bytes
+  left, and all NEWLISTs together no more items than the input has bytes);
 - ``pos`` only moves past an opcode once it has been applied, so when anything inside
-  fails, the failing opcode sits at ``pos - 1`` and one handler turns the low-level
-  exception into a LoadError there;
-- a list of small ints (the exact bytes ``dumps`` writes for one) is recognised after
-  NEWLIST and decoded with strided slices and one ``struct.unpack``;
-- runs of dict or list entries laid out byte for byte alike (same opcodes, same string
-  lengths: rows of scalars or flat tuples of scalars) are decoded many at a time after
-  NEWLIST (8+ items, 512+ bytes left) or NEWDICT (16 KiB+ left) by ``_records.fill``;
-- the entries of a list of 128+ items or a dict in 16 KiB+ that come in a few shapes
-  (records with strings of any length and nested containers, such as test reports)
-  are decoded column by column by ``_shapes.fill_shapes``;
-- both check every opcode and length byte of an entry before applying it, build nothing
-  they have not checked, apply a batch whole or not at all, count tuples and the list
-  budget as this loop does, and leave the rest to this loop, so the outcome (errors
-  included) is the loop's own; after two containers where they found nothing, they are
-  not tried again in this payload;
-- in a payload of 512+ bytes, after 32 strings, the data is read once as latin-1 text
-  too, so an ASCII string is a single slice (offsets stay byte offsets);
-- BUILDTUPLE of 2 or 3 items (records) pops them instead of slicing the stack;
+  fails, the failing opcode sits at ``pos - 1`` and ``_load_error`` turns the exception
+  into a LoadError naming it and that offset;
 - hashing a tuple nested thousands of levels deep recurses in C and can overflow the
   stack, so once enough tuples were built to allow that, tuples used as dict keys or set
-  members have their depth checked first.
+  members have their depth checked first;
+- in a payload of 512+ bytes the data is also read as latin-1 text, so an ASCII string
+  is a single slice of it (offsets stay byte offsets): at once for a payload of up to
+  16 KiB that does not start with a string or bytes (a record: the copy costs less
+  than a string), else once 32 strings were read (a payload of a few big strings or
+  bytes is not copied once more); never for a payload that is less than half of
+  ``data`` (a chunk of many frames is not copied per frame);
+- a list of 8+ ints laid out as ``dumps`` writes it is read whole
+  (``_readers.read_int_list``); after NEWLIST (8+ items, 512+ bytes left) or NEWDICT
+  (16 KiB+ left) the bulk readers (``_bulk``) may read many entries at once, leaving
+  the rest to the loop; after two looks that read less than 1 KiB they are not tried
+  again in this payload.
 """
 
 from __future__ import annotations
 
 import struct
-import sys
 
 from ._errors import LoadError
 from ._opcodes import NAMES
+from ._readers import (
+    HASHED_TUPLE_DEPTH_LIMIT,
+    Refused,
+    TooFew,
+    Truncated,
+    build_set,
+    build_tuple,
+    check_hashable,
+    read_byte_string,
+    read_channel,
+    read_int_list,
+    read_number,
+)
+from ._readers import unpack_d as _unpack_d
+from ._readers import unpack_i as _unpack_i
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
     from ._hook import ChannelHook
 
 __all__ = ["as_bytes", "decode", "loads_payload"]
 
-_unpack_i = struct.Struct(">i").unpack_from
-_unpack_d = struct.Struct(">d").unpack_from
-_unpack_dd = struct.Struct(">dd").unpack_from
-
-# Hashing nests C calls per tuple level: 1,000 levels need well under 100 KiB of stack.
-HASHED_TUPLE_DEPTH_LIMIT = 1000
-_INT_LIST_MIN = 8
-_TEXT_MIN = 512
-_TEXT_AFTER = 32
+INT_LIST_MIN = 8
+TEXT_MIN = 512
+TEXT_AFTER = 32
 _TEXT_AT_ONCE_MAX = 16 * 1024
 _STRING_OPS = (65, 77, 78, 83)  # BYTES, PY2STRING, PY3STRING, UNICODE
 # A dict's size is unknown at NEWDICT: only look for runs where a failed look (a few
 # microseconds) is small against the payload (a single report dict is not worth it).
-_FILL_DICT_MIN_BYTES = 16 * 1024
+BULK_DICT_MIN_BYTES = 16 * 1024
 # Below this many bytes left, a list is too small to be worth a look (NEWLIST).
-FILL_MIN_BYTES = 512
-# Learning a record shape (_shapes) costs about as much as decoding ten records here,
-# and saves about half of each record's cost after that: shorter lists are left to the
-# loop (and to _records, which learns from one entry).
-SHAPES_MIN_ITEMS = 128
-_FILL_PRODUCTIVE = 1024
-_get_int_max_str_digits: Optional[Callable[[], int]] = getattr(sys, "get_int_max_str_digits", None)
-
-
-class _Truncated(Exception):
-    """A payload runs past the end of the data (turned into LoadError by decode)."""
-
-
-def _check_hashed_tuple(key: tuple[Any, ...]) -> None:
-    todo: List[Any] = [(key, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if depth > HASHED_TUPLE_DEPTH_LIMIT:
-            raise ValueError(
-                f"a tuple nested more than {HASHED_TUPLE_DEPTH_LIMIT} levels deep can't be "
-                f"a dict key or set member (hashing it could overflow the C stack)"
-            )
-        todo.extend((sub, depth + 1) for sub in item if type(sub) is tuple)
-
-
-def _decimal(data: bytes, start: int, stop: int) -> int:
-    limit = _get_int_max_str_digits() if _get_int_max_str_digits is not None else 4300
-    if limit and stop - start > limit:
-        raise ValueError(
-            f"an int of {stop - start} decimal digits is beyond this interpreter's limit "
-            f"of {limit} (sys.set_int_max_str_digits raises it)"
-        )
-    digits = data[start:stop]
-    if not digits.isdigit() and not (digits[:1] == b"-" and digits[1:].isdigit()):
-        raise ValueError(f"not a decimal integer: {digits[:40]!r}")
-    return int(digits)
+BULK_LIST_MIN_BYTES = 512
+_BULK_PRODUCTIVE = 1024  # a look that reads less counts as failed
+_BULK_LOOKS = 2
+_OVER_BUDGET = "while the lists before it already declared more items than the input could fill"
 
 
 def decode(  # noqa: PLR0917 - positional: called once per message
@@ -109,38 +103,35 @@ def decode(  # noqa: PLR0917 - positional: called once per message
     py3str_as_py2str: bool,
     hook: Optional[ChannelHook],
 ) -> Any:
-    """The value encoded in ``data[pos:end]``, which must end with its STOP.
+    """The value of the payload at ``data[pos:end]``, which must end with its STOP.
+
+    Exported as ``execnet_serial.loads_payload_at``: ``loads_payload`` without its
+    argument checks and conversions, every argument positional, for a reader of many
+    payloads in one bytes (the channel layer's receive loop: one call per message).
+    ``data`` must be ``bytes`` and ``0 <= pos <= end <= len(data)``; ``hook`` is a
+    ChannelHook or None. Raises what ``loads_payload`` raises.
+
+    >>> decode(b"..N\\x00\\x00\\x00\\x02hiQ..", 2, 10, False, False, None)
+    'hi'
 
     ``end`` may be short of ``len(data)`` (many frames in one chunk): a payload that
     claims more than ``end`` is truncated; an opcode read past ``end`` (corrupt data
     running into what follows) is caught at STOP, which must sit at ``end - 1``.
+    Long on purpose: the frequent opcodes are read here, with no call per opcode (see
+    the module's docstring).
     """
     stack: List[Any] = []
     push = stack.append
     pop = stack.pop
     unpack_i = _unpack_i
     unpack_d = _unpack_d
-    tuples = 0
-    # Lists are allocated whole at NEWLIST; a real list of n items takes 11 or more bytes
-    # per item, so all lists together may declare at most as many items as there are
-    # bytes (else many NEWLISTs of a large n would allocate quadratically).
-    list_budget = end - pos
-    # A payload with many strings is also read as latin-1 text (offsets stay byte
-    # offsets): an ASCII string is then one slice of it instead of a bytes slice and a
-    # decode. At once for a payload of up to 16 KiB that does not start with a string or
-    # bytes (a record: the copy costs less than a string); else only once _TEXT_AFTER
-    # strings were read, so a payload of a few big strings or bytes is not copied once
-    # more. Only when the payload is most of data (a chunk of many frames is not
-    # decoded per frame).
-    text: Optional[str] = None
-    text_after = 0
-    if list_budget >= _TEXT_MIN and 2 * list_budget >= len(data) and not py3str_as_py2str:
-        if list_budget <= _TEXT_AT_ONCE_MAX and data[pos] not in _STRING_OPS:
-            text = data.decode("latin-1")
-        else:
-            text_after = _TEXT_AFTER
-    tuple_limit = HASHED_TUPLE_DEPTH_LIMIT
-    fills = 2  # looks for runs that read less than _FILL_PRODUCTIVE bytes allowed
+    tuples = 0  # built so far: past depth_limit, tuples to be hashed are checked
+    depth_limit = HASHED_TUPLE_DEPTH_LIMIT
+    budget = end - pos  # list items all NEWLISTs may still declare
+    looks = _BULK_LOOKS
+    text, text_after = (
+        _text_plan(data, pos, end, py3str_as_py2str) if end - pos >= TEXT_MIN else _NO_TEXT
+    )
     op = -1
     try:
         while True:
@@ -151,7 +142,7 @@ def decode(  # noqa: PLR0917 - positional: called once per message
                 start = pos + 4
                 stop = start + n
                 if n < 0 or stop > end:
-                    raise _Truncated(n)
+                    raise Truncated(n)
                 if text is not None:
                     s = text[start:stop]
                     push(s if s.isascii() else data[start:stop].decode("utf-8"))
@@ -167,8 +158,8 @@ def decode(  # noqa: PLR0917 - positional: called once per message
             elif op == 80:  # SETITEM
                 value = pop()
                 key = pop()
-                if tuples > tuple_limit and type(key) is tuple:
-                    _check_hashed_tuple(key)
+                if tuples > depth_limit and type(key) is tuple:
+                    check_hashable(key)
                 stack[-1][key] = value
             elif op == 70:  # INT
                 push(unpack_i(data, pos)[0])
@@ -178,156 +169,137 @@ def decode(  # noqa: PLR0917 - positional: called once per message
             elif op == 68:  # FLOAT
                 push(unpack_d(data, pos)[0])
                 pos += 8
-            elif op == 64:  # BUILDTUPLE
+            elif op == 64:  # BUILDTUPLE: records are 2- and 3-tuples, popped here
                 n = unpack_i(data, pos)[0]
                 if n == 3 and len(stack) >= 3:
                     c = pop()
                     b = pop()
                     push((pop(), b, c))
-                    tuples += 1
                 elif n == 2 and len(stack) >= 2:
                     b = pop()
                     push((pop(), b))
-                    tuples += 1
-                elif n < 0 or n > len(stack):
-                    raise _too_few(op, pos - 1, n, len(stack))
-                elif n:
-                    items = tuple(stack[-n:])
-                    del stack[-n:]
-                    push(items)
-                    tuples += 1
                 else:
-                    push(())
+                    build_tuple(stack, n)
+                tuples += 1
                 pos += 4
             elif op == 74:  # NEWDICT
-                if fills and end - pos >= _FILL_DICT_MIN_BYTES:
-                    new_dict: Dict[Any, Any] = {}
-                    push(new_dict)
-                    start = pos
-                    pos, built, declared = _bulk(
-                        data, pos, end, new_dict, py3str_as_py2str, list_budget
+                new_dict: Dict[Any, Any] = {}
+                push(new_dict)
+                if looks and end - pos >= BULK_DICT_MIN_BYTES:
+                    pos, tuples, budget, looks = _bulk(
+                        data, pos, end, new_dict, py3str_as_py2str, tuples, budget, looks
                     )
-                    tuples += built
-                    list_budget -= declared
-                    if pos - start < _FILL_PRODUCTIVE:
-                        fills -= 1
-                else:
-                    push({})
             elif op == 75:  # NEWLIST
                 n = unpack_i(data, pos)[0]
                 start = pos + 4
                 if n < 0 or n > end - start:
-                    raise _Truncated(n)
-                if n > list_budget:
-                    raise LoadError(
-                        f"NEWLIST at offset {pos - 1}: {n} items, while the lists before it "
-                        f"already declared more items than the input could fill"
-                    )
-                list_budget -= n
-                if n >= _INT_LIST_MIN and data[start + 5 : start + 6] == b"F":
-                    values = _int_list(data, start, n)
-                    if values is not None:
-                        push(values)
+                    raise Truncated(n)
+                if n > budget:
+                    raise Refused(f"{n} items, {_OVER_BUDGET}")
+                budget -= n
+                if n >= INT_LIST_MIN and data[start + 5] == 70:  # F <index> F <value> P?
+                    ints = read_int_list(data, start, n)
+                    if ints is not None:
+                        push(ints)
                         pos = start + 11 * n
                         continue
                 new_list: List[Any] = [None] * n
                 push(new_list)
                 pos = start
-                if n >= _INT_LIST_MIN and fills and end - pos >= FILL_MIN_BYTES:
-                    pos, built, declared = _bulk(
-                        data, pos, end, new_list, py3str_as_py2str, list_budget
+                if n >= INT_LIST_MIN and looks and end - pos >= BULK_LIST_MIN_BYTES:
+                    pos, tuples, budget, looks = _bulk(
+                        data, pos, end, new_list, py3str_as_py2str, tuples, budget, looks
                     )
-                    tuples += built
-                    list_budget -= declared
-                    if pos - start < _FILL_PRODUCTIVE:
-                        fills -= 1
             elif op == 82:  # TRUE
                 push(True)
             elif op == 67:  # FALSE
                 push(False)
-            elif op in (65, 77):  # BYTES, PY2STRING
-                n = _unpack_i(data, pos)[0]
-                start = pos + 4
-                stop = start + n
-                if n < 0 or stop > end:
-                    raise _Truncated(n)
-                if op == 77 and py2str_as_py3str:
-                    push(data[start:stop].decode("latin-1"))
-                else:
-                    push(data[start:stop])
-                pos = stop
             elif op == 81:  # STOP
-                if len(stack) != 1:
-                    raise LoadError(
-                        f"STOP at offset {pos - 1} with {len(stack)} values on the stack "
-                        f"(must be exactly 1)"
-                    )
-                if pos != end:
-                    if pos > end:
-                        raise LoadError(f"STOP at offset {pos - 1} is past the payload's end")
-                    raise LoadError(f"{end - pos} bytes after STOP at offset {pos - 1}")
-                return stack[0]
-            elif op == 83:  # UNICODE (Python 2)
-                n = _unpack_i(data, pos)[0]
-                start = pos + 4
-                stop = start + n
-                if n < 0 or stop > end:
-                    raise _Truncated(n)
-                push(data[start:stop].decode("utf-8"))
-                pos = stop
-            elif op in (79, 69):  # SET, FROZENSET
-                n = _unpack_i(data, pos)[0]
-                if n < 0 or n > len(stack):
-                    raise _too_few(op, pos - 1, n, len(stack))
-                members = stack[len(stack) - n :]
-                del stack[len(stack) - n :]
-                if tuples > HASHED_TUPLE_DEPTH_LIMIT:
-                    for member in members:
-                        if type(member) is tuple:
-                            _check_hashed_tuple(member)
-                push(set(members) if op == 79 else frozenset(members))
-                pos += 4
-            elif op == 71:  # LONG (Python 2)
-                push(_unpack_i(data, pos)[0])
-                pos += 4
-            elif op in (72, 73):  # LONGINT, LONGLONG (Python 2)
-                n = _unpack_i(data, pos)[0]
-                start = pos + 4
-                stop = start + n
-                if n < 0 or stop > end:
-                    raise _Truncated(n)
-                push(_decimal(data, start, stop))
-                pos = stop
-            elif op == 84:  # COMPLEX
-                real, imag = _unpack_dd(data, pos)
-                push(complex(real, imag))
-                pos += 16
-            elif op == 66:  # CHANNEL
-                if hook is None:
-                    raise LoadError(
-                        f"CHANNEL at offset {pos - 1}: channels can only be loaded "
-                        f"through a gateway"
-                    )
-                push(hook.channel_from_id(_unpack_i(data, pos)[0]))
-                pos += 4
+                if len(stack) == 1 and pos == end:
+                    return stack[0]
+                raise _stop_error(stack, pos, end)
             else:
-                raise LoadError(f"unknown opcode {bytes([op])!r} at offset {pos - 1}")
-    except LoadError:
-        raise
-    except _Truncated as exc:
-        raise LoadError(
-            _describe(op, pos - 1, f"declares length {exc}, {end - pos - 4} bytes follow")
-        ) from None
-    except struct.error:
-        raise LoadError(_describe(op, pos - 1, f"payload runs past the end ({end})")) from None
-    except IndexError as exc:
-        if pos >= end:
-            raise LoadError(f"data ends at offset {end} before STOP") from None
-        if "assignment" in str(exc):  # SETITEM with an index beyond the list
-            raise LoadError(_describe(op, pos - 1, f"IndexError: {exc}")) from None
-        raise LoadError(_describe(op, pos - 1, "too few values on the stack")) from None
-    except (TypeError, ValueError, KeyError, RecursionError, OverflowError) as exc:
-        raise LoadError(_describe(op, pos - 1, f"{type(exc).__name__}: {exc}")) from None
+                pos = _read_other(op, data, pos, end, stack, py2str_as_py3str, hook, tuples)
+    except Exception as exc:
+        error = _load_error(exc, op, pos, end)
+        if error is exc:
+            raise  # a LoadError already, or not about the bytes: unchanged
+        raise error from None
+
+
+def _read_other(  # noqa: PLR0917 - positional: the loop's own helper
+    op: int,
+    data: bytes,
+    pos: int,
+    end: int,
+    stack: List[Any],
+    py2str_as_py3str: bool,
+    hook: Optional[ChannelHook],
+    tuples: int,
+) -> int:
+    """The opcodes the loop does not read itself, to their family's reader."""
+    if op in (65, 77, 83, 72, 73):  # BYTES, PY2STRING, UNICODE, LONGINT, LONGLONG
+        return read_byte_string(op, data, pos, end, stack, py2str_as_py3str)
+    if op in (79, 69):  # SET, FROZENSET
+        return build_set(op, data, pos, stack, tuples > HASHED_TUPLE_DEPTH_LIMIT)
+    if op in (71, 84):  # LONG, COMPLEX
+        return read_number(op, data, pos, stack)
+    if op == 66:  # CHANNEL
+        return read_channel(data, pos, stack, hook)
+    raise LoadError(f"unknown opcode {bytes([op])!r} at offset {pos - 1}")
+
+
+def _stop_error(stack: List[Any], pos: int, end: int) -> LoadError:
+    """Why the STOP at ``pos - 1`` does not end the value: STOP must leave exactly one
+    value on the stack and be the payload's last byte."""
+    if len(stack) != 1:
+        return LoadError(
+            f"STOP at offset {pos - 1} with {len(stack)} values on the stack (must be exactly 1)"
+        )
+    if pos > end:
+        return LoadError(f"STOP at offset {pos - 1} is past the payload's end")
+    return LoadError(f"{end - pos} bytes after STOP at offset {pos - 1}")
+
+
+def _load_error(exc: Exception, op: int, pos: int, end: int) -> Exception:
+    """The LoadError for what went wrong at the opcode at ``pos - 1``.
+
+    Anything else (a LoadError already, an exception of the channel hook's own other
+    than TypeError/ValueError, a MemoryError) is returned as it is, to be raised
+    unchanged.
+    """
+    if isinstance(exc, Truncated):
+        what = f"declares length {exc.args[0]}, {end - pos - 4} bytes follow"
+    elif isinstance(exc, TooFew):
+        what = f"needs {exc.args[0]} values, the stack holds {exc.args[1]}"
+    elif isinstance(exc, Refused):
+        what = exc.args[0]
+    elif isinstance(exc, struct.error):
+        what = f"payload runs past the end ({end})"
+    elif isinstance(exc, IndexError):
+        if pos >= end:  # the opcode itself was read past the end
+            return LoadError(f"data ends at offset {end} before STOP")
+        # SETITEM on a list with an index beyond it, else a pop from an empty stack
+        what = f"IndexError: {exc}" if "assignment" in str(exc) else "too few values on the stack"
+    elif isinstance(exc, (TypeError, ValueError, KeyError, RecursionError, OverflowError)):
+        what = f"{type(exc).__name__}: {exc}"
+    else:
+        return exc
+    name = NAMES.get(op, repr(bytes([op & 0xFF])))
+    return LoadError(f"{name} at offset {pos - 1}: {what}")
+
+
+def _text_plan(data: bytes, pos: int, end: int, raw: bool) -> Tuple[Optional[str], int]:
+    """The latin-1 text of ``data`` now, or after how many strings to make it (0: never)."""
+    size = end - pos
+    if size < TEXT_MIN or 2 * size < len(data) or raw:
+        return _NO_TEXT
+    if size <= _TEXT_AT_ONCE_MAX and data[pos] not in _STRING_OPS:
+        return data.decode("latin-1"), 0
+    return None, TEXT_AFTER
+
+
+_NO_TEXT: Tuple[Optional[str], int] = (None, 0)
 
 
 def _bulk(  # noqa: PLR0917 - positional: the loop's own helper
@@ -336,49 +308,20 @@ def _bulk(  # noqa: PLR0917 - positional: the loop's own helper
     end: int,
     container: Union[Dict[Any, Any], List[Any]],
     raw: bool,
+    tuples: int,
     budget: int,
-) -> Tuple[int, int, int]:
-    """The bulk readers, in turn, on the container just made at pos: where they stopped,
-    the tuples and list items they built. Imported on first use: a remote's start (which
-    imports this module) skips them and what they import."""
-    from ._records import fill
-    from ._shapes import fill_shapes
+    looks: int,
+) -> Tuple[int, int, int, int]:
+    """Let the bulk readers read entries of the container just made at ``pos``: the
+    loop's new position, tuple count, list budget and looks left. They are imported
+    on first use: a remote's start (which imports this module) skips them."""
+    from ._bulk import read_entries
 
-    pos, tuples = fill(data, pos, end, container, raw)
-    if type(container) is list and len(container) < SHAPES_MIN_ITEMS:
-        return pos, tuples, 0
-    pos, built, declared = fill_shapes(data, pos, end, container, raw, budget)
-    return pos, tuples + built, declared
-
-
-def _int_list(data: bytes, start: int, n: int) -> Optional[List[int]]:
-    """The list of n ints at data[start:] if it is laid out exactly as dumps writes it.
-
-    Per item: F <index> F <value> P, 11 bytes; checked column by column.
-    """
-    size = 11 * n
-    body = data[start : start + size]
-    if len(body) != size:
-        return None
-    f_column = b"F" * n
-    if body[0::11] != f_column or body[5::11] != f_column or body[10::11] != b"P" * n:
-        return None
-    indices = struct.pack(f">{n}i", *range(n))
-    values = bytearray(4 * n)
-    for k in range(4):
-        if body[1 + k :: 11] != indices[k::4]:
-            return None
-        values[k::4] = body[6 + k :: 11]
-    return list(struct.unpack(f">{n}i", values))
-
-
-def _describe(op: int, offset: int, what: str) -> str:
-    name = NAMES.get(op, repr(bytes([op & 0xFF])))
-    return f"{name} at offset {offset}: {what}"
-
-
-def _too_few(op: int, offset: int, n: int, have: int) -> LoadError:
-    return LoadError(_describe(op, offset, f"needs {n} values, the stack holds {have}"))
+    start = pos
+    pos, built, declared = read_entries(data, pos, end, container, raw, budget)
+    if pos - start < _BULK_PRODUCTIVE:
+        looks -= 1
+    return pos, tuples + built, budget - declared, looks
 
 
 def loads_payload(
@@ -448,6 +391,6 @@ def as_bytes(data: Union[bytes, bytearray, memoryview]) -> bytes:
     """data as bytes (one copy for bytearray or memoryview); TypeError for other types."""
     if type(data) is bytes:
         return data
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, (bytearray, memoryview)):
         raise TypeError(f"expected bytes, bytearray or memoryview, got {type(data)!r}")
     return bytes(data)

@@ -1,32 +1,43 @@
 """Values to the opcode stream, fast.
 
 Goals: byte-identical output to execnet 2.1.2, speed in pure Python, any nesting
-depth. The plan:
+depth, and nothing but DumpError for a value that cannot be written. The plan:
 
 - one small function per container type; in each, the common scalars (str, small int,
   None, float) of its items are encoded inline, everything else goes through
-  ``_encode_any``, which dispatches on the exact type (a subclass is a DumpError);
+  ``encode_any``, which dispatches on the exact type (a subclass is a DumpError). The
+  inline scalars are the one thing written three times here (tuple items, list items,
+  dict values), on purpose: one shared loop for the three costs a quarter to a half
+  more per item (a branch or a zip per item), a call per item a fifth to two thirds;
 - pre-encoded headers are looked up, not packed; str dict keys (which repeat across
   the many dicts of a typical message) are kept encoded in a small cache;
-- lists of one scalar type are written whole by C-level operations (``_writers``);
-- everything is appended to one list of parts and joined once;
-- this recurses once per container: a value nested deeper than the recursion limit
-  raises RecursionError, and ``encode`` starts over with the iterative encoder
-  (``_encoder_deep``), which writes the same bytes.
+- everything is appended to one list of parts and joined once.
+
+Every encoder here takes ``(value, parts, hook)`` and appends to ``parts``: the
+general ones (``encode_any``, one function per container type, and the iterative
+``_encoder_deep.encode_iteratively``) write any value they get; the fast paths, behind
+one interface, are *whole-container writers* that either append the container's whole
+encoding (the very bytes the general encoders write: the tests compare them) and return
+True, or append nothing and return False. They are ``_writers.write_scalar_list`` (a
+list of 8+ ints, strs or floats; imported at start), and ``_columns.write_record_list``
+and ``_columns.write_record_dict`` (many records of one shape, column by column;
+imported on first use).
+
+The recursive encoder recurses once per container: a value nested deeper than the
+recursion limit raises RecursionError, and ``dumps_payload_parts`` starts over with the
+iterative encoder (imported on first use), which writes the same bytes with a stack of
+its own.
 """
 
 from __future__ import annotations
 
 import struct
 import sys
-from itertools import repeat
 
-from ._encoder_deep import encode_iteratively
 from ._errors import DumpError
 from ._writers import (
     CACHED,
     EMPTY_LIST,
-    FIRST_INDEX,
     HOMOGENEOUS_MIN,
     INDICES,
     INT4_MAX,
@@ -35,32 +46,31 @@ from ._writers import (
     SMALL_INTS,
     STR_HEADS,
     TUPLE_CLOSERS,
-    list_separators,
     long_int,
     pack_cd,
     pack_cdd,
     pack_ci,
-    write_homogeneous_list,
+    write_scalar_list,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, Collection, Dict, List, Optional
 
     from ._hook import ChannelHook
 
     _Parts = List[bytes]
 
-__all__ = ["dumps_payload", "encode", "encode_parts"]
+__all__ = ["dumps_payload", "dumps_payload_parts", "encode", "encode_any"]
 
-_join = b"".join  # one bytes per record: far fewer parts to join at the end
 _KEY_CACHE_SIZE = 2048
 _KEY_CACHE_MAX_LEN = 64
 _KEY_CACHE_DICT_MAX = 64
 _key_cache: Dict[str, bytes] = {}
 
 
-def _encode_any(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
+def encode_any(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
+    """Append the opcodes of any value; DumpError names a type that has none."""
     t = type(x)
     if t is str:
         e = x.encode("utf-8")
@@ -90,26 +100,11 @@ def _encode_any(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
             raise DumpError(f"can't serialize {t!r}")
 
 
-def _one_encoder(hook: Optional[ChannelHook]) -> Callable[[Any], bytes]:
-    def one(x: Any) -> bytes:
-        parts: _Parts = []
-        _encode_any(x, parts, hook)
-        return b"".join(parts)
-
-    return one
-
-
 def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> None:
     w = parts.append
+    if len(x) > _KEY_CACHE_DICT_MAX and _write_record_dict(x, parts, hook):
+        return
     w(b"J")
-    if len(x) > _KEY_CACHE_DICT_MAX:  # a big dict of records (of scalars: no faster)
-        values = list(x.values())
-        if _records_of_one_type(values) and set(map(type, x)) == {str}:
-            from ._columns import column_pieces, str_pieces  # first use: not at start
-
-            columns = column_pieces(values, _one_encoder(hook))
-            parts.extend(map(_join, zip(*str_pieces(list(x)), *columns, repeat(b"P"))))
-            return
     # Small dicts (records: reports, options) share their keys; big ones rarely do.
     caching = len(x) <= _KEY_CACHE_DICT_MAX
     cache = _key_cache if caching else {}
@@ -126,7 +121,7 @@ def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) 
                     cache[k] = e
             w(e)
         else:
-            _encode_any(k, parts, hook)
+            encode_any(k, parts, hook)
         t = type(v)
         if t is str:
             e = v.encode("utf-8")
@@ -149,7 +144,7 @@ def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) 
         elif t is list:
             _encode_list(v, parts, hook)
         else:
-            _encode_any(v, parts, hook)
+            encode_any(v, parts, hook)
         w(b"P")
 
 
@@ -158,18 +153,11 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
     if n == 0:
         parts.append(EMPTY_LIST)
         return
-    if n >= HOMOGENEOUS_MIN:
-        if write_homogeneous_list(x, n, parts):
-            return
-        if _records_of_one_type(x):
-            from ._columns import record_pieces  # first use: not at start
-
-            records = record_pieces(x, _one_encoder(hook))
-            if records is not None:
-                parts.append(pack_ci(b"K", n))
-                parts.append(FIRST_INDEX)
-                parts.extend(map(_join, zip(*records, list_separators(n))))
-                return
+    if n >= HOMOGENEOUS_MIN and (
+        (type(x[0]) in _RECORDS and _write_record_list(x, parts, hook))
+        or write_scalar_list(x, parts, hook)
+    ):
+        return
     w = parts.append
     w(pack_ci(b"K", n))
     for i, v in enumerate(x):
@@ -192,7 +180,7 @@ def _encode_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> No
         elif t is tuple:
             _encode_tuple(v, parts, hook)
         else:
-            _encode_any(v, parts, hook)
+            encode_any(v, parts, hook)
         w(b"P")
 
 
@@ -215,25 +203,15 @@ def _encode_tuple(x: tuple[Any, ...], parts: _Parts, hook: Optional[ChannelHook]
         elif t is float:
             w(pack_cd(b"D", v))
         else:
-            _encode_any(v, parts, hook)
+            encode_any(v, parts, hook)
     n = len(x)
     w(TUPLE_CLOSERS[n] if n < CACHED else pack_ci(b"@", n))
 
 
 def _encode_set(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
     for v in x:
-        _encode_any(v, parts, hook)
+        encode_any(v, parts, hook)
     parts.append(pack_ci(b"O" if type(x) is set else b"E", len(x)))
-
-
-_RECORDS = (dict, tuple, list)
-
-
-def _records_of_one_type(values: List[Any]) -> bool:
-    """All of values (at least one) are dicts, all tuples or all lists: worth a look by
-    ``_columns``. The first and last are tested before the whole list is."""
-    t = type(values[0])
-    return t in _RECORDS and type(values[-1]) is t and len(set(map(type, values))) == 1
 
 
 _CONTAINERS: Dict[type, Callable[[Any, _Parts, Optional[ChannelHook]], None]] = {
@@ -243,6 +221,33 @@ _CONTAINERS: Dict[type, Callable[[Any, _Parts, Optional[ChannelHook]], None]] = 
     set: _encode_set,
     frozenset: _encode_set,
 }
+_RECORDS = (dict, tuple, list)
+
+
+def _records_of_one_type(values: Collection[Any], first: Any, last: Any) -> bool:
+    """All of values (its first and last items given) are dicts, all tuples or all lists:
+    worth a look by ``_columns``. The first and last are tested before the whole is."""
+    t = type(first)
+    return t in _RECORDS and type(last) is t and len(set(map(type, values))) == 1
+
+
+def _write_record_list(x: List[Any], parts: _Parts, hook: Optional[ChannelHook]) -> bool:
+    """``_columns.write_record_list`` (a whole-container writer), for records only."""
+    if not _records_of_one_type(x, x[0], x[-1]):
+        return False
+    from ._columns import write_record_list  # first use: not at start
+
+    return write_record_list(x, parts, hook)
+
+
+def _write_record_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> bool:
+    """``_columns.write_record_dict`` (a whole-container writer), for records only."""
+    values = x.values()
+    if not _records_of_one_type(values, next(iter(values)), next(reversed(values))):
+        return False
+    from ._columns import write_record_dict  # first use: not at start
+
+    return write_record_dict(x, parts, hook)
 
 
 # From 3.11 on, Python-to-Python calls use no C stack, so recursion is stopped by
@@ -252,31 +257,28 @@ _RECURSION_IS_SAFE = sys.version_info >= (3, 11) and sys.implementation.name == 
 _SAFE_RECURSION_LIMIT = 4000
 
 
-def encode(obj: object, hook: Optional[ChannelHook], head: bytes) -> bytes:
-    """``head``, the opcode stream of ``obj``, STOP: one join, no further copy."""
-    parts = encode_parts(obj, hook)
-    parts[0] = head
-    return b"".join(parts)
-
-
-def encode_parts(obj: object, hook: Optional[ChannelHook]) -> _Parts:
+def dumps_payload_parts(obj: object, hook: Optional[ChannelHook] = None) -> _Parts:
     """The opcode stream of ``obj`` and STOP as a list of parts, not joined.
 
     ``parts[0]`` is ``b""``, a place for the caller's own header: the channel layer puts
     its frame header there and writes the parts (a big bytes value among them is not
-    copied) or joins them once into a whole frame.
+    copied) or joins them once into a whole frame. Raises what ``dumps_payload`` raises.
+
+    >>> parts = dumps_payload_parts(("a", 1))
+    >>> parts[0], b"".join(parts) == dumps_payload(("a", 1))
+    (b'', True)
     """
     parts: _Parts = [b""]
     try:
         if _RECURSION_IS_SAFE or sys.getrecursionlimit() <= _SAFE_RECURSION_LIMIT:
             try:
                 # containers straight to their function: a message is usually a tuple
-                _CONTAINERS.get(type(obj), _encode_any)(obj, parts, hook)
+                _CONTAINERS.get(type(obj), encode_any)(obj, parts, hook)
             except RecursionError:
                 del parts[1:]
-                encode_iteratively(obj, hook, parts)
+                _encode_iteratively(obj, parts, hook)
         else:
-            encode_iteratively(obj, hook, parts)
+            _encode_iteratively(obj, parts, hook)
     except UnicodeEncodeError as exc:
         raise DumpError(f"can't serialize a str that is not UTF-8 encodable: {exc}") from None
     except struct.error as exc:
@@ -286,6 +288,19 @@ def encode_parts(obj: object, hook: Optional[ChannelHook]) -> _Parts:
         ) from None
     parts.append(b"Q")
     return parts
+
+
+def _encode_iteratively(obj: object, parts: _Parts, hook: Optional[ChannelHook]) -> None:
+    from ._encoder_deep import encode_iteratively  # first use: not at start
+
+    encode_iteratively(obj, parts, hook)
+
+
+def encode(obj: object, hook: Optional[ChannelHook], head: bytes) -> bytes:
+    """``head``, the opcode stream of ``obj``, STOP: one join, no further copy."""
+    parts = dumps_payload_parts(obj, hook)
+    parts[0] = head
+    return b"".join(parts)
 
 
 def dumps_payload(obj: object, hook: Optional[ChannelHook] = None) -> bytes:

@@ -1,37 +1,32 @@
 """The encoder for values nested deeper than Python's recursion limit.
 
 The fast encoder (``_encoder``) recurses once per container; when a value is nested so
-deep that it hits RecursionError, ``encode`` starts over with this one, which keeps a
+deep that it hits RecursionError, ``dumps_payload_parts`` starts over with this one, which keeps a
 stack of iterators instead of recursing, so 10,000 nested lists are just a longer
 list. A container pushes an iterator over its items interleaved with pre-encoded
 separators (``Raw``), so the per-item work is one exact-type test. It writes the same
 bytes as the fast encoder (a test holds them equal). It also keeps the containers it is
 inside of, so a value that contains itself is a DumpError instead of an endless loop
-(the fast encoder meets RecursionError there and hands over to this one).
+(the fast encoder meets RecursionError there and hands over to this one). Scalars and
+channels are written by the fast encoder's ``encode_any``, which never recurses for them.
 """
 
 from __future__ import annotations
 
 from itertools import chain, repeat
 
+from ._encoder import encode_any
 from ._errors import DumpError
 from ._writers import (
-    CACHED,
     EMPTY_LIST,
     FIRST_INDEX,
     HOMOGENEOUS_MIN,
-    INT4_MAX,
-    INT4_MIN,
     SETITEM,
-    STR_HEADS,
     Raw,
     from_iterable,
     list_separators,
-    long_int,
-    pack_cd,
-    pack_cdd,
     pack_ci,
-    write_homogeneous_list,
+    write_scalar_list,
 )
 
 TYPE_CHECKING = False
@@ -43,10 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["encode_iteratively"]
 
 
-def encode_iteratively(obj: object, hook: Optional[ChannelHook], parts: List[bytes]) -> None:
+def encode_iteratively(obj: object, parts: List[bytes], hook: Optional[ChannelHook]) -> None:
     """Append the opcodes of obj (without STOP) to parts, with no recursion."""
     w = parts.append
-    channel_type: Any = hook.channel_type if hook is not None else _NoChannel
     stack: List[Iterator[Any]] = []
     # The containers being written, outermost first, and the same as a set: a container
     # met again inside itself would make this loop run until memory ran out.
@@ -58,42 +52,10 @@ def encode_iteratively(obj: object, hook: Optional[ChannelHook], parts: List[byt
             t = type(x)
             if t is Raw:
                 w(x)
-            elif t is str:
-                e = x.encode("utf-8")
-                n = len(e)
-                w(STR_HEADS[n] if n < CACHED else pack_ci(b"N", n))
-                w(e)
-            elif t is int:
-                w(pack_ci(b"F", x) if INT4_MIN <= x <= INT4_MAX else long_int(x))
-            elif x is None:
-                w(b"L")
-            elif t is float:
-                w(pack_cd(b"D", x))
-            elif t is bool:
-                w(b"R" if x else b"C")
-            elif t is bytes:
-                w(pack_ci(b"A", len(x)))
-                w(x)
-            elif t is complex:
-                w(pack_cdd(b"T", x.real, x.imag))
             elif t in _CONTAINERS:
-                if t is list:
-                    n = len(x)
-                    if n == 0:
-                        w(EMPTY_LIST)
-                        continue
-                    if n >= HOMOGENEOUS_MIN and write_homogeneous_list(x, n, parts):
-                        continue
-                    w(pack_ci(b"K", n))
-                    w(FIRST_INDEX)
-                    items: Iterator[Any] = from_iterable(zip(x, list_separators(n)))
-                elif t is dict:
-                    w(b"J")
-                    if not x:
-                        continue
-                    items = from_iterable(zip(x.keys(), x.values(), repeat(SETITEM)))
-                else:  # tuple, set, frozenset: the items, then the count
-                    items = chain(x, (Raw(pack_ci(_CONTAINERS[t], len(x))),))
+                items = _items(x, t, parts)
+                if items is None:
+                    continue  # written whole
                 key = id(x)
                 if key in on_path:
                     raise DumpError(f"can't serialize a {t.__name__} that contains itself")
@@ -102,10 +64,8 @@ def encode_iteratively(obj: object, hook: Optional[ChannelHook], parts: List[byt
                 stack.append(it)
                 it = items
                 break
-            elif t is channel_type:
-                w(pack_ci(b"B", hook.channel_id(x)))  # type: ignore[union-attr]
             else:
-                raise DumpError(f"can't serialize {t!r}")
+                encode_any(x, parts, hook)  # a scalar or a channel: no recursion
         else:
             if not stack:
                 return
@@ -113,8 +73,26 @@ def encode_iteratively(obj: object, hook: Optional[ChannelHook], parts: List[byt
             on_path.discard(path.pop())
 
 
+def _items(x: Any, t: type, parts: List[bytes]) -> Optional[Iterator[Any]]:
+    """Write the head of container x; its items and separators (``Raw``) to write next,
+    or None if it was written whole (an empty or scalar list, an empty dict)."""
+    if t is list:
+        n = len(x)
+        if n == 0:
+            parts.append(EMPTY_LIST)
+            return None
+        if n >= HOMOGENEOUS_MIN and write_scalar_list(x, parts, None):
+            return None
+        parts.append(pack_ci(b"K", n))
+        parts.append(FIRST_INDEX)
+        return from_iterable(zip(x, list_separators(n)))
+    if t is dict:
+        parts.append(b"J")
+        if not x:
+            return None
+        return from_iterable(zip(x.keys(), x.values(), repeat(SETITEM)))
+    # tuple, set, frozenset: the items, then the count
+    return chain(x, (Raw(pack_ci(_CONTAINERS[t], len(x))),))
+
+
 _CONTAINERS: Dict[type, bytes] = {list: b"K", dict: b"J", tuple: b"@", set: b"O", frozenset: b"E"}
-
-
-class _NoChannel:
-    """Stands in for the channel type when there is no hook: nothing has this type."""

@@ -3,7 +3,7 @@
 A big dict or list often holds entries that are laid out byte for byte alike apart from
 their values: the same opcodes, the same string lengths (``{"key1234": (1234,
 "value 1234", 1851.0), ...}``, rows of fixed-width fields). After NEWDICT or NEWLIST,
-``fill`` reads the layout of the entry at hand (a str key or the list index, then one
+``read_runs`` reads the layout of the entry at hand (a str key or the list index, then one
 scalar or a flat tuple of scalars, then SETITEM), builds a ``struct`` format for it and
 unpacks 8, then 32, then 128 such entries with one call. Every opcode and length byte
 of every entry is checked against the layout (one strided slice and ``tuple.count`` per
@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple, Union
 
-__all__ = ["CONSTANTS", "fill", "str_size"]
+__all__ = ["CONSTANTS", "read_runs", "str_size"]
 
 # A layout must hold for _MIN_RUN entries, else the general loop goes on.
 _FIRST_BATCH = 8
@@ -213,23 +213,25 @@ def _read_layout(data: bytes, pos: int, end: int, is_list: bool) -> Optional[_La
     return None
 
 
-def fill(
+def read_runs(  # noqa: PLR0917 - a bulk reader (``_bulk``)
     data: bytes,
     pos: int,
     end: int,
     container: Union[Dict[Any, Any], List[Any]],
     raw_strings: bool,
-) -> Tuple[int, int]:
+    budget: int,
+) -> Tuple[int, int, int]:
     """Decode the runs of same-shaped entries of container (a dict just made by NEWDICT
-    or a list by NEWLIST) that start at pos; the position after them and the number of
-    tuples built. ``raw_strings``: PY3STRING values stay bytes (py3str_as_py2str).
+    or a list by NEWLIST) that start at pos: the position after them, the number of
+    tuples built and 0 (these entries hold no lists, so ``budget`` is not needed).
+    ``raw_strings``: PY3STRING values stay bytes (py3str_as_py2str).
     """
     tuples = 0
     is_list = type(container) is list
     while True:
         layout = _read_layout(data, pos, end, is_list)
         if layout is None:
-            return pos, tuples
+            return pos, tuples, 0
         size = layout.size
         k = _FIRST_BATCH
         done = 0
@@ -244,4 +246,4 @@ def fill(
                 break  # the run ends (or the data): the next entry's layout, if any
             k = min(4 * k, _MAX_BATCH)
         if done < _MIN_RUN:
-            return pos, tuples
+            return pos, tuples, 0

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     _Node = Tuple[Any, ...]
     _Container = Union[Dict[Any, Any], List[Any]]
 
-__all__ = ["fill_shapes"]
+__all__ = ["SHAPES_MIN_ITEMS", "read_shapes"]
 
 _unpack_i = struct.Struct(">i").unpack_from
 _FIX, _INT, _FLOAT, _STR = 0, 1, 2, 3
@@ -44,6 +44,10 @@ _MAX_LIST = 256  # items of a list inside a record
 _MAX_BATCH = 64
 _KEEP = 4  # shapes learnt per container
 _MIN_OPS = 12  # opcodes in an entry worth a shape
+# Learning a shape costs about as much as decoding ten records in the opcode loop, and
+# saves about half of each record's cost after that: shorter lists are left to the loop
+# (and to ``_records``, which learns from one entry).
+SHAPES_MIN_ITEMS = 128
 
 
 def _parse(data: bytes, pos: int, end: int, is_list: bool) -> Optional[Tuple[Any, ...]]:
@@ -363,14 +367,16 @@ def _by_matches(shape: _Shape) -> int:
     return -shape.matched
 
 
-def fill_shapes(  # noqa: PLR0917
+def read_shapes(  # noqa: PLR0917 - a bulk reader (``_bulk``)
     data: bytes, pos: int, end: int, container: _Container, raw: bool, budget: int
 ) -> Tuple[int, int, int]:
-    """Decode the entries of container (a list just made by NEWLIST, or a dict by
-    NEWDICT: str keys) at pos while they come in few shapes: where they end, how many
-    tuples (of at least one item) and list items they declared (at most ``budget``, the
-    general loop's list budget)."""
+    """Decode the entries of container (a list of SHAPES_MIN_ITEMS+ just made by NEWLIST,
+    or a dict by NEWDICT: str keys) at pos while they come in few shapes: where they end,
+    how many tuples (of at least one item) and list items they declared (at most
+    ``budget``, the general loop's list budget)."""
     is_list = isinstance(container, list)
+    if is_list and len(container) < SHAPES_MIN_ITEMS:
+        return pos, 0, 0
     shapes: List[_Shape] = []
     tuples = items = entries = 0
     parsed: Dict[int, Any] = {}  # entries parsed while learning, by position

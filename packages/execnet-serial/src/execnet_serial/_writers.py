@@ -16,6 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterator, List, Optional
 
+    from ._hook import ChannelHook
+
 INT4_MIN = -0x80000000
 INT4_MAX = 0x7FFFFFFF
 
@@ -88,10 +90,12 @@ def long_int(x: int) -> bytes:
 HOMOGENEOUS_MIN = 8  # below this, checking the item types costs more than it saves
 
 
-def write_homogeneous_list(x: List[object], n: int, parts: List[bytes]) -> bool:
+def write_scalar_list(x: List[object], parts: List[bytes], hook: Optional[ChannelHook]) -> bool:
     """Append the whole encoding of list x if its items are all of one scalar type
     with a fast writer (int within int4, str, float); False if not (nothing written).
+    A whole-container writer (see ``_encoder``): ``hook`` is not needed.
     """
+    n = len(x)
     types = set(map(type, x))
     if len(types) != 1:
         return False

@@ -12,8 +12,6 @@ Also the bootstrap that starts the remote half, and the socket server
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 from .__about__ import __version__
 from ._bootstrap import TRAVELLING_PACKAGES
 from ._connect import make_gateway
@@ -21,23 +19,9 @@ from ._errors import BootstrapError, HostNotFound, SshError
 from ._gateway import Gateway, RInfo
 from ._xspec import XSpec
 
-
-def serve_socket(
-    host: str = "127.0.0.1",
-    port: int = 8888,
-    *,
-    loop: bool = True,
-    secret: Optional[bytes] = None,
-    on_listening: Optional[Callable[[str, int], None]] = None,
-) -> None:
-    """Run the socket server here (see ``execnet_transport.socketserver``).
-
-    >>> serve_socket("127.0.0.1", 8888, secret=b"s3cret")   # serves until interrupted
-    """
-    from .socketserver import serve_socket as serve
-
-    serve(host, port, loop=loop, secret=secret, on_listening=on_listening)
-
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .socketserver import serve_socket
 
 __all__ = [
     "XSpec",
@@ -51,3 +35,13 @@ __all__ = [
     "serve_socket",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The socket server loads on first use: most programs never run one (PEP 562).
+    if name == "serve_socket":
+        from .socketserver import serve_socket
+
+        globals()[name] = serve_socket
+        return serve_socket
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -310,10 +310,10 @@ def IO(C,m):return C.StdioIO.from_process(m)
 X=True
 """
 
-# A socket server execs this with the accepted socket bound to `clientsock`; the
-# server may be execnet 2.1.2's, which keeps running after we return: no exit. Such a
-# server may also have read past the source line, so the client sends the frame only
-# once this code asks for it (SEND_BUNDLE).
+# A socket server execs this with the accepted socket bound to `clientsock` (an
+# execnet_channel.TLSConnection behind a TLS server); the server may be execnet 2.1.2's, which keeps
+# running after we return: no exit. Such a server may also have read past the source
+# line, so the client sends the frame only once this code asks for it (SEND_BUNDLE).
 SEND_BUNDLE: Final = b"\x00execnet-send-bundle\x00"
 _SOCKET_PREFIX = """\
 import os,sys,marshal
@@ -326,7 +326,9 @@ def R(n):
         b+=c
     return b
 W=clientsock.sendall
-def IO(C,m):return C.SocketIO(clientsock,m)
+def IO(C,m):
+    T=C.TLSSocketIO if hasattr(clientsock,'getpeercert') else C.SocketIO
+    return T(clientsock,m)
 X=False
 """.replace("SEND_BUNDLE", repr(SEND_BUNDLE))
 

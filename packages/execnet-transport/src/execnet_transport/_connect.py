@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
-from execnet_channel import ExecModel, FdIO, SocketIO, get_execmodel, trace
+from execnet_channel import ExecModel, FdIO, get_execmodel, trace
 
 from . import _bootstrap
 from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
@@ -17,14 +15,12 @@ from ._gateway import Gateway
 from ._max_frame import max_frame_of
 from ._process import ChildProcess, describe_status
 from ._via import VIA_PROXY, ViaIO
-from ._xspec import GATEWAY_TYPES, XSpec
+from ._xspec import GATEWAY_TYPES, SOCKET_KEYS, XSpec
 
 __all__ = ["BOOTSTRAP_TIMEOUT", "make_gateway"]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
 BOOTSTRAP_TIMEOUT = 60.0
-# How long a client with a secret waits for the server's challenge line.
-CHALLENGE_TIMEOUT = 15.0
 EXECMODELS = ("thread", "main_thread_only", "eventlet", "gevent")
 
 # ssh's own words when the host cannot be resolved or reached (exit status 255).
@@ -100,6 +96,10 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
     max_frame_of(spec)  # a bad max_frame= fails here, before anything starts
     if installvia is not None and kind != "socket":
         raise ValueError(f"installvia= in gateway spec {str(spec)!r} only works with socket")
+    if kind == "socket" or any(getattr(spec, key) for key in SOCKET_KEYS):
+        from ._socket import validate_socket_keys
+
+        validate_socket_keys(spec, kind, installvia)
     if via is not None and kind == "socket":
         raise ValueError(f"via= in gateway spec {str(spec)!r} does not work with socket")
     return kind
@@ -162,7 +162,9 @@ def make_gateway(
     kind = _validate(spec, via, installvia)
     model = get_execmodel(execmodel)
     if kind == "socket":
-        return _socket_gateway(spec, model, installvia)
+        from ._socket import socket_gateway
+
+        return socket_gateway(spec, model, installvia, BOOTSTRAP_TIMEOUT)
     stage = _bootstrap.first_stage("stdio")
     if kind == "popen":
         args = popen_args(spec, stage)
@@ -333,108 +335,3 @@ def _via_gateway(
         io.kill()
         io.close_write()
         raise
-
-
-def _parse_hostport(spec: XSpec) -> Tuple[str, int]:
-    host, sep, port = str(spec.socket).rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(
-            f"socket={spec.socket!r} in gateway spec {str(spec)!r}: expected HOST:PORT"
-        )
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _socket_gateway(spec: XSpec, model: ExecModel, installvia: Optional[Gateway]) -> Gateway:
-    if installvia is not None:
-        from . import socketserver
-
-        server = installvia.remote_exec(socketserver)
-        host, port = server.receive(BOOTSTRAP_TIMEOUT)
-    else:
-        host, port = _parse_hostport(spec)
-    address = f"{host}:{port}"
-    sock_module: Any = model.socket
-    try:
-        sock = sock_module.create_connection((host, port), timeout=BOOTSTRAP_TIMEOUT)
-    except OSError as exc:
-        import socket as stdlib_socket
-
-        if isinstance(exc, stdlib_socket.gaierror):
-            raise HostNotFound(spec, f"cannot resolve {host!r}: {exc}") from None
-        raise BootstrapError(
-            spec, f"cannot connect to the socket server at {address}: {exc}"
-        ) from None
-    try:
-        if spec.secret_file:
-            _answer_challenge(spec, sock)
-        stage = _bootstrap.first_stage("socket")
-        sock.sendall(repr(stage).encode("ascii") + b"\n")
-        marker = _bootstrap.new_marker()
-        try:
-            _bootstrap.read_until_marker(sock.recv, _bootstrap.SEND_BUNDLE)
-        except (EOFError, ConnectionError) as exc:
-            how = f" ({exc})" if isinstance(exc, ConnectionError) else ""
-            raise BootstrapError(
-                spec,
-                f"the socket server at {address} closed the connection before running the "
-                f"bootstrap{how}; see the server's log",
-            ) from None
-        sock.sendall(_bootstrap.frame(_config(spec, marker, False), with_bundle=True))
-        try:
-            _bootstrap.read_until_marker(sock.recv, marker)
-        except (EOFError, ConnectionError) as exc:
-            how = f" ({exc})" if isinstance(exc, ConnectionError) else ""
-            raise BootstrapError(
-                spec,
-                f"the socket server at {address} closed the connection before the bootstrap "
-                f"finished{how}; see the server's log",
-            ) from None
-        except OSError as exc:  # socket.timeout is an OSError
-            raise BootstrapError(spec, f"no bootstrap answer from {address}: {exc}") from None
-        sock.settimeout(None)
-        io = SocketIO(sock, model)
-        return Gateway(
-            io,
-            spec,
-            remoteaddress=address,
-            lost_connection=f"the socket server at {address} closed the connection "
-            "(the server or the process serving this gateway died)",
-        )
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _answer_challenge(spec: XSpec, sock: Any) -> None:
-    from .socketserver import CHALLENGE
-
-    try:
-        with open(str(spec.secret_file), "rb") as file:
-            secret = file.read().strip()
-    except OSError as exc:
-        raise BootstrapError(
-            spec, f"cannot read secret_file={spec.secret_file}: {exc.strerror}"
-        ) from None
-    line = b""
-    sock.settimeout(CHALLENGE_TIMEOUT)
-    try:
-        while not line.endswith(b"\n") and len(line) < 1024:
-            byte = sock.recv(1)
-            if not byte:
-                break
-            line += byte
-    except OSError as exc:  # socket.timeout is an OSError
-        raise BootstrapError(
-            spec,
-            f"no shared-secret challenge from the server ({exc}); "
-            "was it started with --secret-file?",
-        ) from None
-    sock.settimeout(BOOTSTRAP_TIMEOUT)
-    if not line.startswith(CHALLENGE):
-        raise BootstrapError(
-            spec,
-            f"the server sent no shared-secret challenge (got {line[:80]!r}); no secret needed?",
-        )
-    nonce = line[len(CHALLENGE) :].strip()
-    answer = hmac.new(secret, nonce, hashlib.sha256).hexdigest().encode("ascii")
-    sock.sendall(answer + b"\n")

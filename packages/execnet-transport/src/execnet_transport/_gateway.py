@@ -70,6 +70,9 @@ class Gateway(BaseGateway):
     """
 
     _group: Any  # the Group that holds this gateway (set by the group), or None
+    # What _rinfo() returns; absent until its first call. execnet 2.1.2 keeps it under
+    # this name and code written against it reads, assigns and deletes it.
+    _cache_rinfo: Any
 
     def __init__(
         self,
@@ -87,7 +90,6 @@ class Gateway(BaseGateway):
         self._child = child
         self._via = via
         self._group = None
-        self._cached_rinfo: Optional[RInfo] = None
         self._lost_connection = lost_connection
         self._postmortem: Optional[str] = None
         self._exit_requested = False
@@ -96,14 +98,17 @@ class Gateway(BaseGateway):
     # -- what pytest-xdist and the group read -------------------------------------
 
     def _rinfo(self, update: bool = False) -> RInfo:
-        """executable, version_info, platform, cwd, pid of the remote (cached).
+        """executable, version_info, platform, cwd, pid of the remote.
 
+        Cached in ``self._cache_rinfo`` (where execnet 2.1.2 keeps it): later calls
+        return it unchanged, whatever it was set to; ``update=True`` (or deleting the
+        attribute) asks the remote again, e.g. for its cwd after a chdir there.
         Answered by the remote's receiver, so it works while the remote's main thread is
         busy with a task (main_thread_only).
         """
-        if self._cached_rinfo is None or update:
-            self._cached_rinfo = RInfo(self._remote_info())
-        return self._cached_rinfo
+        if update or not hasattr(self, "_cache_rinfo"):
+            self._cache_rinfo = RInfo(self._remote_info())
+        return self._cache_rinfo  # type: ignore[no-any-return]
 
     @property
     def _pid(self) -> Optional[int]:
@@ -149,6 +154,10 @@ class Gateway(BaseGateway):
             else:
                 self._postmortem = self._lost_connection or "the connection was closed"
         return f"gateway {self.id!r} ({self.spec}): connection lost; {self._postmortem}"
+
+    def _describe_death(self) -> Optional[str]:
+        """The post-mortem, unless the connection ended because we asked it to."""
+        return None if self._exit_requested else self._postmortem
 
     def __repr__(self) -> str:
         receiving = "receive-live" if self.hasreceiver() else "not-receiving"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 __all__ = ["XSpec"]
 
 # Every key API.md documents; they read as None when the spec does not give them.
-KNOWN_KEYS = (
+KNOWN_KEYS: Tuple[str, ...] = (
     "popen",
     "ssh",
     "socket",
@@ -22,6 +22,10 @@ KNOWN_KEYS = (
     "ssh_config",
     "installvia",
 )
+
+# The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
+SOCKET_KEYS = ("secret_file", "tls", "tls_ca", "tls_cert", "tls_key", "tls_hostname")
+KNOWN_KEYS += SOCKET_KEYS
 
 # The keys that say how the interpreter is reached; a spec names exactly one of them.
 GATEWAY_TYPES = ("popen", "ssh", "socket", "vagrant_ssh")
@@ -55,6 +59,12 @@ class XSpec:
     dont_write_bytecode: Any
     ssh_config: Any
     installvia: Any
+    secret_file: Any
+    tls: Any
+    tls_ca: Any
+    tls_cert: Any
+    tls_key: Any
+    tls_hostname: Any
     env: Dict[str, str]
 
     def __init__(self, string: str) -> None:

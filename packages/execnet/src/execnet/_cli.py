@@ -4,6 +4,7 @@
     execnet exec popen "import sys; channel.send(sys.version)"
     execnet rsync ./src popen:/tmp/copy --delete
     execnet serve 127.0.0.1:8888 --loop
+    execnet serve 0.0.0.0:8888 --loop --tls-cert s.pem --tls-key s.key --tls-client-ca ca.pem
 
 Exit codes (scripts may rely on them):
     0  done
@@ -227,7 +228,7 @@ def _parse_args_option(pairs: Sequence[str]) -> Dict[str, str]:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from execnet_channel import RemoteError
+    from execnet_channel import NotProperlyTerminated, RemoteError
     from execnet_group import Group
 
     if (args.code is None) == (args.file is None):
@@ -257,8 +258,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
             print(_remote_text(exc), file=sys.stderr)
             return EXIT_REMOTE_ERROR
         except EOFError as exc:
-            lost = channel._getremoteerror()  # an EOFError when the connection was lost
-            if isinstance(lost, EOFError):
+            lost = channel._getremoteerror()  # set when the connection was lost
+            if isinstance(lost, (EOFError, NotProperlyTerminated)):
                 raise CommandError(
                     f"{spec}: connection lost: {_first_line(lost)}", EXIT_REMOTE_ERROR
                 ) from None
@@ -379,33 +380,31 @@ def cmd_rsync(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from execnet_transport import serve_socket
+    from execnet_transport.socketserver import server_options
 
     address = args.address or "127.0.0.1:8888"
     host, sep, port_text = address.rpartition(":")
     if not sep or not port_text.isdigit():
         raise CommandError(f"address must be HOST:PORT, not {address!r}", EXIT_USAGE)
     host = (host or "127.0.0.1").strip("[]")
-    secret = b""
-    if args.secret_file is not None:
-        try:
-            with open(args.secret_file, "rb") as handle:
-                secret = handle.read().strip()
-        except OSError as exc:
-            raise CommandError(
-                f"cannot read secret file {args.secret_file}: {exc.strerror}", EXIT_USAGE
-            ) from None
-        if not secret:
-            raise CommandError(f"the secret file {args.secret_file} is empty", EXIT_USAGE)
+    try:
+        options = server_options(args)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot read secret file {args.secret_file}: {exc.strerror}", EXIT_USAGE
+        ) from None
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
 
     def announce(bound_host: str, bound_port: int) -> None:
         print(f"listening on {bound_host}:{bound_port}", flush=True)
 
     try:
-        serve_socket(
-            host, int(port_text), loop=args.loop, secret=secret or None, on_listening=announce
-        )
+        serve_socket(host, int(port_text), loop=args.loop, on_listening=announce, **options)
     except KeyboardInterrupt:
         return EXIT_OK  # the way to stop a server
+    except ValueError as exc:  # no authentication on an open address, a bad certificate
+        raise CommandError(str(exc), EXIT_USAGE) from None
     except OSError as exc:
         raise CommandError(
             f"cannot serve on {host}:{port_text}: {exc.strerror or exc}", EXIT_NO_GATEWAY
@@ -475,17 +474,22 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run a socket server that socket=HOST:PORT gateways connect to",
         description="Listen on HOST:PORT (default 127.0.0.1:8888; port 0 picks a free one; "
-        "'listening on HOST:PORT' is printed once bound) and serve one client, or with --loop "
-        "every client until interrupted. Anyone who can connect can run code: bind to "
-        "localhost or use --secret-file.",
+        "'listening on HOST:PORT' is printed once bound) and serve one client (the first "
+        "that completes the handshake: clients that fail do not count), or with --loop "
+        "every client until interrupted. Anyone who can connect and authenticate runs "
+        "code: on an address other than loopback the server refuses to start without "
+        "--secret-file or --tls-client-ca (TLS with client certificates), unless "
+        "--allow-unauthenticated says an open exec port is meant.",
     )
     serve.add_argument("address", nargs="?", metavar="HOST:PORT")
-    serve.add_argument("--secret-file", metavar="F", help="clients must present the secret in F")
     serve.add_argument(
         "--loop",
         action="store_true",
-        help="serve clients forever (the default; kept for old scripts)",
+        help="serve every client until interrupted (without it: one client, then exit)",
     )
+    from execnet_transport.socketserver import add_server_options
+
+    add_server_options(serve)
     serve.set_defaults(func=cmd_serve)
     return parser
 
