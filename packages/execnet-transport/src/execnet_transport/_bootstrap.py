@@ -266,8 +266,16 @@ _stage_cache: Dict[Tuple[str, ...], Tuple[bytes, bytes]] = {}
 
 
 @lru_cache(maxsize=None)
-def _own_stage_code() -> bytes:
-    return marshal.dumps(compile(STAGE, "<string>", "exec", dont_inherit=True))
+def _own_stage_code(stage: str = "") -> bytes:
+    return marshal.dumps(compile(stage or STAGE, "<string>", "exec", dont_inherit=True))
+
+
+def fork_server_stage_entry(same_interpreter: bool) -> Any:
+    """config['stage'] for a fork server: the code compiled here for this very
+    interpreter, else the source (a server starts once per interpreter)."""
+    if same_interpreter:
+        return (MAGIC_NUMBER, _own_stage_code(FORK_SERVER_STAGE), FORK_SERVER_STAGE)
+    return FORK_SERVER_STAGE
 
 
 def stage_entry(key: Tuple[str, ...], same_interpreter: bool) -> Any:
@@ -450,6 +458,38 @@ finally:
 
 # What a `-c` child runs after reading the frame (see _RUN_STAGE).
 STAGE: Final = _PATHS + INSTALL + _OWN + _START
+
+# A fork server (see _forkserver.py) imports the same way, then runs the server code
+# config['server'] (the source of _forkserver_remote) on the control socket passed as
+# fd config['control']; its stdin/stdout, which carried this bootstrap, then read and
+# write /dev/null. serve_forks returns only in a forked child, which becomes the
+# gateway child the request describes and serves, as the end of _START does.
+_FORK_SERVER = """\
+import gc
+g=gc.isenabled()
+gc.disable()
+try:import execnet_channel as C
+finally:
+    if g:gc.enable()
+if h:sys.meta_path.remove(h)
+O=Q=None
+N={'__name__':'execnet_forkserver'}
+exec(c['server'],N)
+W(c['marker'])
+d=os.open(os.devnull,os.O_RDWR)
+os.dup2(d,0);os.dup2(d,1);os.close(d)
+r=N['serve_forks'](c['control'],c['start_env'])
+if r:
+    N['become_child'](*r)
+    c=r[0]
+    e=C.get_execmodel(c['execmodel'])
+    W(c['marker'])
+    i=C.StdioIO.from_process(e)
+    try:C.serve(i,c['id'],exit_process=True,max_frame=c['max_frame'])
+    finally:i.close_write()
+"""
+
+FORK_SERVER_STAGE: Final = _PATHS + INSTALL + _OWN + _FORK_SERVER
 
 
 def first_stage(kind: str) -> str:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from execnet_channel import ExecModel, FdIO, get_execmodel, trace
+from execnet_channel import ExecModel, get_execmodel, trace
 
 from . import _bootstrap
 from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
 from ._errors import BootstrapError, HostNotFound, SshError
 from ._gateway import Gateway
 from ._max_frame import max_frame_of
-from ._process import ChildProcess, describe_status
+from ._forkserver import fork_gateway, fork_wanted, report_fallback
+from ._process import ChildProcess, ProcessIO, describe_status
 from ._via import VIA_PROXY, ViaIO
 from ._xspec import GATEWAY_TYPES, SOCKET_KEYS, XSpec
 
-__all__ = ["BOOTSTRAP_TIMEOUT", "make_gateway"]
+__all__ = ["BOOTSTRAP_TIMEOUT", "ProcessIO", "bootstrap_child", "handshake", "make_gateway"]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
 BOOTSTRAP_TIMEOUT = 60.0
@@ -38,20 +39,6 @@ _UNREACHABLE = (
 )
 # ... and when it reached the host but could not get in.
 _REFUSED = ("permission denied", "host key verification failed", "too many authentication")
-
-
-class ProcessIO(FdIO):
-    """FdIO over a local child's pipes; wait/kill reach the child."""
-
-    def __init__(self, child: ChildProcess, execmodel: ExecModel) -> None:
-        super().__init__(child.stdout_fd, child.stdin_fd, execmodel)
-        self.child = child
-
-    def wait(self) -> Optional[int]:
-        return self.child.wait(None)
-
-    def kill(self) -> None:
-        self.child.kill()
 
 
 def gateway_type(spec: XSpec) -> str:
@@ -94,6 +81,13 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
             "was not resolved to a gateway"
         )
     max_frame_of(spec)  # a bad max_frame= fails here, before anything starts
+    if spec.fork is not None:
+        if spec.fork is not True:
+            raise ValueError(f"fork in gateway spec {str(spec)!r} takes no value: popen//fork")
+        if kind != "popen" or spec.via:
+            raise ValueError(
+                f"fork in gateway spec {str(spec)!r} only works with a local popen gateway"
+            )
     if installvia is not None and kind != "socket":
         raise ValueError(f"installvia= in gateway spec {str(spec)!r} only works with socket")
     if kind == "socket" or any(getattr(spec, key) for key in SOCKET_KEYS):
@@ -170,6 +164,14 @@ def make_gateway(
         args = popen_args(spec, stage)
         same = via is None and is_this_interpreter(python_args(spec))
         remoteaddress = None
+        if via is None and fork_wanted(spec):
+            forked = fork_gateway(spec, model, args[:-2], same=same, timeout=BOOTSTRAP_TIMEOUT)
+            if not isinstance(forked, str):
+                return forked
+            gateway = _process_gateway(spec, model, args, same=same, kind=kind, remoteaddress=None)
+            if forked:
+                report_fallback(forked, spec)
+            return gateway
     elif kind == "ssh":
         args, same, remoteaddress = ssh_args(spec, stage), False, str(spec.ssh)
     else:
@@ -179,18 +181,22 @@ def make_gateway(
     return _process_gateway(spec, model, args, same=same, kind=kind, remoteaddress=remoteaddress)
 
 
-def _process_gateway(
+def bootstrap_child(
     spec: XSpec,
-    model: ExecModel,
     args: List[str],
     *,
     same: bool,
     kind: str,
-    remoteaddress: Optional[str],
-) -> Gateway:
+    stage: Any = None,
+    extra: Optional[Dict[str, Any]] = None,
+    pass_fds: Tuple[int, ...] = (),
+) -> ChildProcess:
+    """Start `args` (a first stage command line), send it the bootstrap frame and read
+    through its marker: the child is then ready. `stage` replaces config['stage'] (a fork
+    server's), `extra` adds to the config; BootstrapError says why a child failed."""
     trace(f"gateway {spec.id}: starting {args[:-1]} -c <first stage> (bundle: {not same})")
     try:
-        child = ChildProcess(args)
+        child = ChildProcess(args, pass_fds=pass_fds)
     except OSError as exc:
         raise BootstrapError(spec, f"cannot start {args[0]!r}: {exc.strerror or exc}") from None
     try:
@@ -199,7 +205,8 @@ def _process_gateway(
         marker = _bootstrap.new_marker()
         config = _config(spec, marker, same)
         key = tuple(args)
-        config["stage"] = _bootstrap.stage_entry(key, same)
+        config["stage"] = _bootstrap.stage_entry(key, same) if stage is None else stage
+        config.update(extra or {})
         own = b""
         if same:  # imports the installed packages, with the code objects from here
             entry = _bootstrap.own_entry()
@@ -207,7 +214,7 @@ def _process_gateway(
                 config["own"], own = entry
         else:  # the child compiles the bundle: or reuses what an earlier one did
             config["code"] = _bootstrap.cached_code(key)
-            config["want_code"] = config["code"] is None
+            config["want_code"] = config["code"] is None and stage is None
         # A BrokenPipeError means it ended already: its stdout's end and stderr tell why.
         try:
             child.write_all(_bootstrap.frame(config, not same), deadline)
@@ -225,7 +232,7 @@ def _process_gateway(
         def read_some(numbytes: int) -> bytes:
             return child.read_some(numbytes, deadline)
 
-        _handshake(spec, read_some, marker, child, kind)
+        handshake(spec, read_some, marker, child, kind)
         if config.get("want_code"):
             try:
                 _bootstrap.read_code_answer(key, lambda n: _read_exactly(read_some, n))
@@ -238,6 +245,19 @@ def _process_gateway(
         child.close_fds()
         child.wait(5)
         raise
+    return child
+
+
+def _process_gateway(
+    spec: XSpec,
+    model: ExecModel,
+    args: List[str],
+    *,
+    same: bool,
+    kind: str,
+    remoteaddress: Optional[str],
+) -> Gateway:
+    child = bootstrap_child(spec, args, same=same, kind=kind)
     io = ProcessIO(child, model)  # owns the pipe ends from here on
     try:
         return Gateway(io, spec, child=child, remoteaddress=remoteaddress)
@@ -248,7 +268,7 @@ def _process_gateway(
         raise
 
 
-def _handshake(
+def handshake(
     spec: XSpec,
     read_some: Callable[[int], bytes],
     marker: bytes,
