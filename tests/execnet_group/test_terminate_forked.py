@@ -7,25 +7,15 @@ is left, and every pid the tests check is a forked child's.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 from typing import Iterator
 
 import pytest
+from rerun import collect_again
 
 from execnet_transport import _forkserver
 
-
-def _load_sibling(name: str) -> dict[str, object]:
-    spec = importlib.util.spec_from_file_location(f"{name}_for_fork", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {key: value for key, value in vars(module).items() if key.startswith("test_")}
-
-
-globals().update(_load_sibling("test_terminate"))  # the same tests, collected here again
+globals().update(collect_again(__file__, "test_terminate"))  # the same tests, collected again
 
 
 @pytest.fixture(autouse=True)
