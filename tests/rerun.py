@@ -17,7 +17,8 @@ def collect_again(here: str, name: str, skip: AbstractSet[str] = frozenset()) ->
     """The test_* names of module `name`, a sibling of the file `here`, except `skip`."""
     path = Path(here).with_name(f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"{name}__again", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     found = {key: value for key, value in vars(module).items() if key.startswith("test_")}

@@ -6,8 +6,8 @@ Every process is checked by pid through the kernel (/proc), never by timing.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
-import stat
 import sys
 import time
 import warnings
@@ -17,8 +17,7 @@ from typing import Callable, Iterator
 import parts
 import pytest
 
-from execnet_transport import Gateway, XSpec, make_gateway
-from execnet_transport import _forkserver
+from execnet_transport import Gateway, XSpec, _forkserver, make_gateway
 
 MakeGateway = Callable[..., Gateway]
 
@@ -83,7 +82,8 @@ def test_the_gateway_is_forked_from_a_server(makegw: MakeGateway) -> None:
     (server,) = server_pids()
     _gone_servers.append(server)
     assert one["ppid"] == two["ppid"] == server != os.getpid()
-    assert first._pid == one["pid"] and second._pid == two["pid"]
+    assert first._pid == one["pid"]
+    assert second._pid == two["pid"]
     assert one["exe"] == sys.executable
     # the server holds no thread and sits in "/" (no directory of ours kept busy)
     assert len(os.listdir(f"/proc/{server}/task")) == 1
@@ -108,9 +108,7 @@ def test_the_server_socket_has_no_name(makegw: MakeGateway) -> None:
     for inode in inodes:
         (row,) = [line.split() for line in table if line.split()[6] == inode]
         assert len(row) == 7, f"socket {inode} of the fork server has a name: {row[7]}"
-    mode = os.stat(f"/proc/{server}").st_uid
-    assert mode == os.getuid()
-    assert not stat.S_ISSOCK(os.stat("/").st_mode)
+    assert os.stat(f"/proc/{server}").st_uid == os.getuid()
 
 
 def test_child_takes_cwd_env_and_umask_as_of_the_makegateway_call(
@@ -171,8 +169,8 @@ def test_python_command_that_sets_the_environment(makegw: MakeGateway) -> None:
 def test_remote_execmodels(model: str, makegw: MakeGateway) -> None:
     gw = makegw(f"popen//fork//execmodel={model}")
     assert gw.remote_status().execmodel == model
-    ch = gw.remote_exec("import os; channel.send((channel.gateway.execmodel.backend, os.getppid()))")
-    backend, parent = ch.receive(30)
+    source = "import os; channel.send((channel.gateway.execmodel.backend, os.getppid()))"
+    backend, parent = gw.remote_exec(source).receive(30)
     assert backend == model
     assert parent != os.getpid()
     _gone_servers.append(parent)
@@ -186,16 +184,8 @@ def test_other_interpreters_get_their_own_server(target: str, makegw: MakeGatewa
     again = facts(makegw(f"popen//fork//python={python}"))
     assert len(server_pids()) == 2
     assert theirs["ppid"] == again["ppid"] != mine["ppid"]
-    assert os.path.realpath(theirs["exe"]) == os.path.realpath(
-        _which(python)
-    ) or "pypy" in theirs["exe"]
+    assert os.path.realpath(theirs["exe"]) == os.path.realpath(shutil.which(python) or python)
     _gone_servers.extend([mine["ppid"], theirs["ppid"]])
-
-
-def _which(python: str) -> str:
-    import shutil
-
-    return shutil.which(python) or python
 
 
 def test_environment_switch(makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +256,8 @@ def test_kill_process_and_wait(makegw: MakeGateway) -> None:
     gw._kill_process()
     assert gw._wait_process(20) == -signal.SIGKILL
     gw._kill_process()  # again: harmless
-    assert pid is not None and not alive(pid)
+    assert pid is not None
+    assert not alive(pid)
     _gone_servers.extend(server_pids())
 
 
@@ -291,7 +282,8 @@ def test_a_crashed_server_is_reported_and_the_next_gateway_starts_plain(
     survivor.exit()
     survivor.join(10)
     assert survivor._wait_process(20) is not None
-    assert pid is not None and wait_gone([pid]) == []
+    assert pid is not None
+    assert wait_gone([pid]) == []
 
 
 def test_a_server_that_cannot_start_falls_back_quietly_to_the_plain_error(

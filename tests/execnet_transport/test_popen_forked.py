@@ -15,9 +15,8 @@ from rerun import collect_again
 
 from execnet_transport import _forkserver
 
-globals().update(
-    collect_again(__file__, "test_popen", skip={"test_compiled_bundle_is_reused_for_the_same_interpreter"})
-)
+PLAIN_ONLY = {"test_compiled_bundle_is_reused_for_the_same_interpreter"}
+globals().update(collect_again(__file__, "test_popen", skip=PLAIN_ONLY))
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ from execnet_channel import ExecModel, get_execmodel, trace
 from . import _bootstrap
 from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
 from ._errors import BootstrapError, HostNotFound, SshError
+from ._forkserver import fork_gateway, fork_wanted, report_fallback
 from ._gateway import Gateway
 from ._max_frame import max_frame_of
-from ._forkserver import fork_gateway, fork_wanted, report_fallback
 from ._process import ChildProcess, ProcessIO, describe_status
 from ._via import VIA_PROXY, ViaIO
 from ._xspec import GATEWAY_TYPES, SOCKET_KEYS, XSpec

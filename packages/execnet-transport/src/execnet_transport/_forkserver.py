@@ -64,7 +64,7 @@ UNKNOWN_STATUS = 255
 
 ServerKey = Tuple[Tuple[str, ...], Tuple[Tuple[str, str], ...]]
 
-_servers: Dict[ServerKey, "ForkServer"] = {}
+_servers: Dict[ServerKey, ForkServer] = {}
 _servers_lock = threading.Lock()
 
 
@@ -233,7 +233,7 @@ class ForkedChild(PipedChild):
             return
         with contextlib.suppress(OSError):
             if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)  # type: ignore[attr-defined]
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
                 return
             # No pidfd (CPython 3.8): the pid is still this child's while the server
             # is there and has not reported its end on the line.
@@ -382,8 +382,11 @@ def _reap_later(process: ChildProcess) -> None:
     """Reap an exiting server without blocking the caller (an OS thread waits for it)."""
     from ._process import _start_os_thread
 
+    def reap() -> None:
+        process.wait(None)
+
     try:
-        _start_os_thread(process.wait, (None,))
+        _start_os_thread(reap, ())
     except RuntimeError:  # interpreter shutdown: the server ends with its children,
         process.wait(0)  # and its parent (this process) is ending too
 
@@ -485,7 +488,7 @@ def report_fallback(what: str, spec: XSpec) -> None:
 class ForkIO(ProcessIO):
     """ProcessIO over a forked child's pipes; the gateway's end releases the child."""
 
-    child: ForkedChild  # type: ignore[assignment]
+    child: ForkedChild
 
     def close_read(self) -> None:
         super().close_read()

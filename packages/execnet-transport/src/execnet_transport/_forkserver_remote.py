@@ -22,6 +22,7 @@ Standard library only, and nothing newer than CPython 3.8 and PyPy3 offer; no ty
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import select
@@ -54,13 +55,17 @@ def _exit_code(pid: int) -> int | None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    try:  # noqa: SIM105  (no contextlib here: the server imports only what it needs)
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass  # reaped already (no waitid: _exit_code did)
 
 
-Forked = "tuple[dict[str, object], list[int], dict[str, str], list[str]]"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Tuple
+
+    Forked = Tuple[Dict[str, object], List[int], Dict[str, str], List[str]]
 
 
 def serve_forks(control_fd: int, start_env: dict[str, str]) -> Forked | None:
@@ -111,7 +116,7 @@ def serve_forks(control_fd: int, start_env: dict[str, str]) -> Forked | None:
                         del lines[pid]
                         continue
                     reported.add(pid)
-                    try:
+                    try:  # noqa: SIM105
                         line.send(_STATUS.pack(code))
                     except OSError:
                         pass  # closed on the other side: its POLLHUP follows
@@ -155,10 +160,8 @@ def serve_forks(control_fd: int, start_env: dict[str, str]) -> Forked | None:
                 lines[pid] = line
                 by_fd[line.fileno()] = pid
                 poller.register(line, select.POLLIN)
-                try:
+                with contextlib.suppress(OSError):
                     line.send(_STATUS.pack(pid))
-                except OSError:
-                    pass
             else:  # a line: the opener closed it (status read, or gateway dropped)
                 pid = by_fd.pop(fd)
                 poller.unregister(fd)
@@ -194,7 +197,8 @@ def become_child(
     os.chdir(str(request["cwd"]))
     env = request["env"]
     spec_env = request["spec_env"]
-    assert isinstance(env, dict) and isinstance(spec_env, dict)
+    assert isinstance(env, dict)
+    assert isinstance(spec_env, dict)
     for name in removed:
         env.pop(name, None)
     env.update(changed)
