@@ -250,6 +250,12 @@ class ForkedChild(PipedChild):
             self._released = True
             self._server.release()
 
+    def __del__(self) -> None:
+        pidfd, self._pidfd = getattr(self, "_pidfd", None), None
+        if pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(pidfd)
+
     def __repr__(self) -> str:
         return f"<ForkedChild pid={self._pid} {describe_status(self._status)}>"
 
