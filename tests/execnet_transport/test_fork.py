@@ -296,3 +296,24 @@ def test_a_server_that_cannot_start_falls_back_quietly_to_the_plain_error(
         with pytest.raises(BootstrapError, match="exit status 3"):
             makegw("popen//fork//python=sh -c 'exit 3'")
     assert server_pids() == []
+
+
+def test_a_forked_child_ends_like_an_interpreter(makegw: MakeGateway, tmp_path: Path) -> None:
+    """atexit handlers run and non-daemon threads are waited for at the child's end."""
+    gw = makegw("popen//fork")
+    done = tmp_path / "atexit-ran"
+    thread_done = tmp_path / "thread-ran"
+    gw.remote_exec(
+        "import atexit, threading\n"
+        f"atexit.register(lambda: open({str(done)!r}, 'w').write('yes'))\n"
+        "def late():\n"
+        "    threading.main_thread().join()\n"
+        f"    open({str(thread_done)!r}, 'w').write('yes')\n"
+        "threading.Thread(target=late).start()\n"
+    ).waitclose(30)
+    _gone_servers.extend(server_pids())
+    gw.exit()
+    gw.join(10)
+    assert gw._wait_process(30) == 0
+    assert done.read_text() == "yes"
+    assert thread_done.read_text() == "yes"

@@ -487,6 +487,7 @@ if r:
     i=C.StdioIO.from_process(e)
     try:C.serve(i,c['id'],exit_process=True,max_frame=c['max_frame'])
     finally:i.close_write()
+    N['end_child']()
 """
 
 FORK_SERVER_STAGE: Final = _PATHS + INSTALL + _OWN + _FORK_SERVER
