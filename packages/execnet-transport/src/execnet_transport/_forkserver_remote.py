@@ -196,9 +196,9 @@ def end_child() -> None:
         shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        try:  # noqa: SIM105  (a closed or broken stream: nothing to keep)
             stream.flush()
-        except Exception:  # noqa: S110  (a closed or broken stream: nothing to keep)
+        except Exception:
             pass
     os._exit(0)
 
