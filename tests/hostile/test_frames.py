@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 import pytest
 from gateway_contract import write_raw
+from socketservers import PKI
 
 from execnet_channel import (
     DEFAULT_MAX_FRAME,
@@ -47,7 +48,6 @@ from execnet_group import Group
 from execnet_serial import dumps_payload
 from execnet_transport import XSpec, make_gateway
 from execnet_transport._max_frame import max_frame_of, parse_size
-from socketservers import PKI
 
 TIMEOUT = 30.0
 MiB = 1 << 20
