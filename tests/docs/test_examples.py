@@ -22,7 +22,7 @@ def _needs_ssh(page: Path) -> bool:
 
 
 def _run_python(block: Block, namespace: Dict[str, Any], ssh_spec: str | None) -> None:
-    code = block.code
+    code = textwrap.dedent(block.code)  # a block inside a list item is indented
     if ssh_spec is not None:
         code = code.replace(SSH_PLACEHOLDER, ssh_spec)
     # Line numbers in a failure point at the page: pad with the lines before the block.
