@@ -443,7 +443,7 @@ if c.get('want_code'):
     W(c['marker']+bytes([len(M)])+M+len(D).to_bytes(4,'big')+D+len(s).to_bytes(4,'big')+s)
 else:W(c['marker'])
 i=IO(C,e)
-try:C.serve(i,c['id'],exit_process=X)
+try:C.serve(i,c['id'],exit_process=X,max_frame=c.get('max_frame'))
 finally:
     if X:i.close_write()
 """
