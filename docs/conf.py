@@ -10,7 +10,7 @@ sys.path.insert(0, str(HERE / "_ext"))
 
 project = "execnet"
 author = "the execnet rebuild's authors"
-copyright = "2026, " + author  # noqa: A001  (Sphinx's name)
+copyright = "2026, " + author
 
 extensions = [
     "myst_parser",

@@ -72,9 +72,7 @@ def package_dependencies(packages: Path = ROOT / "packages") -> Dict[str, List[s
         project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
         names[project["name"]] = list(project.get("dependencies", []))
     return {
-        name: sorted(
-            other for other in names if any(re.match(rf"{other}\b(?!-)", d) for d in deps)
-        )
+        name: sorted(other for other in names if any(re.match(rf"{other}\b(?!-)", d) for d in deps))
         for name, deps in names.items()
     }
 
@@ -130,8 +128,10 @@ def draw_charts(results: Dict[str, Any], outdir: Path) -> List[Tuple[str, str]]:
     outdir.mkdir(parents=True, exist_ok=True)
     made = []
     for scenario, rows in chart_results(results):
-        labels = [f"{row['case']}\n({row['display']['label']}, {row['display']['better']})"
-                  for row in rows]
+        labels = [
+            f"{row['case']}\n({row['display']['label']}, {row['display']['better']})"
+            for row in rows
+        ]
         figure, axes = pyplot.subplots(
             1, len(rows), figsize=(2.6 * len(rows) + 0.6, 3.0), squeeze=False
         )
@@ -180,8 +180,13 @@ def generate(app: Sphinx) -> None:
     _write(outdir / "benchmarks.md", benchmarks_markdown(results, made))
 
 
-PACKAGES = ("execnet_serial", "execnet_channel", "execnet_transport", "execnet_group",
-            "execnet_rsync")
+PACKAGES = (
+    "execnet_serial",
+    "execnet_channel",
+    "execnet_transport",
+    "execnet_group",
+    "execnet_rsync",
+)
 
 
 def api_rst(package: str) -> str:
@@ -214,7 +219,7 @@ def umbrella_rst() -> str:
     """The names ``execnet`` exports, each linked to where it is documented."""
     import execnet
 
-    homes = getattr(execnet, "_HOMES")
+    homes = execnet._HOMES
     lines = [".. list-table::", "   :header-rows: 1", "", "   * - name", "     - documented as"]
     for name in sorted(homes):
         lines += [f"   * - ``execnet.{name}``", f"     - :py:obj:`{homes[name]}.{name}`"]
@@ -227,7 +232,7 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def skip_class_aliases(
+def skip_class_aliases(  # noqa: PLR0917  (the signature Sphinx calls)
     app: Sphinx, what: str, name: str, obj: Any, skip: bool, options: Any
 ) -> Optional[bool]:
     """Skip a class attribute that is another top-level class (``Channel.RemoteError``):
