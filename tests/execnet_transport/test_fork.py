@@ -9,13 +9,13 @@ import os
 import shutil
 import signal
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import parts
 import pytest
+from procs import alive, wait_gone
 
 from execnet_transport import Gateway, XSpec, _forkserver, make_gateway
 
@@ -31,30 +31,6 @@ FACTS = (
 def facts(gw: Gateway) -> dict:  # type: ignore[type-arg]
     result: dict = gw.remote_exec(FACTS).receive(30)  # type: ignore[type-arg]
     return result
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is no zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    state = next(line for line in text.splitlines() if line.startswith("State:"))
-    return "Z" not in state.split()[1:2]
-
-
-def wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
-    """Wait until none of `pids` is alive; those still alive at the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [pid for pid in pids if alive(pid)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.02)
 
 
 def server_pids() -> list[int]:

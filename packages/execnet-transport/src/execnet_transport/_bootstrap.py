@@ -422,15 +422,8 @@ if O:
     except Exception:h=None
 """
 
-# env: is applied before the import (EXECNET_DEBUG is read then), chdir after it (a
-# module in the new directory must not shadow ours). serve() closes the protocol's
-# write end when it ends (the opener sees the end now, not after this interpreter's
-# shutdown: atexit, threads, module teardown); the close here covers a serve() that
-# failed to start. The cyclic garbage collector is paused for the import: what it
-# makes (modules, classes, functions) stays alive, so its runs there would find
-# nothing to free (~0.6 ms of a start).
-_START = """\
-os.environ.update(c['env'])
+# The import of the channel layer, with the cyclic garbage collector paused (see below).
+_IMPORT = """\
 import gc
 g=gc.isenabled()
 gc.disable()
@@ -439,6 +432,21 @@ finally:
     if g:gc.enable()
 if h:sys.meta_path.remove(h)
 O=Q=None
+"""
+
+# env: is applied before the import (EXECNET_DEBUG is read then), chdir after it (a
+# module in the new directory must not shadow ours). serve() closes the protocol's
+# write end when it ends (the opener sees the end now, not after this interpreter's
+# shutdown: atexit, threads, module teardown); the close here covers a serve() that
+# failed to start. The cyclic garbage collector is paused for the import: what it
+# makes (modules, classes, functions) stays alive, so its runs there would find
+# nothing to free (~0.6 ms of a start).
+_START = (
+    """\
+os.environ.update(c['env'])
+"""
+    + _IMPORT
+    + """\
 if c['nice']:os.nice(int(c['nice']))
 if c['chdir']:
     os.makedirs(c['chdir'],exist_ok=True)
@@ -455,6 +463,7 @@ try:C.serve(i,c['id'],exit_process=X,max_frame=c.get('max_frame'))
 finally:
     if X:i.close_write()
 """
+)
 
 # What a `-c` child runs after reading the frame (see _RUN_STAGE).
 STAGE: Final = _PATHS + INSTALL + _OWN + _START
@@ -464,15 +473,9 @@ STAGE: Final = _PATHS + INSTALL + _OWN + _START
 # fd config['control']; its stdin/stdout, which carried this bootstrap, then read and
 # write /dev/null. serve_forks returns only in a forked child, which becomes the
 # gateway child the request describes and serves, as the end of _START does.
-_FORK_SERVER = """\
-import gc
-g=gc.isenabled()
-gc.disable()
-try:import execnet_channel as C
-finally:
-    if g:gc.enable()
-if h:sys.meta_path.remove(h)
-O=Q=None
+_FORK_SERVER = (
+    _IMPORT
+    + """\
 N={'__name__':'execnet_forkserver'}
 exec(c['server'],N)
 W(c['marker'])
@@ -489,6 +492,7 @@ if r:
     finally:i.close_write()
     N['end_child']()
 """
+)
 
 FORK_SERVER_STAGE: Final = _PATHS + INSTALL + _OWN + _FORK_SERVER
 

@@ -18,7 +18,14 @@ from ._process import ChildProcess, ProcessIO, describe_status
 from ._via import VIA_PROXY, ViaIO
 from ._xspec import GATEWAY_TYPES, SOCKET_KEYS, XSpec
 
-__all__ = ["BOOTSTRAP_TIMEOUT", "ProcessIO", "bootstrap_child", "handshake", "make_gateway"]
+__all__ = [
+    "BOOTSTRAP_TIMEOUT",
+    "ProcessIO",
+    "bootstrap_child",
+    "gateway_over",
+    "handshake",
+    "make_gateway",
+]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
 BOOTSTRAP_TIMEOUT = 60.0
@@ -258,11 +265,15 @@ def _process_gateway(
     remoteaddress: Optional[str],
 ) -> Gateway:
     child = bootstrap_child(spec, args, same=same, kind=kind)
-    io = ProcessIO(child, model)  # owns the pipe ends from here on
+    return gateway_over(ProcessIO(child, model), spec, remoteaddress)
+
+
+def gateway_over(io: ProcessIO, spec: XSpec, remoteaddress: Optional[str]) -> Gateway:
+    """The Gateway over a ready local child's IO (which owns the pipe ends from here on)."""
     try:
-        return Gateway(io, spec, child=child, remoteaddress=remoteaddress)
+        return Gateway(io, spec, child=io.child, remoteaddress=remoteaddress)
     except BaseException:
-        child.kill()
+        io.child.kill()
         io.close_write()
         io.close_read()
         raise

@@ -421,7 +421,7 @@ def fork_gateway(
     popen child instead: "" when that needs no report, else what went wrong with the
     server (the caller reports it with `report_fallback` once the plain start worked;
     when that fails too, its own error says more)."""
-    from ._connect import handshake
+    from ._connect import gateway_over, handshake
 
     try:
         cwd = os.getcwd()
@@ -472,14 +472,7 @@ def fork_gateway(
         child.wait(5)
         child.release()
         raise
-    io = ForkIO(child, model)
-    try:
-        return Gateway(io, spec, child=child, remoteaddress=None)
-    except BaseException:
-        child.kill()
-        io.close_write()
-        io.close_read()
-        raise
+    return gateway_over(ForkIO(child, model), spec, None)
 
 
 def report_fallback(what: str, spec: XSpec) -> None:
