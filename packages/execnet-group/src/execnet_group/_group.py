@@ -21,7 +21,7 @@ from typing import (
 )
 
 from execnet_channel import get_execmodel, trace
-from execnet_transport import XSpec, make_gateway
+from execnet_transport import Terminable, XSpec, make_gateway
 
 from ._multichannel import MultiChannel
 from ._termination import TerminateReport, _left, terminate_gateways
@@ -232,7 +232,7 @@ class Group:
             if gateway is None:
                 assert pending.error is not None
                 raise pending.error
-            gateway._group = self
+            gateway.group = self
             self._seqs[id(gateway)] = pending.seq
             index = len(self._gateways)
             while index and self._seqs[id(self._gateways[index - 1])] > pending.seq:
@@ -399,8 +399,9 @@ class Group:
         """Forget exited gateways that have ended (a program may make and exit many)."""
         self._exited = [gw for gw in self._exited if not _has_ended(gw)]
 
-    def _unregister(self, gateway: Gateway) -> None:
-        """Called by Gateway.exit(): the gateway leaves the group (terminate still ends it)."""
+    def gateway_exited(self, gateway: Gateway) -> None:
+        """Called by Gateway.exit() (the GatewayRegistry protocol): the gateway leaves the
+        group; terminate still reaps it."""
         with self._lock:
             if gateway in self._gateways:
                 self._gateways.remove(gateway)
@@ -442,10 +443,11 @@ class Group:
         return report
 
 
-def _has_ended(gateway: Gateway) -> bool:
+def _has_ended(gateway: Terminable) -> bool:
+    """Whether the gateway's receiver and its local child (if any) have both ended."""
     if gateway.hasreceiver():
         return False
-    return gateway._pid is None or gateway._wait_process(0) is not None
+    return gateway.child_pid is None or gateway.wait_child(0) is not None
 
 
 # Groups to end at interpreter exit. Weak: a group nobody uses any more (no references,

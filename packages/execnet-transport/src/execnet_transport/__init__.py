@@ -13,10 +13,11 @@ Also the bootstrap that starts the remote half, and the socket server
 from __future__ import annotations
 
 from .__about__ import __version__
-from ._bootstrap import TRAVELLING_PACKAGES
+from ._bundle import TRAVELLING_PACKAGES
 from ._connect import make_gateway
 from ._errors import BootstrapError, HostNotFound, SshError
 from ._gateway import Gateway, RInfo
+from ._protocols import GatewayRegistry, Terminable
 from ._xspec import XSpec
 
 TYPE_CHECKING = False
@@ -28,6 +29,8 @@ __all__ = [
     "make_gateway",
     "Gateway",
     "RInfo",
+    "Terminable",
+    "GatewayRegistry",
     "BootstrapError",
     "HostNotFound",
     "SshError",

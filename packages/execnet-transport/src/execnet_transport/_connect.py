@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 from execnet_channel import ExecModel, FdIO, get_execmodel, trace
 
@@ -12,6 +11,7 @@ from . import _bootstrap
 from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
 from ._errors import BootstrapError, HostNotFound, SshError
 from ._gateway import Gateway
+from ._own_code import own_entry
 from ._process import ChildProcess, describe_status
 from ._via import VIA_PROXY, ViaIO
 from ._xspec import GATEWAY_TYPES, SOCKET_KEYS, XSpec
@@ -103,36 +103,6 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
     return kind
 
 
-def _travelling_paths() -> List[str]:
-    # Where this interpreter found the travelling packages: a child of the same
-    # interpreter imports them from there even when they came from a path it lacks.
-    import execnet_channel
-    import execnet_serial
-
-    paths: List[str] = []
-    for module in (execnet_serial, execnet_channel):
-        path = os.path.dirname(os.path.dirname(os.path.abspath(str(module.__file__))))
-        if path not in paths:
-            paths.append(path)
-    return paths
-
-
-def _config(spec: XSpec, marker: bytes, same_interpreter: bool) -> Dict[str, Any]:
-    env = {str(k): str(v) for k, v in spec.env.items()}
-    debug = os.environ.get("EXECNET_DEBUG")
-    if debug and "EXECNET_DEBUG" not in env:
-        env["EXECNET_DEBUG"] = debug  # reaches ssh/socket/via remotes too
-    return {
-        "id": str(spec.id),
-        "execmodel": spec.execmodel or "thread",
-        "nice": str(spec.nice) if spec.nice is not None else "",
-        "chdir": str(spec.chdir) if spec.chdir else "",
-        "env": env,
-        "marker": marker,
-        "path": _travelling_paths() if same_interpreter else [],
-    }
-
-
 def make_gateway(
     spec: Union[XSpec, str],
     *,
@@ -194,17 +164,13 @@ def _process_gateway(
         # Everything up to the write overlaps the child's interpreter start.
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         marker = _bootstrap.new_marker()
-        config = _config(spec, marker, same)
-        key = tuple(args)
-        config["stage"] = _bootstrap.stage_entry(key, same)
+        command = tuple(args)
+        config = _bootstrap.make_config(spec, marker, same_interpreter=same, command=command)
         own = b""
         if same:  # imports the installed packages, with the code objects from here
-            entry = _bootstrap.own_entry()
+            entry = own_entry()
             if entry is not None:
                 config["own"], own = entry
-        else:  # the child compiles the bundle: or reuses what an earlier one did
-            config["code"] = _bootstrap.cached_code(key)
-            config["want_code"] = config["code"] is None
         # A BrokenPipeError means it ended already: its stdout's end and stderr tell why.
         try:
             child.write_all(_bootstrap.frame(config, not same), deadline)
@@ -225,7 +191,7 @@ def _process_gateway(
         _handshake(spec, read_some, marker, child, kind)
         if config.get("want_code"):
             try:
-                _bootstrap.read_code_answer(key, lambda n: _read_exactly(read_some, n))
+                _bootstrap.read_code_answer(command, lambda n: _read_exactly(read_some, n))
             except (EOFError, TimeoutError) as exc:
                 raise BootstrapError(
                     spec, f"the remote's ready answer broke off ({exc})", child.stderr_tail(1.0)
@@ -306,8 +272,7 @@ def _via_gateway(
     try:
         channel.send((args, default_python))
         marker = _bootstrap.new_marker()
-        config = _config(spec, marker, False)
-        config["stage"] = _bootstrap.STAGE
+        config = _bootstrap.make_config(spec, marker)
         io.write(_bootstrap.frame(config, with_bundle=True))
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         try:
@@ -323,9 +288,9 @@ def _via_gateway(
             raise BootstrapError(
                 spec,
                 f"the child started via {via.id!r} ended before the bootstrap finished "
-                f"({io._end_text()})",
+                f"({io.describe_end()})",
                 io.stderr_tail(),
-                io._status,
+                io.status,
             ) from None
         return Gateway(io, spec, child=io, via=via, remoteaddress=None)
     except BaseException:

@@ -173,7 +173,7 @@ def _connect(
             sock.sendall(repr(stage).encode("ascii") + b"\n")
         marker = _bootstrap.new_marker()
         _read_through(spec, sock, _bootstrap.SEND_BUNDLE, address, "running the bootstrap")
-        sock.sendall(_bootstrap.frame(_config_for(spec, marker), with_bundle=True))
+        sock.sendall(_bootstrap.frame(_bootstrap.make_config(spec, marker), with_bundle=True))
         _read_through(spec, sock, marker, address, "the bootstrap finished")
         sock.settimeout(None)
         io = TLSSocketIO(sock, model) if context is not None else SocketIO(sock, model)
@@ -187,12 +187,6 @@ def _connect(
     except BaseException:
         sock.close()
         raise
-
-
-def _config_for(spec: XSpec, marker: bytes) -> Any:
-    from ._connect import _config
-
-    return _config(spec, marker, False)
 
 
 def _read_through(spec: XSpec, sock: Any, marker: bytes, address: str, what: str) -> None:
