@@ -168,6 +168,32 @@ def test_own_code_follows_edits_and_ignores_stale_pyc(
 # -- writing the frame -----------------------------------------------------------------
 
 
+@pytest.fixture
+def high_descriptors() -> Any:
+    """Descriptors 0-1099 taken, so what is opened next is numbered 1100 or above."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit is {hard}; this test needs 1200")
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    taken = [os.dup(null) for _ in range(1100)]
+    taken.append(null)
+    yield
+    for fd in taken:
+        os.close(fd)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("high_descriptors")
+def test_a_child_whose_pipes_are_numbered_above_1024_starts(makegw: MakeGateway) -> None:
+    gw = makegw("popen")  # select() would fail here: ValueError, filedescriptor out of range
+    assert gw._io.read_fd >= 1024  # type: ignore[attr-defined]
+    assert gw.remote_exec("channel.send(1024)").receive(10) == 1024
+
+
 def test_a_child_that_never_reads_its_input_times_out() -> None:
     child = ChildProcess([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -12,6 +12,8 @@ Also the bootstrap that starts the remote half, and the socket server
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .__about__ import __version__
 from ._bundle import TRAVELLING_PACKAGES
 from ._connect import make_gateway
@@ -20,7 +22,6 @@ from ._gateway import Gateway, RInfo
 from ._protocols import GatewayRegistry, Terminable
 from ._xspec import XSpec
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .socketserver import serve_socket
 
@@ -41,7 +42,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The socket server loads on first use: most programs never run one (PEP 562).
+    # The socket server loads on first use (PEP 562): most programs never run one, and its
+    # imports would cost a program's first gateway about 3 ms (benchmarks/README.md,
+    # "Start-up tricks we keep").
     if name == "serve_socket":
         from .socketserver import serve_socket
 
