@@ -19,7 +19,10 @@ Cases (one cycle each; ms, lower is better):
 - worker_import: popen with the remote_exec running `import execnet` (what a
   pytest-xdist worker does first);
 - cold: one cycle per process, timed from before `import execnet` (a program's first
-  gateway, imports included); --cycles is ignored.
+  gateway, imports included); --cycles is ignored;
+- SCENARIO:CASE (e.g. groups:popen_8, rsync:full): a case of benchmarks/scenarios run
+  under each tree, `--cycles` runs per process (seconds per run, as the scenario
+  reports them, shown in ms).
 
 Used to decide which start-up tricks stay (benchmarks/README.md, "Start-up tricks we
 keep, and what each saves"): a trick stays where it saves at least 0.5 ms.
@@ -28,16 +31,18 @@ keep, and what each saves"): a trick stays where it saves at least 0.5 ms.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from _measure import DROPPED_ENV
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "scenarios"))
+from startup import other_cpython  # a scenario module, found through its folder
 
 # Runs in the measured process: prints one JSON list of cycle times (seconds).
 _DRIVER = r"""
@@ -73,21 +78,6 @@ print(json.dumps(times))
 """
 
 
-def other_cpython() -> Optional[str]:
-    """The newest CPython 3.8+ under pyenv that is not this one's version."""
-    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    me = "{}.{}".format(*sys.version_info[:2])
-    found: List[Tuple[Tuple[int, int], str]] = []
-    for path in glob.glob(f"{root}/versions/3.*/bin/python3.*"):
-        name = os.path.basename(path)[len("python") :]
-        parts = name.split(".")
-        if len(parts) == 2 and all(p.isdigit() for p in parts) and name != me:
-            version = (int(parts[0]), int(parts[1]))
-            if version >= (3, 8):
-                found.append((version, path))
-    return max(found)[1] if found else None
-
-
 def tree_path(tree: Path) -> str:
     sources = sorted(str(p) for p in (tree / "packages").glob("*/src"))
     if not sources:
@@ -95,12 +85,22 @@ def tree_path(tree: Path) -> str:
     return os.pathsep.join(sources)
 
 
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+START_UP_CASES = ("popen", "popen_other", "worker_import", "cold")
+
+
 def run_once(python: str, tree: Path, case: str, cycles: int, spec: str) -> List[float]:
     # As users run: with bytecode caching (benchmarks/_measure.py drops the same variables).
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env["PYTHONPATH"] = tree_path(tree)
+    if case in START_UP_CASES:
+        command = [python, "-c", _DRIVER, case, str(cycles), spec, str(tree)]
+    else:
+        scenario, _, name = case.partition(":")
+        script = SCENARIOS / f"{scenario}.py"
+        command = [python, str(script), "--case", name, "--repeat", str(cycles)]
     out = subprocess.run(
-        [python, "-c", _DRIVER, case, str(cycles), spec, str(tree)],
+        command,
         env=env,
         capture_output=True,
         text=True,
@@ -109,7 +109,12 @@ def run_once(python: str, tree: Path, case: str, cycles: int, spec: str) -> List
     )
     if out.returncode != 0:
         raise SystemExit(f"{tree}: {out.stderr.strip()[-2000:]}")
-    times: List[float] = json.loads(out.stdout.strip().splitlines()[-1])
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    if isinstance(record, dict):  # a scenario's line: {"case", "seconds": [...], ...}
+        if "seconds" not in record:
+            raise SystemExit(f"{tree}: {case}: {record}")
+        record = record["seconds"]
+    times: List[float] = record
     return times
 
 
@@ -117,7 +122,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", required=True, metavar="NAME=PATH")
     parser.add_argument(
-        "--case", default="popen", choices=("popen", "popen_other", "worker_import", "cold")
+        "--case", default="popen", help=f"{', '.join(START_UP_CASES)} or SCENARIO:CASE"
     )
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--cycles", type=int, default=10)
@@ -129,6 +134,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         if not sep:
             parser.error(f"--tree wants NAME=PATH, not {item!r}")
         trees[name] = Path(path).resolve()
+    if args.case not in START_UP_CASES and ":" not in args.case:
+        parser.error(f"unknown case {args.case!r}: {', '.join(START_UP_CASES)} or SCENARIO:CASE")
     spec = "popen"
     if args.case == "popen_other":
         other = other_cpython()
