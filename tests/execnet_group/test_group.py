@@ -247,6 +247,20 @@ def test_gateway_exit_removes_it_from_the_group(group: Group, procs) -> None:  #
     assert not procs.alive(pid)
 
 
+def test_module_level_set_execmodel_in_a_fresh_interpreter() -> None:
+    """set_execmodel's docstring example, where the default group has no gateway yet."""
+    code = (
+        "from execnet_group import default_group, makegateway, set_execmodel\n"
+        "set_execmodel('thread', 'main_thread_only')\n"
+        "gw = makegateway('popen')\n"
+        "print(default_group.remote_execmodel.backend, gw.remote_status().execmodel)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.stdout.split() == ["main_thread_only", "main_thread_only"], out.stderr
+
+
 def test_module_level_default_group() -> None:
     assert isinstance(default_group, Group)
     gw = makegateway("popen//id=module-level")

@@ -58,7 +58,8 @@ class Group:
     (True, True, 1)
     >>> group.remote_exec("channel.send(42)").receive_each()
     [42]
-    >>> group.terminate(timeout=5)
+    >>> print(group.terminate(timeout=30))
+    terminated: exited ['worker']
 
     `defaultspec` ('popen') is used when makegateway gets no spec. Gateways get ids
     gw0, gw1, ... unless their spec names one. Every group is terminated (with a short
@@ -125,6 +126,13 @@ class Group:
 
         `remote_execmodel` defaults to `execmodel`; a spec's own `execmodel=` wins.
         Only possible while the group has no gateway: a ValueError after.
+
+        >>> group = Group()
+        >>> group.set_execmodel("thread", "main_thread_only")
+        >>> gw = group.makegateway("popen")
+        >>> gw.remote_status().execmodel
+        'main_thread_only'
+        >>> _ = group.terminate(timeout=30)
         """
         with self._lock:
             if self._gateways or self._pending:
@@ -425,9 +433,10 @@ class Group:
         as it takes. Returns after about twice `timeout` at most, even if a kill
         hangs. Calling it again (or with no gateways) does nothing.
 
-        >>> report = group.terminate(timeout=3)
+        >>> group = Group(["popen", "popen"])
+        >>> report = group.terminate(timeout=30)
         >>> report.exited, report.killed
-        (['gw0'], [])
+        (['gw0', 'gw1'], [])
         """
         unclaimed = self._take_prefetched(timeout)
         with self._lock:
@@ -469,10 +478,25 @@ default_group = Group()
 
 
 def makegateway(spec: SpecLike | None = None) -> Gateway:
-    """Open a gateway in `default_group`: `execnet.makegateway("popen")`."""
+    """Open a gateway in `default_group` (see Group.makegateway).
+
+    >>> from execnet_group import default_group, makegateway
+    >>> gw = makegateway("popen")
+    >>> gw in default_group, gw.remote_exec("channel.send(7)").receive()
+    (True, 7)
+    >>> gw.exit()
+    """
     return default_group.makegateway(spec)
 
 
 def set_execmodel(execmodel: str, remote_execmodel: Optional[str] = None) -> None:
-    """Set the execution models of `default_group` (before its first gateway)."""
+    """Set the execution models of `default_group` (before its first gateway; see
+    Group.set_execmodel). Not run as a doctest, which may follow gateways made in the
+    default group: tests/execnet_group/test_group.py runs it in a fresh interpreter.
+
+    >>> from execnet_group import default_group, set_execmodel
+    >>> set_execmodel("thread", "main_thread_only")  # doctest: +SKIP
+    >>> default_group.remote_execmodel.backend  # doctest: +SKIP
+    'main_thread_only'
+    """
     default_group.set_execmodel(execmodel, remote_execmodel)

@@ -31,7 +31,13 @@ class GatewayTermination:
     the via host, killed by its proxy). 'closed': it was still running after the
     timeout and its connection was closed from this side, but its process is out of
     reach (a socket gateway: the server's process may live on). 'unresponsive': it was
-    still running when terminate gave up (a kill that did not take).
+    still running when terminate gave up (a kill that did not take). `pid` and `status`:
+    the local child process and its exit status, where there is one.
+
+    >>> from execnet_group import Group
+    >>> (ending,) = Group(["popen"]).terminate(timeout=30).gateways
+    >>> ending.id, ending.outcome, ending.status, ending.pid > 0
+    ('gw0', 'exited', 0, True)
     """
 
     id: str
@@ -44,11 +50,14 @@ class GatewayTermination:
 class TerminateReport:
     """What Group.terminate had to do, gateway by gateway.
 
-    >>> report = group.terminate(timeout=2)
-    >>> report.killed
-    []
-    >>> bool(report)        # True when every gateway is gone (exited or killed)
+    >>> from execnet_group import Group
+    >>> report = Group(["popen", "popen"]).terminate(timeout=30)
+    >>> report.exited, report.killed
+    (['gw0', 'gw1'], [])
+    >>> bool(report)        # True when no gateway is unresponsive
     True
+    >>> print(report)
+    terminated: exited ['gw0', 'gw1']
     """
 
     gateways: Tuple[GatewayTermination, ...] = ()

@@ -115,6 +115,7 @@ def make_gateway(
     `execmodel` is the local model; the remote runs `spec.execmodel` (default thread).
     The spec's id must be set (a Group does that, and resolves via=/installvia= ids):
 
+        >>> import os
         >>> gw = make_gateway(XSpec("popen//id=gw0"))
         >>> gw.remote_exec("import os; channel.send(os.getpid())").receive() != os.getpid()
         True

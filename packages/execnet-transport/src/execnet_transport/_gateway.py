@@ -23,10 +23,18 @@ class Child(Protocol):
 
 
 class RInfo:
-    """Facts about the remote interpreter, read as attributes or keys.
+    """Facts about the remote interpreter, read as attributes or keys: what
+    ``Gateway._rinfo()`` returns (the name execnet's API gives it; pytest-xdist calls it).
 
-    >>> info = gateway._rinfo()
-    >>> info.version_info[:3], info["platform"], info.cwd, info.pid, info.executable
+    >>> import os, sys
+    >>> from execnet_transport import XSpec, make_gateway
+    >>> gw = make_gateway(XSpec("popen//id=gw0"))
+    >>> info = gw._rinfo()
+    >>> info.version_info[:3] == tuple(sys.version_info[:3]), info["cwd"] == os.getcwd()
+    (True, True)
+    >>> info.pid == gw.child_pid, "executable" in info
+    (True, True)
+    >>> gw.exit()
     """
 
     executable: str
@@ -63,10 +71,14 @@ class RInfo:
 class Gateway(BaseGateway):
     """A gateway to an interpreter this process started or reached (see make_gateway).
 
+    >>> from execnet_transport import XSpec, make_gateway
     >>> gw = make_gateway(XSpec("popen//id=gw0"))
     >>> gw.remote_exec("channel.send(6 * 7)").receive()
     42
     >>> gw.exit()
+    >>> gw.join(10)
+    >>> gw.wait_child(10)
+    0
     """
 
     #: What holds this gateway and hears when it exits (a Group sets itself), or None.

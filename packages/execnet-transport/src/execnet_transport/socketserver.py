@@ -778,7 +778,16 @@ def serve_socket(
     - `on_listening(host, port)` is called once bound (port 0 picks a free one); `log`
       receives each line of the log (default: stderr).
 
-        >>> serve_socket("127.0.0.1", 0, on_listening=lambda h, p: print(h, p))
+        >>> serve_socket(  # serves until interrupted: here, until nobody came for 0.1 s
+        ...     "127.0.0.1",
+        ...     0,  # a free port
+        ...     single_connection=True,
+        ...     accept_timeout=0.1,
+        ...     on_listening=lambda host, port: print("listening on", host),
+        ...     log=print,
+        ... )
+        listening on 127.0.0.1
+        nobody connected within 0.1 s: closing
     """
     if tls_key and not tls_cert:
         raise ValueError("a TLS key needs its certificate (tls_cert)")

@@ -1,11 +1,12 @@
 """execnet: start Python interpreters on demand, run code there, talk to it over channels.
 
-    import execnet
-
-    gw = execnet.makegateway("popen")
-    channel = gw.remote_exec("channel.send(channel.receive() * 2)")
-    channel.send(21)
-    assert channel.receive() == 42
+    >>> import execnet
+    >>> gw = execnet.makegateway("popen")
+    >>> channel = gw.remote_exec("channel.send(channel.receive() * 2)")
+    >>> channel.send(21)
+    >>> channel.receive()
+    42
+    >>> gw.exit()
 
 The documented API, gathered from the packages that hold it: execnet_serial (dumps,
 loads, dump, load and their errors), execnet_channel (Channel, RemoteError,
