@@ -8,6 +8,12 @@ Also the bootstrap that starts the remote half, and the socket server
     >>> gw.remote_exec("channel.send(1 + 1)").receive()
     2
     >>> gw.exit()
+
+``TRAVELLING_PACKAGES`` names the packages whose source is sent to a remote that cannot
+import them, in the order it installs them:
+
+    >>> TRAVELLING_PACKAGES
+    ('execnet_serial', 'execnet_channel')
 """
 
 from __future__ import annotations
