@@ -16,7 +16,8 @@ from parts import ROOT
 
 # package folder -> what its first example prints (a regular expression, whole output)
 EXPECTED = {
-    "execnet-transport": r"hello <Gateway id='gw0' receive-live, thread model, \d+ active channels>\n",
+    "execnet-transport": r"hello <Gateway id='gw0' receive-live, thread model, \d+ active "
+    r"channels>\n",
     "execnet-group": r"\[\d+, \d+\]\nterminated: exited \['gw0', 'gw1'\]\n",
     "execnet-rsync": r"",
     "execnet": r"",

@@ -18,9 +18,16 @@ import pytest
 
 from execnet_group import Group, TerminateReport
 
-ENDLESS_LOOP = """
+# How long the hung remotes below hang at most: longer than any test may run (pytest's
+# timeout is 120 s), so only terminate ends them in time; bounded, so that a test that
+# fails leaves no process spinning on a shared machine.
+HANG_SECONDS = 300
+
+ENDLESS_LOOP = f"""
+import time
 channel.send("running")
-while True:
+deadline = time.monotonic() + {HANG_SECONDS}
+while time.monotonic() < deadline:
     pass
 """
 
@@ -38,12 +45,13 @@ channel.send("running")
 os.kill(os.getpid(), signal.SIGSTOP)
 """
 
-IGNORES_SIGINT_AND_SIGTERM = """
+IGNORES_SIGINT_AND_SIGTERM = f"""
 import signal, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 channel.send("running")
-while True:
+deadline = time.monotonic() + {HANG_SECONDS}
+while time.monotonic() < deadline:
     time.sleep(0.01)
 """
 

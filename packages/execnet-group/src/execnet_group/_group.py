@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import weakref
@@ -343,6 +344,8 @@ class Group:
         deadline = None if timeout is None else time.monotonic() + timeout
         for pending, _ in entries:
             pending.done.wait(_left(deadline))
+            if pending.error is not None:  # failed ahead, and nobody asked for it since
+                trace(f"group: bootstrapping {pending.spec} ahead failed: {pending.error!r}")
             with self._lock:
                 self._pending.pop(str(pending.spec.id), None)
             if pending.gateway is not None:
@@ -385,6 +388,8 @@ class Group:
             except BaseException as exc:
                 if failure is None:
                     failure = exc
+                elif exc is not failure:  # raised is the first failure; this one is told
+                    trace(f"group: makegateways: {pending.spec} failed too: {exc!r}")
         if failure is not None:
             raise failure
         return made
@@ -468,8 +473,8 @@ def _terminate_all(timeout: float = ATEXIT_TIMEOUT) -> None:
     for group in list(_live_groups):
         try:
             group.terminate(timeout)
-        except Exception as exc:
-            trace(f"atexit: terminating {group!r} failed: {exc!r}")
+        except Exception as exc:  # a bug: said where a user sees it, and the next group ends
+            sys.stderr.write(f"execnet: at exit, terminating {group!r} failed: {exc!r}\n")
 
 
 atexit.register(_terminate_all)

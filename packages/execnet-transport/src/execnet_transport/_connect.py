@@ -20,6 +20,12 @@ __all__ = ["BOOTSTRAP_TIMEOUT", "make_gateway"]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
 BOOTSTRAP_TIMEOUT = 60.0
+# After a failed start: how long the ended (or killed) child gets to be reaped, and its
+# last stderr bytes to arrive (the tee thread copies them), for the error's post-mortem.
+_REAP_WAIT = 10.0
+_STDERR_WAIT = 2.0
+# What a BootstrapError quotes of what a child printed on stdout instead of answering.
+_NOISE_QUOTED = 2000
 EXECMODELS = ("thread", "main_thread_only", "eventlet", "gevent")
 
 # ssh's own words when the host cannot be resolved or reached (exit status 255).
@@ -195,12 +201,14 @@ def _process_gateway(
                 _bootstrap.read_code_answer(command, lambda n: _read_exactly(read_some, n))
             except (EOFError, TimeoutError) as exc:
                 raise BootstrapError(
-                    spec, f"the remote's ready answer broke off ({exc})", child.stderr_tail(1.0)
+                    spec,
+                    f"the remote's ready answer broke off ({exc})",
+                    child.stderr_tail(_STDERR_WAIT),
                 ) from None
     except BaseException:
         child.kill()
         child.close_fds()
-        child.wait(5)
+        child.wait(_REAP_WAIT)
         raise
     io = ProcessIO(child, model)  # owns the pipe ends from here on
     try:
@@ -231,10 +239,10 @@ def _handshake(
         ) from None
     except EOFError as exc:
         noise = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
-        status = child.wait(10) if child is not None else None
-        tail = child.stderr_tail(wait=2.0) if child is not None else ""
+        status = child.wait(_REAP_WAIT) if child is not None else None
+        tail = child.stderr_tail(_STDERR_WAIT) if child is not None else ""
         if noise.strip() and not tail.strip():
-            tail = noise.decode("utf-8", "replace")[-2000:]
+            tail = noise.decode("utf-8", "replace")[-_NOISE_QUOTED:]
         reason = f"the remote ended before the bootstrap finished ({describe_status(status)})"
         if kind in ("ssh", "vagrant_ssh"):
             raise _ssh_error(spec, reason, tail, status) from None
@@ -285,7 +293,7 @@ def _via_gateway(
                 io.stderr_tail(),
             ) from None
         except EOFError:
-            io.wait(10)
+            io.wait(_REAP_WAIT)
             raise BootstrapError(
                 spec,
                 f"the child started via {via.id!r} ended before the bootstrap finished "

@@ -16,6 +16,8 @@ import os
 from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
 from typing import Dict, Optional, Tuple
 
+from execnet_channel import trace
+
 from ._bundle import TRAVELLING_PACKAGES, package_files
 
 __all__ = ["OwnEntry", "own_code", "own_entry"]
@@ -104,7 +106,8 @@ def own_entry() -> Optional[Tuple[OwnEntry, bytes]]:
     the files alone (e.g. a module cannot be read here)."""
     try:
         code = own_code()
-    except (OSError, ImportError, ValueError, SyntaxError):
+    except (OSError, ImportError, ValueError, SyntaxError) as exc:
+        trace(f"bootstrap: no code sent along ({exc!r}); the child imports from the files")
         return None
     global _last_entry
     key = [(path, _code_cache[path][:2]) for path, _ in code.values()]

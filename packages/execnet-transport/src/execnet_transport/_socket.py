@@ -37,6 +37,9 @@ __all__ = ["socket_gateway", "validate_socket_keys"]
 CHALLENGE_TIMEOUT = 15.0
 # How long a server started by installvia= waits for our connection.
 INSTALLVIA_ACCEPT_TIMEOUT = 30.0
+# settimeout(0) would make the socket non-blocking; past the deadline, the next read
+# times out at once instead.
+_LEAST_TIMEOUT = 0.001
 _PATH_KEYS = ("secret_file", "tls_ca", "tls_cert", "tls_key", "tls_hostname")
 
 
@@ -293,7 +296,7 @@ def _authenticate(
         raise BootstrapError(spec, f"the server at {address} wants {auth!r} authentication")
     client_nonce = os.urandom(socketserver.NONCE_SIZE)
     key = socketserver.session_key(secret or b"", server_nonce, client_nonce)
-    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    sock.settimeout(max(_LEAST_TIMEOUT, deadline - time.monotonic()))
     try:
         sock.sendall(socketserver.client_hello(key, client_nonce, source))
         reply = _read_exactly(sock, socketserver.REPLY_SIZE)
@@ -311,15 +314,20 @@ def _authenticate(
             f"the server at {address} did not prove it knows the secret: refusing it "
             "(someone in the middle?)",
         )
-    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    sock.settimeout(max(_LEAST_TIMEOUT, deadline - time.monotonic()))
+
+
+# The longest greeting line we read: EXECNET-2, an auth name and a 64-digit nonce take
+# about 100 bytes; a server that sends more is not one of ours.
+_GREETING_MAX = 256
 
 
 def _greeting_line(spec: XSpec, sock: Any, address: str) -> bytes:
     sock.settimeout(CHALLENGE_TIMEOUT)
     line = b""
     try:
-        while not line.endswith(b"\n") and len(line) < 256:
-            chunk = sock.recv(256 - len(line))
+        while not line.endswith(b"\n") and len(line) < _GREETING_MAX:
+            chunk = sock.recv(_GREETING_MAX - len(line))
             if not chunk:
                 break
             line += chunk

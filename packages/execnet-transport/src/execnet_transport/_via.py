@@ -26,6 +26,9 @@ __all__ = ["VIA_PROXY", "ViaIO"]
 # receives (args, default_python) and starts the child.
 VIA_PROXY = """
 import os, subprocess, sys, threading
+# stderr: a pipe's worth at a time; stdout, the protocol: up to 1 MiB per item, so a big
+# frame crosses in few items
+STDERR_CHUNK, STDOUT_CHUNK = 65536, 1 << 20
 args, default_python = channel.receive()
 if default_python:
     args = [sys.executable] + list(args)
@@ -38,14 +41,14 @@ else:
     def pump_stderr():
         fd = proc.stderr.fileno()
         while True:
-            data = os.read(fd, 65536)
+            data = os.read(fd, STDERR_CHUNK)
             if not data:
                 return
             channel.send(("stderr", data))
     def pump_stdout():
         fd = proc.stdout.fileno()
         while True:
-            data = os.read(fd, 1 << 20)
+            data = os.read(fd, STDOUT_CHUNK)
             if not data:
                 break
             channel.send(data)
