@@ -200,8 +200,8 @@ class _Run:
     def close(self) -> None:
         """Close an unfinished channel so the remote half stops waiting and cleans up."""
         if self.channel is not None and not self.finished:
-            # the gateway may be gone already; then there is nobody left to tell
-            with contextlib.suppress(Exception):
+            # the connection may be gone already (OSError); then nobody is left to tell
+            with contextlib.suppress(OSError):
                 self.channel.close()
 
 

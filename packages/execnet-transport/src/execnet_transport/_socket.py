@@ -40,6 +40,9 @@ INSTALLVIA_ACCEPT_TIMEOUT = 30.0
 # settimeout(0) would make the socket non-blocking; past the deadline, the next read
 # times out at once instead.
 _LEAST_TIMEOUT = 0.001
+# After a failed connection, how long its log lines may take beyond the handshake's own
+# deadline to come back from an installed server (it ends soon after).
+_LOG_GRACE = 5.0
 _PATH_KEYS = ("secret_file", "tls_ca", "tls_cert", "tls_key", "tls_hostname")
 
 
@@ -136,7 +139,7 @@ def _server_log(channel: Any) -> str:
     lines: List[str] = []
     try:
         while True:
-            item = channel.receive(socketserver.HANDSHAKE_TIMEOUT + 5)
+            item = channel.receive(socketserver.HANDSHAKE_TIMEOUT + _LOG_GRACE)
             if isinstance(item, tuple) and len(item) == 2 and item[0] == "log":
                 lines.append(str(item[1]))
     except (EOFError, RemoteError, TimeoutError):
