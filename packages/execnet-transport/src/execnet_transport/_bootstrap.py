@@ -39,6 +39,7 @@ __all__ = [
     "make_config",
     "new_marker",
     "read_code_answer",
+    "read_exactly",
     "read_until_marker",
     "stage_entry",
     "stage_source",
@@ -93,7 +94,8 @@ exit_process = False
 """.replace("SEND_BUNDLE", repr(SEND_BUNDLE))
 
 # The frame, then the second stage: its code object when it was compiled for this
-# interpreter (compiling the stage costs a start about 0.9 ms), else its source.
+# interpreter, else its source. Its read_exactly is the child's copy of ours (below):
+# nothing can be imported before the stage runs.
 _RUN_STAGE = """
 def read_exactly(size):
     data = b""
@@ -191,12 +193,16 @@ def stage_entry(command: Optional[Tuple[str, ...]], same_interpreter: bool) -> S
     return stage_source()
 
 
-def read_code_answer(command: Tuple[str, ...], read_exactly: Callable[[int], bytes]) -> None:
+def read_code_answer(command: Tuple[str, ...], read_some: Callable[[int], bytes]) -> None:
     """Read what a child asked for its code sends after the marker, and keep it for the
     next child of `command` (format: ``_stage.code_answer``; never unmarshalled here)."""
-    magic = read_exactly(read_exactly(1)[0])
-    modules = read_exactly(int.from_bytes(read_exactly(4), "big"))
-    stage = read_exactly(int.from_bytes(read_exactly(4), "big"))
+
+    def read(size: int) -> bytes:
+        return read_exactly(read_some, size)
+
+    magic = read(read(1)[0])
+    modules = read(int.from_bytes(read(4), "big"))
+    stage = read(int.from_bytes(read(4), "big"))
     if magic:
         _compiled[command] = CompiledCode(magic, modules, stage)
 
@@ -268,6 +274,23 @@ def frame(config: Dict[str, Any], with_bundle: bool) -> bytes:
 def new_marker() -> bytes:
     """A marker no interpreter noise will contain by chance (96 random bits)."""
     return b"\x00execnet-ready-" + secrets.token_hex(12).encode("ascii") + b"\x00"
+
+
+def read_exactly(read_some: Callable[[int], bytes], size: int) -> bytes:
+    """`size` bytes from `read_some(n)`, which returns at most n bytes (b"" at the end);
+    EOFError if the stream ends first.
+
+    >>> chunks = [b"ab", b"cd", b""]
+    >>> read_exactly(lambda size: chunks.pop(0), 3), chunks
+    (b'abc', [b'', b''])
+    """
+    data = b""
+    while len(data) < size:
+        chunk = read_some(size - len(data))
+        if not chunk:
+            raise EOFError(f"the stream ended after {len(data)} of {size} bytes")
+        data += chunk
+    return data
 
 
 def read_until_marker(read_some: Callable[[int], bytes], marker: bytes) -> bytes:

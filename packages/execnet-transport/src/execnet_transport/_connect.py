@@ -198,7 +198,7 @@ def _process_gateway(
         _handshake(spec, read_some, marker, child, kind)
         if config.get("want_code"):
             try:
-                _bootstrap.read_code_answer(command, lambda n: _read_exactly(read_some, n))
+                _bootstrap.read_code_answer(command, read_some)
             except (EOFError, TimeoutError) as exc:
                 raise BootstrapError(
                     spec,
@@ -247,16 +247,6 @@ def _handshake(
         if kind in ("ssh", "vagrant_ssh"):
             raise _ssh_error(spec, reason, tail, status) from None
         raise BootstrapError(spec, reason, tail, status) from None
-
-
-def _read_exactly(read_some: Callable[[int], bytes], numbytes: int) -> bytes:
-    data = b""
-    while len(data) < numbytes:
-        chunk = read_some(numbytes - len(data))
-        if not chunk:
-            raise EOFError("the child ended during the bootstrap")
-        data += chunk
-    return data
 
 
 def _ssh_error(spec: XSpec, reason: str, stderr: str, status: Optional[int]) -> BootstrapError:

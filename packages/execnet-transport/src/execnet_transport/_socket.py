@@ -302,7 +302,7 @@ def _authenticate(
     sock.settimeout(max(_LEAST_TIMEOUT, deadline - time.monotonic()))
     try:
         sock.sendall(socketserver.client_hello(key, client_nonce, source))
-        reply = _read_exactly(sock, socketserver.REPLY_SIZE)
+        reply = _bootstrap.read_exactly(sock.recv, socketserver.REPLY_SIZE)
     except (EOFError, ConnectionError):  # closed, or reset with our source unread
         raise BootstrapError(
             spec,
@@ -354,13 +354,3 @@ def _greeting_line(spec: XSpec, sock: Any, address: str) -> bytes:
             "see the server's log",
         )
     return line
-
-
-def _read_exactly(sock: Any, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError("closed")
-        data += chunk
-    return data
