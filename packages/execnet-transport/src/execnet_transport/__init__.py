@@ -49,7 +49,7 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # The socket server loads on first use (PEP 562): most programs never run one, and its
-    # imports would cost a program's first gateway about 3 ms (benchmarks/README.md,
+    # imports would cost a program's first gateway about 4 ms (benchmarks/README.md,
     # "Start-up tricks we keep").
     if name == "serve_socket":
         from .socketserver import serve_socket

@@ -18,6 +18,13 @@ Every gateway starts the same way:
    interpreter printed before it. A child asked for it (config["want_code"]) sends the
    code it compiled after the marker (``read_code_answer``); the next child of the same
    command line gets it in its config and compiles nothing.
+
+The package's start-up tricks, each kept for what it saves (benchmarks/README.md, "Start-up
+tricks we keep"), are these and no others: the second stage as a code object
+(``stage_entry``) and compiled code passed on per command line (``read_code_answer``);
+the travelling packages' code sent to a child of this interpreter (``_own_code``) through
+a grown pipe (``_process``); no ``typing`` in ``_stage.py``; and the socket server
+imported on first use (``__init__``).
 """
 
 from __future__ import annotations

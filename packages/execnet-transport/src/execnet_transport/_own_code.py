@@ -4,7 +4,7 @@ A popen child of the interpreter running this code imports the installed package
 their files as usual, but takes each module's code from what the parent sends right
 after the bootstrap frame: the code of the ``.pyc`` file this interpreter's import
 system would use (or the source compiled here when there is none). The child then skips
-the search of sys.path and the file reads; about 0.6-0.8 ms of a popen gateway's start
+the search of sys.path and the file reads; about 0.5 ms of CPU of a popen gateway's start
 (benchmarks/README.md, "Start-up tricks we keep"). The child's side is
 ``_stage.OwnCode``.
 """

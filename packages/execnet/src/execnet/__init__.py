@@ -20,7 +20,8 @@ from importlib import import_module as _import_module
 
 from .__about__ import __version__
 
-# `typing` costs a remote worker several ms to import; mypy treats this name as True.
+# `typing` costs a worker ~10 ms to import (benchmarks/README.md, "Start-up tricks we
+# keep"); mypy treats this name as True.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List
@@ -34,7 +35,7 @@ del TYPE_CHECKING
 
 # Where each name lives. They are imported on first use: a pytest-xdist worker runs
 # `import execnet` and then needs only the channel layer, so it should not pay for
-# the transport, the group and rsync (about 10 ms of every worker's start).
+# the transport, the group and rsync (~25 ms of CPU of every worker's start).
 _HOMES: Dict[str, str] = {
     "Channel": "execnet_channel",
     "RemoteError": "execnet_channel",
