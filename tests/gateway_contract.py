@@ -26,7 +26,8 @@ from typing import Any, List
 
 import pytest
 
-from execnet_channel import Channel, RemoteError
+from execnet_channel import DEFAULT_MAX_FRAME, Channel, RemoteError
+from execnet_channel._frames import CHANNEL_DATA, HEADER_SIZE, RECONFIGURE, encode_header
 from execnet_serial import DumpError
 
 TIMEOUT = 30.0
@@ -119,6 +120,13 @@ def with_decorator_free_helper(channel):  # type: ignore[no-untyped-def]
         return x + 1
 
     channel.send(helper(channel.receive()))
+
+
+def write_raw(channel, data):  # type: ignore[no-untyped-def]
+    # a remote that breaks the protocol: bytes straight into its own stream
+    gateway = channel.gateway
+    with gateway._writelock:
+        gateway._io.write(data)
 
 
 # -- functions remote_exec must refuse ---------------------------------------------------
@@ -550,3 +558,41 @@ class GatewayContract:
         assert repr(gw.id) in repr(gw)
         channel = gw.newchannel()
         assert str(channel.id) in repr(channel)
+
+    # -- a remote that breaks the protocol ------------------------------------------
+    # Whatever reads this gateway's stream (its receiver, a thread in receive(), the
+    # read(n)-only path), a bad frame ends the gateway at its header, and
+    # every waiter gets an EOFError naming the gateway and the frame.
+
+    def _corrupt_stream(self, gw: Any, garbage: bytes) -> str:
+        waiting = gw.newchannel()  # nothing ever arrives on it: it waits for the end
+        assert gw.remote_exec("channel.send('before')").receive(TIMEOUT) == "before"
+        gw.remote_exec(write_raw, data=garbage)
+        with pytest.raises(EOFError) as info:
+            waiting.receive(TIMEOUT)
+        gw.join(TIMEOUT)
+        assert not gw.hasreceiver()
+        with pytest.raises(OSError):
+            gw.remote_exec("pass")
+        text = str(info.value)
+        assert f"gateway {gw.id!r}" in text
+        assert "corrupt stream from the other side" in text
+        return text
+
+    def test_unknown_frame_kind_ends_the_gateway(self, gw: Any) -> None:
+        text = self._corrupt_stream(gw, bytes([0xEE]) + bytes(HEADER_SIZE - 1))
+        assert "unknown frame kind 238 at byte " in text
+
+    def test_control_frame_that_does_not_load_ends_the_gateway(self, gw: Any) -> None:
+        garbage = b"\xff\xfe\xfd"
+        text = self._corrupt_stream(gw, encode_header(RECONFIGURE, 0, len(garbage)) + garbage)
+        assert "RECONFIGURE frame on channel 0 at byte " in text
+        assert "does not load" in text
+
+    def test_frame_over_the_maximum_size_ends_the_gateway(self, gw: Any) -> None:
+        assert gw.max_frame == DEFAULT_MAX_FRAME
+        lie = encode_header(CHANNEL_DATA, 1, 0xFFFFFFFF) + b"only this much"
+        text = self._corrupt_stream(gw, lie)
+        assert "CHANNEL_DATA frame on channel 1 at byte " in text
+        assert "declares 4294967295 bytes (4.0 GiB), over the maximum frame size, " in text
+        assert f"max_frame={DEFAULT_MAX_FRAME} bytes (1.0 GiB)" in text

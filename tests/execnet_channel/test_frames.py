@@ -73,7 +73,7 @@ def test_decode_with_offsets() -> None:
 
 def test_unknown_kind_names_kind_and_offset() -> None:
     data = encode_frame(CHANNEL_DATA, 1, b"x") + b"\xee" + bytes(8)
-    with pytest.raises(FrameError, match=r"kind 238 at offset 10"):
+    with pytest.raises(FrameError, match=r"kind 238 at byte 10 of the stream"):
         decode_frames(data)
     with pytest.raises(FrameError, match="kind 238"):
         pending_frame_size(b"\xee" + bytes(8))

@@ -148,10 +148,12 @@ def test_corrupt_stream_ends_the_gateway_with_eof(capfd: pytest.CaptureFixture[s
     channel = peer.gw.remote_exec("channel.receive()")
     peer.read_frames(1)
     os.write(peer.write_fd, b"\xee" + bytes(8))
-    with pytest.raises(EOFError):
+    with pytest.raises(EOFError, match="unknown frame kind 238 at byte 0 of the stream"):
         channel.receive(TIMEOUT)
     peer.gw.join(TIMEOUT)
-    assert "corrupt stream: unknown frame kind 238 at offset 0" in capfd.readouterr().err
+    assert "corrupt stream from the other side: unknown frame kind 238 at byte 0" in (
+        capfd.readouterr().err
+    )
     peer.vanish(partial=False)
 
 

@@ -24,16 +24,21 @@ def triple(channel):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("target", parts.TRAVELLING_TARGETS)
-def test_both_ends_inside_the_target(target: str) -> None:
+def test_both_ends_inside_the_target(target: str, tmp_path: Path) -> None:
     python = parts.target_interpreter(target)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(SRC_DIRS))
+    env.update(EXECNET_DEBUG="1", TMPDIR=str(tmp_path))  # the trace file is made there too
     result = subprocess.run(  # noqa: PLW1510 - the output is asserted
         [python, str(HERE / "travelling_exchange.py")],
         capture_output=True,
         text=True,
         timeout=110,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(SRC_DIRS)),
+        env=env,
     )
     assert result.stdout.strip() == "ok", result.stderr
+    [trace] = tmp_path.glob("execnet-debug-*")
+    assert trace.stat().st_mode & 0o777 == 0o600
+    assert "CHANNEL_DATA" in trace.read_text()
 
 
 @pytest.mark.parametrize("target", parts.TRAVELLING_TARGETS)
@@ -47,7 +52,7 @@ def test_this_interpreter_talks_to_the_target(target: str, make_child: Callable[
     assert text == "xxx"
     assert version == tuple(info["version_info"][:2])
     echo = gw.remote_exec("for item in channel: channel.send(item)")
-    for value in [2**80, "ü", b"\xff", {"a": [1, 2.5]}, (None, True), {1, 2}]:
+    for value in [2**80, "ü", b"\xff", {"a": [1, 2.5]}, (None, True), {1, 2}, b"z" * (3 << 20)]:
         echo.send(value)
         assert echo.receive(30) == value
     echo.close()

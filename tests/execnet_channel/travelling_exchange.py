@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 
-from execnet_channel import BaseGateway, FdIO, RemoteError, serve
+from execnet_channel import BaseGateway, FdIO, FrameTooLarge, RemoteError, serve
 
 
 def double(channel, factor=2):
@@ -21,19 +21,58 @@ def fail(channel):
     raise ValueError("travelling failure")
 
 
-def main():
+def pair(max_frame=None):
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     served = threading.Event()
 
     def run():
         try:
-            serve(FdIO(r2, w1), "remote", exit_process=False)
+            serve(FdIO(r2, w1), "remote", exit_process=False, max_frame=max_frame)
         finally:
             served.set()
 
     threading.Thread(target=run, daemon=True).start()
-    gw = BaseGateway(FdIO(r1, w2), "gw", opener=True)
+    if max_frame is None:
+        return BaseGateway(FdIO(r1, w2), "gw", opener=True), served
+    return BaseGateway(FdIO(r1, w2), "gw", opener=True, max_frame=max_frame), served
+
+
+def big_frames(gw):
+    """Frames bigger than the receive buffer: read into an anonymous mapping, kept for
+    the next big frame, dropped past 64 MiB."""
+    echo = gw.remote_exec("for item in channel: channel.send(item)")
+    for size in (300000, 3 << 20, 65 << 20, 2 << 20):
+        item = b"x" * size
+        echo.send(item)
+        assert echo.receive(30) == item
+    echo.close()
+
+
+def frame_limit(gw):
+    """The limit: refused in the sender; a frame over it ends the gateway."""
+    echo = gw.remote_exec("for item in channel: channel.send(item)")
+    error = None
+    try:
+        echo.send(b"y" * (gw.max_frame + 1))
+    except FrameTooLarge as exc:
+        error = str(exc)
+    assert error is not None, "no FrameTooLarge"
+    assert "nothing was sent" in error, error
+    waiting = gw.newchannel()
+    lie = f"bytes([5, 0, 0, 0, {waiting.id}]) + bytes([255] * 4)"
+    gw.remote_exec(f"g = channel.gateway\nwith g._writelock: g._io.write({lie})")
+    error = None
+    try:
+        waiting.receive(30)
+    except EOFError as exc:
+        error = str(exc)
+    assert error is not None, "no EOFError"
+    assert f"max_frame={gw.max_frame} bytes" in error, error
+
+
+def main():
+    gw, served = pair()
 
     channel = gw.remote_exec("channel.send(channel.receive() + 1)")
     channel.send(41)
@@ -76,6 +115,8 @@ def main():
     assert "travelling failure" in text
     assert "travelling_exchange.py" in text
 
+    big_frames(gw)
+
     status = gw.remote_status()
     assert status.execmodel == "thread", status
     info = gw._remote_info()
@@ -85,6 +126,11 @@ def main():
     assert served.wait(30)
     gw.join(30)
     assert not gw.hasreceiver()
+
+    gw, served = pair(max_frame=1 << 20)
+    frame_limit(gw)
+    gw.exit()
+    assert served.wait(30)
     print("ok")
 
 

@@ -16,6 +16,7 @@ from ._errors import (
     TimeoutError,
 )
 from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
+from ._frames import DEFAULT_MAX_FRAME, MAX_PAYLOAD, MIN_MAX_FRAME, FrameError, FrameTooLarge
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
@@ -47,11 +48,16 @@ __all__ = [
     "NO_ENDMARKER",
     "BaseGateway",
     "RemoteStatus",
+    "DEFAULT_MAX_FRAME",
+    "MIN_MAX_FRAME",
+    "MAX_PAYLOAD",
     "serve",
     # errors
     "RemoteError",
     "TimeoutError",
     "ChannelClosedError",
+    "FrameError",
+    "FrameTooLarge",
     "ChannelCallbackError",
     "NotProperlyTerminated",
     # tracing

@@ -8,8 +8,12 @@ A frame is a 9-byte header followed by its payload::
     5       4     length      (unsigned big-endian: bytes of payload that follow)
     9       n     payload     (an execnet_serial payload without the version byte, or empty)
 
-The receiver feeds whatever bytes it has to ``decode_frames`` and gets back every whole
-frame in them plus how many bytes those used; the rest waits for more input.
+A header is judged by ``check_header`` alone, on every receive path (the receiver's
+loop, a thread reading for itself, IOs without ``readinto``; ``pending_frame_size`` and
+``decode_frames`` call it too): an unknown kind, or a length over the gateway's maximum
+frame size, is a FrameError as soon as the 9 header bytes are there, before any payload
+is read or any memory is set aside for it. ``decode_frames`` gives every whole frame in
+a buffer plus how many bytes those used; the rest waits for more input.
 """
 
 from __future__ import annotations
@@ -24,22 +28,40 @@ if TYPE_CHECKING:
     Frame = Tuple[int, int, memoryview]  # kind, channel id, payload: a view into the buffer
 
 __all__ = [
+    "DEFAULT_MAX_FRAME",
     "FRAME_NAMES",
     "HEADER",
     "HEADER_SIZE",
     "MAX_PAYLOAD",
+    "MIN_MAX_FRAME",
     "FrameError",
+    "FrameTooLarge",
+    "check_header",
+    "check_max_frame",
     "decode_frames",
     "describe_frame",
+    "describe_size",
     "encode_frame",
     "encode_header",
     "pending_frame_size",
 ]
 
-
 HEADER = struct.Struct("!BiI")
 HEADER_SIZE = HEADER.size
-MAX_PAYLOAD = 0xFFFFFFFF
+MAX_PAYLOAD = 0xFFFFFFFF  # what the length field holds: the format's own ceiling
+
+# The largest payload a gateway sends or accepts unless told otherwise (max_frame=). One
+# frame carries one item, and the receiver holds a frame whole until it is decoded (then
+# the item as well), so the limit bounds what a peer can pin in memory with one frame.
+# 1 GiB is far above the items execnet is used for (pytest-xdist reports are KiBs; rsync
+# streams 1 MiB pieces; bulk items of hundreds of MiB pass with room to spare), while a
+# frame of several GiB costs the receiver twice that in memory and is better streamed in
+# pieces. Raised per gateway up to the format's ceiling (4 GiB - 1).
+DEFAULT_MAX_FRAME = 1 << 30
+# The smallest limit a gateway takes: every frame that fits the 256 KiB receive buffer
+# is then within the limit, so only a frame that does not fit needs the size check
+# (and exec requests of whole modules, status answers... always fit).
+MIN_MAX_FRAME = 1 << 20
 
 # The kinds (fixed numbers: both ends of a gateway must agree on them).
 STATUS = 1  # status request; the answer goes to the request's channel id
@@ -70,7 +92,79 @@ FRAME_NAMES = {
 
 
 class FrameError(ValueError):
-    """Bytes that are not a frame (unknown kind); names the kind and the offset."""
+    """Bytes that are not a valid frame: an unknown kind, a control payload that does not
+    load, or a frame over the maximum size; the text names what and where.
+
+    A receiver that meets one closes the connection: the stream cannot be trusted past
+    it. Raised when sending, nothing was written.
+    """
+
+
+class FrameTooLarge(FrameError):
+    """A frame over the maximum frame size (``size`` and ``limit`` in bytes).
+
+    Received: the connection is closed at the header, before any of the payload is
+    read. Sent: refused before anything is written; the gateway goes on working.
+    """
+
+    def __init__(self, message: str, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+def describe_size(size: int) -> str:
+    """A byte count for humans: exact, and rounded to a binary unit when large.
+
+    >>> describe_size(12), describe_size(0xFFFFFFFF)
+    ('12 bytes', '4294967295 bytes (4.0 GiB)')
+    """
+    if size < 1024:
+        return f"{size} bytes"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size} bytes ({size / (1 << shift):.1f} {unit})"
+    raise AssertionError(size)  # pragma: no cover
+
+
+def check_max_frame(max_frame: int) -> int:
+    """``max_frame`` if it is a valid limit (MIN_MAX_FRAME to MAX_PAYLOAD), else ValueError.
+
+    >>> check_max_frame(DEFAULT_MAX_FRAME) == 1 << 30
+    True
+    """
+    if type(max_frame) is not int or not MIN_MAX_FRAME <= max_frame <= MAX_PAYLOAD:
+        raise ValueError(
+            f"max_frame={max_frame!r}: the maximum frame size must be an int from "
+            f"{MIN_MAX_FRAME} (1 MiB) to {MAX_PAYLOAD} (4 GiB - 1) bytes"
+        )
+    return max_frame
+
+
+def check_header(kind: int, channel_id: int, length: int, max_frame: int, at: int) -> None:
+    """Raise the FrameError for a header that no receiver accepts; ``at`` is where the
+    frame starts in the stream (named in the error).
+
+    Every receive path judges headers with this function alone (directly, or through
+    ``pending_frame_size``), so a bad frame has the same outcome on all of them.
+
+    >>> check_header(CHANNEL_DATA, 1, 10, DEFAULT_MAX_FRAME, 0)
+    >>> try:
+    ...     check_header(99, 1, 10, DEFAULT_MAX_FRAME, 18)
+    ... except FrameError as exc:
+    ...     print(exc)
+    unknown frame kind 99 at byte 18 of the stream
+    """
+    if kind not in FRAME_NAMES:
+        raise FrameError(f"unknown frame kind {kind} at byte {at} of the stream")
+    if length > max_frame:
+        raise FrameTooLarge(
+            f"{FRAME_NAMES[kind]} frame on channel {channel_id} at byte {at} of the stream "
+            f"declares {describe_size(length)}, over the maximum frame size, "
+            f"max_frame={describe_size(max_frame)}",
+            length,
+            max_frame,
+        )
 
 
 def describe_frame(kind: int, channel_id: int, size: int) -> str:
@@ -105,11 +199,12 @@ def encode_frame(kind: int, channel_id: int, payload: Buffer = b"") -> bytes:
 
 
 def decode_frames(
-    data: Buffer, start: int = 0, end: Optional[int] = None
+    data: Buffer, start: int = 0, end: Optional[int] = None, max_frame: int = MAX_PAYLOAD
 ) -> Tuple[List[Frame], int]:
     """Every whole frame in ``data[start:end]`` and the offset just past the last one.
 
-    The payloads are memoryviews into ``data``: use them before ``data`` changes.
+    The payloads are memoryviews into ``data``: use them before ``data`` changes. A bad
+    header (``check_header``) raises FrameError, also one whose frame is incomplete.
 
     >>> frames, used = decode_frames(encode_frame(CHANNEL_DATA, 1, b"Q") + b"\\x05")
     >>> [(kind, channel_id, bytes(payload)) for kind, channel_id, payload in frames], used
@@ -119,24 +214,28 @@ def decode_frames(
     if end is None:
         end = len(view)
     frames: List[Frame] = []
-    unpack = HEADER.unpack_from
     pos = start
-    while end - pos >= HEADER_SIZE:
-        kind, channel_id, length = unpack(view, pos)
-        if kind not in FRAME_NAMES:
-            raise FrameError(f"unknown frame kind {kind} at offset {pos}")
-        stop = pos + HEADER_SIZE + length
-        if stop > end:
-            break
-        frames.append((kind, channel_id, view[pos + HEADER_SIZE : stop]))
-        pos = stop
-    return frames, pos
+    while True:
+        size = pending_frame_size(view, pos, end, max_frame)
+        if size > end - pos:
+            return frames, pos
+        kind, channel_id, _ = HEADER.unpack_from(view, pos)
+        frames.append((kind, channel_id, view[pos + HEADER_SIZE : pos + size]))
+        pos += size
 
 
-def pending_frame_size(data: Buffer, start: int = 0, end: Optional[int] = None) -> int:
+def pending_frame_size(
+    data: Buffer,
+    start: int = 0,
+    end: Optional[int] = None,
+    max_frame: int = MAX_PAYLOAD,
+    at: Optional[int] = None,
+) -> int:
     """The whole size (header included) of the frame beginning at ``start``.
 
-    Returns HEADER_SIZE while not even the header is there.
+    Returns HEADER_SIZE while not even the header is there; once it is, a bad header
+    raises FrameError (``check_header``; ``at``: the frame's position in the stream, for
+    the error, default ``start``) before anything of its payload need be read.
 
     >>> pending_frame_size(encode_header(CHANNEL_DATA, 1, 1000))
     1009
@@ -145,7 +244,7 @@ def pending_frame_size(data: Buffer, start: int = 0, end: Optional[int] = None) 
         end = len(data)
     if end - start < HEADER_SIZE:
         return HEADER_SIZE
-    kind, _, length = HEADER.unpack_from(data, start)
-    if kind not in FRAME_NAMES:
-        raise FrameError(f"unknown frame kind {kind} at offset {start}")
+    kind, channel_id, length = HEADER.unpack_from(data, start)
+    if length > max_frame or kind not in FRAME_NAMES:
+        check_header(kind, channel_id, length, max_frame, start if at is None else at)
     return HEADER_SIZE + int(length)

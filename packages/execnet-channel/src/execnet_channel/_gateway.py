@@ -89,6 +89,13 @@ class BaseGateway(Receiving):
     the other side's even). The receiver starts at once: a subclass sets its own
     attributes before calling ``super().__init__``.
 
+    ``max_frame`` is the largest frame payload (in bytes) this end sends or accepts
+    (default ``DEFAULT_MAX_FRAME``, 1 GiB; 1 MiB to 4 GiB - 1): an item over it is
+    refused in ``send()`` (FrameTooLarge, nothing written), and a frame over it from
+    the other side closes the connection at its header, waking every waiter with an
+    EOFError that says why. Both ends should use the same limit (transports hand it to
+    the remote side with the bootstrap).
+
     >>> gateway = BaseGateway(io, "gw0", opener=True)                  # doctest: +SKIP
     >>> gateway.remote_exec("channel.send(42)").receive()              # doctest: +SKIP
     42
@@ -96,9 +103,12 @@ class BaseGateway(Receiving):
 
     _receiver_name = "receiver"
 
-    def __init__(self, io: IO, id: str, *, opener: bool) -> None:
+    def __init__(
+        self, io: IO, id: str, *, opener: bool, max_frame: int = _frames.DEFAULT_MAX_FRAME
+    ) -> None:
         self._io = io
         self.id = id
+        self.max_frame = _frames.check_max_frame(max_frame)
         self.execmodel: ExecModel = io.execmodel
         self._opener = opener
         self._ids = itertools.count(1 if opener else 2, 2)
@@ -238,8 +248,14 @@ class BaseGateway(Receiving):
         return dumps_payload(obj, self._hook)
 
     def _send(self, kind: int, channel_id: int, payload: bytes = b"") -> None:
-        """Write one whole frame; OSError once the connection is gone."""
+        """Write one whole frame; OSError once the connection is gone, FrameTooLarge
+        (nothing written) for a payload over ``max_frame``."""
         size = len(payload)
+        if size > self.max_frame:
+            if kind != _frames.CHANNEL_CLOSE_ERROR:
+                raise self._too_large(kind, channel_id, size)
+            payload = self._shortened_error(payload)
+            size = len(payload)
         header = _pack_header(kind, channel_id, size)
         if _TRACING:
             trace(f"gateway {self.id}: sending {_frames.describe_frame(kind, channel_id, size)}")
@@ -249,10 +265,31 @@ class BaseGateway(Receiving):
         """Write one CHANNEL_DATA frame: the header goes in front of the encoder's parts."""
         parts = encode_parts(item, self._hook)  # DumpError here, before anything is sent
         size = sum(map(len, parts))
+        if size > self.max_frame:
+            raise self._too_large(_DATA, channel_id, size)
         parts[0] = _pack_header(_DATA, channel_id, size)
         if _TRACING:
             trace(f"gateway {self.id}: sending {_frames.describe_frame(_DATA, channel_id, size)}")
         self._write_frame(parts, size)
+
+    def _too_large(self, kind: int, channel_id: int, size: int) -> _frames.FrameTooLarge:
+        what = "an item" if kind == _DATA else f"a {_frames.FRAME_NAMES[kind]} frame"
+        return _frames.FrameTooLarge(
+            f"gateway {self.id!r}: {what} of {_frames.describe_size(size)} for channel "
+            f"{channel_id} is over the maximum frame size, max_frame="
+            f"{_frames.describe_size(self.max_frame)}; nothing was sent (send big data in "
+            "pieces, or raise max_frame on both sides: the spec's max_frame= key)",
+            size,
+            self.max_frame,
+        )
+
+    def _shortened_error(self, payload: bytes) -> bytes:
+        """The payload of a close-with-error text too big for a frame, cut to fit (a
+        failing task must still close its channel)."""
+        text = str(self._loads(memoryview(payload)))
+        keep = self.max_frame // 10  # characters of at most 4 bytes each, twice
+        note = f"\n[... {len(text) - 2 * keep} characters cut: over the maximum frame size]\n"
+        return self._dumps(text[:keep] + note + text[-keep:])
 
     def _write_frame(self, parts: List[bytes], size: int) -> None:
         """Write a frame given as parts (header first; ``size``: the payload's bytes):
@@ -382,19 +419,21 @@ class BaseGateway(Receiving):
     def _receive_loop(self) -> None:
         self._receiver_ident = self.execmodel.get_ident()
         reason = "terminated by the other side"
+        why: Optional[str] = None
         try:
-            if self._buffered:
-                self._receive_frames()
-            else:
-                self._receive_plain()
+            self._receive_frames()
         except EOFError as exc:
             reason = f"end of stream ({exc})"
         except BaseException as exc:
             reason = f"receiver failed: {exc!r}"
             if isinstance(exc, _frames.FrameError):
-                sys.stderr.write(
-                    f"[{os.getpid()}] execnet gateway {self.id!r}: corrupt stream: {exc}\n"
+                # The stream cannot be trusted past a bad frame: this gateway ends (and
+                # only this one), and its waiters learn why.
+                why = (
+                    f"gateway {self.id!r}: connection closed, "
+                    f"corrupt stream from the other side: {exc}"
                 )
+                sys.stderr.write(f"[{os.getpid()}] execnet {why}\n")
             elif not isinstance(exc, OSError):
                 import traceback
 
@@ -405,14 +444,15 @@ class BaseGateway(Receiving):
         finally:
             if trace_enabled():
                 trace(f"gateway {self.id}: receiver ends: {reason}")
-            self._connection_lost()
+            self._connection_lost(why)
             self._receiver_done.set()
 
-    def _connection_lost(self) -> None:
+    def _connection_lost(self, why: Optional[str] = None) -> None:
+        """Wake every waiter with EOFError(``why``, or ``_describe_eof()``) and end."""
         with self._receivelock:
             if self._lost is not None:
                 return
-            self._lost = self._describe_eof()
+            self._lost = why if why is not None else self._describe_eof()
             self._closed_for_sending = True
             error = EOFError(self._lost)
             death = self._describe_death()
@@ -424,16 +464,6 @@ class BaseGateway(Receiving):
 
     def _after_connection_lost(self) -> None:
         """Hook for serve(): stop executing."""
-
-    def _receive_plain(self) -> None:
-        io = self._io
-        unpack = _frames.HEADER.unpack
-        while True:
-            kind, channel_id, length = unpack(io.read(_frames.HEADER_SIZE))
-            payload = io.read(length) if length else b""
-            with self._receivelock:
-                if self._dispatch(kind, channel_id, memoryview(payload)):
-                    return
 
     def _loads(self, payload: memoryview, channel: Optional[Channel] = None) -> Any:
         """An item (with the channel's string coercion) or, without a channel, a
@@ -448,14 +478,19 @@ class BaseGateway(Receiving):
             payload, py2str_as_py3str=config[0], py3str_as_py2str=config[1], hook=self._hook
         )
 
-    def _dispatch(self, kind: int, channel_id: int, payload: memoryview) -> bool:
-        """Handle one frame (holding the receive lock); True: stop receiving."""
+    def _dispatch(self, kind: int, channel_id: int, payload: memoryview, at: int) -> bool:
+        """Handle one frame (holding the receive lock); True: stop receiving.
+
+        ``at``: where the frame began in the stream (for the error if it is bad).
+        """
         try:
             return self._handle(kind, channel_id, payload)
         except (LoadError, TypeError, ValueError) as exc:
             # a control payload that does not load or fit: the stream cannot be trusted
-            name = _frames.FRAME_NAMES.get(kind, str(kind))
-            raise _frames.FrameError(f"{name} on channel {channel_id}: {exc}") from exc
+            raise _frames.FrameError(
+                f"{_frames.FRAME_NAMES[kind]} frame on channel {channel_id} at byte {at} "
+                f"of the stream does not load: {exc}"
+            ) from exc
 
     def _handle(self, kind: int, channel_id: int, payload: memoryview) -> bool:
         if kind == _frames.CHANNEL_DATA:

@@ -21,6 +21,15 @@ receiver also takes the role back when nobody used it for a whole ``_LEND_CHECK`
 period, and when a thread blocks in something other than receive() (``waitclose``,
 ``join``, ``setcallback``, closing a channel): so frames that need the receiver wait at
 most about twice that period while a receiving thread is busy elsewhere.
+
+Every receive path goes through ``_pump``: the receiver's loop, a thread holding the
+lent role, and IOs without ``readinto`` (``read(n)`` only, the IO protocol's minimum),
+which are read exactly up to the end of the frame at hand. So a header is judged in one place
+(``_frames.pending_frame_size``/``check_header``): an unknown kind or a frame over
+``max_frame`` ends the connection with the same error whoever reads it, at the header.
+Memory grows only with what arrived: a frame too big for the buffer is read into an
+anonymous mapping whose pages the OS provides as they are written, so a header that
+declares gigabytes and sends little costs what it sent.
 """
 
 from __future__ import annotations
@@ -43,6 +52,9 @@ __all__ = ["ROLE_FREE", "Receiving"]
 
 _CHUNK = 256 * 1024  # receive buffer: frames up to this size are decoded in place
 _KEEP_BIG = 64 * 1024 * 1024  # the buffer for big frames is kept up to this size
+# An IO without readinto is read in pieces of at most this size: its read(n) may set
+# aside n bytes before any arrive.
+_PLAIN_PIECE = 512 * 1024
 _LEND_CHECK = 0.01  # seconds: how often the receiver looks whether the lent role is used
 _SPIN_MAX = 64  # poll(0) calls before a reading thread blocks (about 40-80 µs)
 _SPIN_KEEP = 0.0005  # a blocking wait shorter than this (s) keeps the spin at its maximum
@@ -75,18 +87,21 @@ class Receiving:
         _strconfig: Any
         _hook: Any
         _lost: Optional[str]
+        max_frame: int
 
         def _lookup(self, channel_id: int, create: bool = True) -> Optional[Channel]: ...
-        def _dispatch(self, kind: int, channel_id: int, payload: memoryview) -> bool: ...
+        def _dispatch(self, kind: int, channel_id: int, payload: memoryview, at: int) -> bool: ...
         def _bad_item(self, channel: Channel, exc: Exception) -> None: ...
 
     def _init_receiving(self, buffered: bool) -> None:
         model = self.execmodel
-        self._buf = bytearray(_CHUNK) if buffered else bytearray()
+        self._buf = bytearray(_CHUNK)
         self._view = memoryview(self._buf)
         self._start = 0  # buffered frames are in _buf[_start:_end]
         self._end = 0
-        self._bigbuf = bytearray()
+        self._at = 0  # where the frame at _buf[_start] begins in the stream
+        self._plain = not buffered  # read(n) only: read exactly what the frame needs
+        self._bigbuf: Any = b""  # the buffer for frames bigger than _buf (see _big_buffer)
         self._lendable = buffered and not model.cooperative and hasattr(self._io, "poll_readable")
         self._role = model.Lock()  # held by whoever reads the stream
         self._lent = False  # the receiver left reading to threads in receive()
@@ -151,7 +166,10 @@ class Receiving:
         view = self._view
         start = self._start
         end = self._end
-        need = _frames.pending_frame_size(view, start, end)
+        if end - start < _frames.HEADER_SIZE:  # the usual case between messages: nothing
+            need = _frames.HEADER_SIZE
+        else:
+            need = _frames.pending_frame_size(view, start, end, self.max_frame, self._at)
         if need > end - start:
             if need > _CHUNK:
                 if lent and not self._queued_item(start):
@@ -162,9 +180,12 @@ class Receiving:
                 end -= start
                 start = self._start = 0
                 self._end = end
-            end += self._io.readinto(view[end:])  # type: ignore[attr-defined]
+            if self._plain:
+                end += self._read_plain(view[end : start + need])
+            else:
+                end += self._io.readinto(view[end:])  # type: ignore[attr-defined]
             self._end = end
-            if _frames.pending_frame_size(view, start, end) > end - start:
+            if _frames.pending_frame_size(view, start, end, self.max_frame, self._at) > end - start:
                 return _MORE
         # At least one whole frame: copy what was read to bytes once, and decode every
         # frame where it sits (no copy and no memoryview per message).
@@ -189,12 +210,12 @@ class Receiving:
                     if lent:
                         outcome = _LEAVE
                         break
-                    if kind not in _frames.FRAME_NAMES:
-                        self._start = start + pos
-                        raise _frames.FrameError(f"unknown frame kind {kind} at offset {pos}")
+                    # (a whole frame here fits _buf, so it is within max_frame)
+                    at = self._at + pos
+                    _frames.check_header(kind, channel_id, length, self.max_frame, at)
                     payload = memoryview(chunk)[pos + header_size : stop]
                     pos = stop
-                    if self._dispatch(kind, channel_id, payload):
+                    if self._dispatch(kind, channel_id, payload, at):
                         outcome = _STOP
                         break
                     continue
@@ -228,12 +249,19 @@ class Receiving:
                     channel._items.put(item)
                 else:
                     channel._call(item)
+        self._at += pos
         start += pos
         if start == end:
             start = end = 0
         self._start = start
         self._end = end
         return outcome
+
+    def _read_plain(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` from an IO without readinto (never past the frame at hand)."""
+        size = len(buffer)
+        buffer[:] = self._io.read(size)
+        return size
 
     def _queued_item(self, start: int) -> bool:
         """Whether the frame at ``start`` is an item for a channel's queue (no callback)."""
@@ -249,21 +277,57 @@ class Receiving:
         one: a fresh allocation per frame costs more than the copy) and dispatch it."""
         start = self._start
         kind, channel_id, length = _frames.HEADER.unpack_from(self._view, start)
-        if len(self._bigbuf) < length:
-            self._bigbuf = bytearray(length)
-        bigview = memoryview(self._bigbuf)[:length]
+        bigview = self._big_buffer(length)
         have = self._end - start - _frames.HEADER_SIZE
         bigview[:have] = self._view[start + _frames.HEADER_SIZE : self._end]
         self._start = self._end = 0
-        readinto: Callable[[memoryview], int] = self._io.readinto  # type: ignore[attr-defined]
-        while have < length:
-            have += readinto(bigview[have:])
+        if self._plain:
+            read = self._io.read
+            while have < length:
+                piece = min(length - have, _PLAIN_PIECE)
+                bigview[have : have + piece] = read(piece)
+                have += piece
+        else:
+            readinto: Callable[[memoryview], int] = self._io.readinto  # type: ignore[attr-defined]
+            while have < length:
+                have += readinto(bigview[have:])
+        at = self._at
+        self._at += _frames.HEADER_SIZE + length
         with self._receivelock:
-            stop = self._dispatch(kind, channel_id, bigview)
+            stop = self._dispatch(kind, channel_id, bigview, at)
         bigview.release()
         if len(self._bigbuf) > _KEEP_BIG:
-            self._bigbuf = bytearray()
+            self._drop_big_buffer()
         return _STOP if stop else _MORE
+
+    def _big_buffer(self, length: int) -> memoryview:
+        """A writable view of ``length`` bytes for a big frame: the kept buffer if it is
+        large enough, else a new anonymous mapping (mmap), whose memory the OS provides
+        page by page as the frame's bytes are written into it. So memory follows what
+        arrived, not what the header declared; a bytearray would be zero-filled (all of
+        it touched) before the first byte is read."""
+        if len(self._bigbuf) < length:
+            self._drop_big_buffer()
+            import mmap
+
+            try:
+                flags = getattr(mmap, "MAP_PRIVATE", None)  # not on Windows
+                if flags is None:
+                    self._bigbuf = mmap.mmap(-1, length)
+                else:
+                    self._bigbuf = mmap.mmap(-1, length, flags=flags)
+            except (OSError, OverflowError, ValueError) as exc:
+                raise MemoryError(f"no memory for a frame of {length} bytes: {exc}") from exc
+        return memoryview(self._bigbuf)[:length]
+
+    def _drop_big_buffer(self) -> None:
+        old, self._bigbuf = self._bigbuf, b""
+        close = getattr(old, "close", None)
+        if close is not None:
+            try:  # noqa: SIM105 (contextlib is slow to import on a remote)
+                close()  # unmapped now, not at the next garbage collection (PyPy)
+            except BufferError:
+                pass  # a view is still alive somewhere: unmapped when it goes
 
     # -- receive() through the lent role ---------------------------------------------
 
@@ -328,7 +392,8 @@ class Receiving:
                 return _TIMEOUT
             try:
                 outcome = self._pump(True)
-            except (EOFError, OSError, _frames.FrameError):  # the receiver meets it again
+            except (EOFError, OSError, MemoryError, _frames.FrameError):
+                # the receiver meets it again and ends the connection
                 return _LEAVE
             if outcome != _MORE:
                 return _LEAVE

@@ -6,6 +6,7 @@ import os
 import sys
 
 from ._channel import Channel
+from ._frames import DEFAULT_MAX_FRAME
 from ._gateway import BaseGateway
 from ._source import ExecSpec, compile_spec, format_failure
 from ._trace import trace, trace_enabled
@@ -30,7 +31,7 @@ class _ServingGateway(BaseGateway):
 
     _receiver_name = "serve receiver"
 
-    def __init__(self, io: IO, id: str, *, exit_process: bool) -> None:
+    def __init__(self, io: IO, id: str, *, exit_process: bool, max_frame: int) -> None:
         model = io.execmodel
         self._main_only = model.backend == "main_thread_only"
         self._exit_process = exit_process
@@ -41,7 +42,7 @@ class _ServingGateway(BaseGateway):
         self._executing = 0
         self._stopping = False
         self._in_main_thread = not model.cooperative and _in_main_thread()
-        super().__init__(io, id, opener=False)
+        super().__init__(io, id, opener=False, max_frame=max_frame)
 
     def _numexecuting(self) -> int:
         return self._executing
@@ -216,7 +217,7 @@ def _start_exit_watchdog() -> None:
     _thread.start_new_thread(watchdog, ())
 
 
-def serve(io: IO, id: str, *, exit_process: bool = True) -> None:
+def serve(io: IO, id: str, *, exit_process: bool = True, max_frame: Optional[int] = None) -> None:
     """Serve the opener over ``io``: run what it sends until it terminates or goes away.
 
     With the ``thread`` model the first task runs in the calling thread (the main
@@ -227,11 +228,15 @@ def serve(io: IO, id: str, *, exit_process: bool = True) -> None:
     before the process shuts down (at once on GATEWAY_TERMINATE when no task runs), so
     the opener sees the end without waiting for atexit handlers or module teardown,
     which still run; tests running both ends in one process pass ``exit_process=False``
-    (both directions are closed when the loop ends).
+    (both directions are closed when the loop ends). ``max_frame``: the largest frame
+    payload this end sends or accepts (see BaseGateway; None: ``DEFAULT_MAX_FRAME``);
+    a transport passes the opener's limit in the bootstrap config.
 
     >>> serve(StdioIO.from_process("thread"), "gw0")   # doctest: +SKIP
     """
-    gateway = _ServingGateway(io, id, exit_process=exit_process)
+    if max_frame is None:
+        max_frame = DEFAULT_MAX_FRAME
+    gateway = _ServingGateway(io, id, exit_process=exit_process, max_frame=max_frame)
     if trace_enabled():
         trace(f"gateway {id}: serving with {io.execmodel.backend} model, pid {os.getpid()}")
     try:

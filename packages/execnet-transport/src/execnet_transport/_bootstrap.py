@@ -37,6 +37,7 @@ from importlib.util import MAGIC_NUMBER
 from typing import Any, Callable, Dict, Final, List, NamedTuple, Optional, Tuple, Union
 
 from ._bundle import MARSHAL_VERSION, bundle
+from ._max_frame import max_frame_of
 from ._xspec import XSpec
 
 __all__ = [
@@ -256,6 +257,7 @@ def make_config(
         "marker": marker,
         "path": _travelling_paths() if same_interpreter else [],
         "stage": stage_entry(command, same_interpreter),
+        "max_frame": max_frame_of(spec),  # the remote holds our frames to it too
     }
     if command is not None and not same_interpreter:
         compiled = _compiled.get(command)

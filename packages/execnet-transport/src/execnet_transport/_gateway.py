@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 
 from execnet_channel import IO, BaseGateway
 
+from ._max_frame import max_frame_of
 from ._protocols import GatewayRegistry
 from ._xspec import XSpec
 
@@ -106,7 +107,7 @@ class Gateway(BaseGateway):
         self._lost_connection = lost_connection
         self._postmortem: Optional[str] = None
         self._exit_requested = False
-        super().__init__(io, str(spec.id), opener=True)
+        super().__init__(io, str(spec.id), opener=True, max_frame=max_frame_of(spec))
 
     # -- what pytest-xdist and the group read -------------------------------------
 

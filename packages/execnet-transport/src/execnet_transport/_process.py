@@ -55,8 +55,8 @@ def _fit_pipe(fd: int, size: int) -> None:
     writer waits for the reader, as with any pipe).
 
     The code sent to a child of this interpreter (``_own_code``, ~400 KB) then goes in
-    one write, which the child reads at once: about 1 ms of a popen start (benchmarks/
-    README.md, "Start-up tricks we keep").
+    one write, which the child reads at once: part of what sending that code saves
+    (benchmarks/README.md, "Start-up tricks we keep").
     """
     if size <= DEFAULT_PIPE_SIZE or not sys.platform.startswith("linux"):
         return

@@ -74,7 +74,9 @@ def start(
     write_all(answer)
     io = make_io(execnet_channel, execmodel)
     try:
-        execnet_channel.serve(io, config["id"], exit_process=exit_process)
+        execnet_channel.serve(
+            io, config["id"], exit_process=exit_process, max_frame=config.get("max_frame")
+        )
     finally:
         # serve() closes the write end itself; this covers a serve() that failed to start.
         if exit_process:

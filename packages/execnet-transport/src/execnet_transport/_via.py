@@ -4,7 +4,14 @@ The proxy travels as the remote_exec source VIA_PROXY (standard library only); i
 receives the child's command line. Items on the channel: bytes are the child's stdout;
 ("stderr", bytes) its stderr; ("exit", status) its end; ("error", text) a failure to
 start it. Towards the proxy: bytes go to the child's stdin, None closes it, "kill" kills
-the child.
+the child. The child's output travels in pieces of at most PIECE bytes; what goes to
+the child in pieces that fit the via gateway's own frame limit (a frame for the child
+may be bigger: its gateway's max_frame is its own), usually one item per frame.
+
+A ViaIO offers ``readinto`` and ``writev`` (the channel layer's BufferedIO): the via
+gateway's receiver reads it as it reads pipes and sockets, in one loop that judges every
+header the same way (unknown kind, maximum frame size), decoding every frame of what
+arrived in place. Memory follows what the proxy sent: one item is buffered here at a time.
 """
 
 from __future__ import annotations
@@ -13,22 +20,29 @@ import contextlib
 import os
 import threading
 import time
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 from execnet_channel import Channel, ExecModel
 
 from ._process import STDERR_TAIL_BYTES, STDERR_TAIL_LINES, describe_status
 
-__all__ = ["VIA_PROXY", "ViaIO"]
+__all__ = ["PIECE", "VIA_PROXY", "ViaIO"]
+
+# Bytes of the child's output per item: below the smallest max_frame (1 MiB) with room
+# for the item's own header (reads from its stdout pipe are smaller still).
+PIECE = 512 * 1024
+# What a bytes item adds to its payload (opcode, length, end), with room to spare.
+_ITEM_OVERHEAD = 64
 
 
 # Runs on the via gateway's host (remote_exec source: standard library only). It first
 # receives (args, default_python) and starts the child.
 VIA_PROXY = """
 import os, subprocess, sys, threading
-# stderr: a pipe's worth at a time; stdout, the protocol: up to 1 MiB per item, so a big
-# frame crosses in few items
-STDERR_CHUNK, STDOUT_CHUNK = 65536, 1 << 20
+# stderr: a pipe's worth at a time; stdout, the protocol: PIECE bytes per item (below
+# the smallest max_frame), so a big frame crosses in few items
+STDERR_CHUNK = 65536
+PIECE = PIECE_BYTES
 args, default_python = channel.receive()
 if default_python:
     args = [sys.executable] + list(args)
@@ -48,7 +62,7 @@ else:
     def pump_stdout():
         fd = proc.stdout.fileno()
         while True:
-            data = os.read(fd, STDOUT_CHUNK)
+            data = os.read(fd, PIECE)
             if not data:
                 break
             channel.send(data)
@@ -79,7 +93,7 @@ else:
                 pass  # the child is gone; its exit reaches the other side
     if proc.poll() is None:
         proc.kill()
-"""
+""".replace("PIECE_BYTES", str(PIECE))
 
 
 class ViaIO:
@@ -93,6 +107,10 @@ class ViaIO:
         self._error = ""
         self._ended = threading.Event()
         self._tail = bytearray()
+        self._reading = True  # the gateway reads: nobody else may take items
+        # bytes per item towards the child: what the via gateway's frames can carry
+        self._piece = channel.gateway.max_frame - _ITEM_OVERHEAD
+        self._draining = threading.Lock()
 
     pid = None
 
@@ -158,24 +176,79 @@ class ViaIO:
         del self._buffer[:numbytes]
         return data
 
-    def write(self, data: bytes) -> None:
+    def readinto(self, buffer: memoryview) -> int:
+        """What the proxy sent so far, up to ``len(buffer)`` bytes (at least one: waits
+        for the next item); EOFError at the end. The gateway's receive loop reads so:
+        the same loop, and the same judgement of frames, as over pipes and sockets."""
+        while not self._buffer:
+            self._take(None)
+        size = min(len(buffer), len(self._buffer))
+        if size == len(self._buffer):
+            buffer[:size] = self._buffer
+        else:
+            view = memoryview(self._buffer)
+            try:
+                buffer[:size] = view[:size]
+            finally:
+                view.release()
+        del self._buffer[:size]
+        return size
+
+    def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
+        """Write ``buffers`` as one piece of the stream (they are one frame)."""
+        self.write(b"".join(buffers))
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         if self._ended.is_set():
             raise OSError(f"cannot write: {self.describe_end()}")
         try:
-            self._channel.send(bytes(data))
+            piece = self._piece
+            if len(data) <= piece:
+                self._channel.send(bytes(data))
+            else:
+                view = memoryview(data)
+                for start in range(0, len(view), piece):
+                    self._channel.send(bytes(view[start : start + piece]))
         except (ValueError, EOFError) as exc:
             raise OSError(f"cannot write through the via proxy: {exc}") from exc
 
     def close_read(self) -> None:
-        pass
+        """The gateway reads no more (its receiver ended): ``wait()`` may now take the
+        proxy's last items itself, down to the child's exit status."""
+        self._reading = False
 
     def close_write(self) -> None:
         with contextlib.suppress(OSError, ValueError, EOFError):
             self._channel.send(None)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        self._ended.wait(timeout)
+        """The child's exit status once the proxy reported it; None after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ended.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            if not self._reading and self._draining.acquire(False):
+                try:
+                    self._drain(deadline)
+                finally:
+                    self._draining.release()
+            else:  # the gateway reads (and sees the end), or another wait() drains
+                self._ended.wait(0.05 if remaining is None else min(0.05, remaining))
         return self.status
+
+    def _drain(self, deadline: Optional[float]) -> None:
+        """Nobody reads the channel any more (the gateway closed the connection, e.g. at
+        a corrupt stream): drop the child's last output, keep its exit status."""
+        while not self._ended.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            try:
+                self._take(remaining)
+            except (EOFError, self._channel.TimeoutError):
+                return
+            del self._buffer[:]
 
     def kill(self) -> None:
         with contextlib.suppress(OSError, ValueError, EOFError):
