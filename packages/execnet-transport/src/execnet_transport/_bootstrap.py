@@ -289,9 +289,14 @@ def read_exactly(read_some: Callable[[int], bytes], size: int) -> bytes:
     """`size` bytes from `read_some(n)`, which returns at most n bytes (b"" at the end);
     EOFError if the stream ends first.
 
-    >>> chunks = [b"ab", b"cd", b""]
-    >>> read_exactly(lambda size: chunks.pop(0), 3), chunks
-    (b'abc', [b'', b''])
+    >>> import io
+    >>> stream = io.BytesIO(b"abcdef")
+    >>> read_exactly(stream.read, 4), read_exactly(stream.read, 2)
+    (b'abcd', b'ef')
+    >>> read_exactly(stream.read, 1)
+    Traceback (most recent call last):
+    ...
+    EOFError: the stream ended after 0 of 1 bytes
     """
     data = b""
     while len(data) < size:
