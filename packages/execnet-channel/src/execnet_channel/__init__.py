@@ -20,10 +20,10 @@ from ._frames import DEFAULT_MAX_FRAME, FrameError, FrameTooLarge
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
+from ._startup import TYPE_CHECKING
 from ._tls import TLSConnection, TLSSocketIO
 from ._trace import trace
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._protocols import IO, BufferedIO
 

@@ -8,10 +8,10 @@ import sys
 from . import _frames
 from ._errors import ChannelCallbackError, ChannelClosedError, RemoteError, TimeoutError
 from ._receiving import ROLE_FREE
+from ._startup import TYPE_CHECKING
 
 _TimeoutError = TimeoutError  # the class attribute of Channel shadows the name there
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import (
         Any,
@@ -117,13 +117,11 @@ class Channel:
         """
         if self._callback is not None:
             raise ChannelCallbackError(f"cannot receive(): {self!r} has a callback")
-        if self.gateway._lendable:
-            item = self.gateway._receive_item(self, timeout)
-        else:
-            try:
-                item = self._items.get(True, timeout)
-            except self._empty:
-                raise self._timed_out(timeout) from None
+        watch = self.gateway._watch_wait
+        if watch is None or self._items.qsize():
+            item = self._next_item(timeout)
+        else:  # a main_thread_only task is about to wait for the other side
+            item = watch(self._next_item, timeout)
         if item is _ENDMARKER:
             self._items.put(_ENDMARKER)  # every later receive() ends the same way
             error = self._remoteerror
@@ -132,6 +130,15 @@ class Channel:
                 raise error
             raise EOFError(f"channel {self.id} is closed")
         return item
+
+    def _next_item(self, timeout: Optional[float]) -> Any:
+        """The next thing in the queue (an item or _ENDMARKER), waiting for it."""
+        if self.gateway._lendable:
+            return self.gateway._receive_item(self, timeout)
+        try:
+            return self._items.get(True, timeout)
+        except self._empty:
+            raise self._timed_out(timeout) from None
 
     def _timed_out(self, timeout: Optional[float]) -> _TimeoutError:
         return self.TimeoutError(f"no item after {timeout} seconds on channel {self.id}")
@@ -187,7 +194,7 @@ class Channel:
 
     def _callback_failed(self, exc: BaseException) -> None:
         self._callback_failed_already = True
-        from ._source import install_lines
+        from ._startup import install_lines
 
         install_lines()
         import traceback
@@ -279,7 +286,12 @@ class Channel:
         Channel.TimeoutError if that takes longer than ``timeout`` seconds.
         """
         self.gateway._give_back()  # the close comes through the receiver
-        if not self._closed_event.wait(timeout):
+        watch = self.gateway._watch_wait
+        if watch is None or self._closed_event.is_set():
+            closed = self._closed_event.wait(timeout)
+        else:  # a main_thread_only task is about to wait for the other side
+            closed = watch(self._closed_event.wait, timeout)
+        if not closed:
             raise self.TimeoutError(f"{self!r} not closed after {timeout} seconds")
         error = self._remoteerror
         if error is not None:

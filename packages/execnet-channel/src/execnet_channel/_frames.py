@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import struct
 
-TYPE_CHECKING = False
+from ._startup import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from typing import List, Optional, Tuple, Union
 

@@ -14,8 +14,8 @@ import os
 import sys
 
 from ._execmodels import ExecModel, get_execmodel
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -39,7 +39,38 @@ F_GETPIPE_SZ = 1032
 # the pipes one process raises stay within this many bytes; closing one gives its share
 # back (32 MiB: 16 gateways at the usual 1 MiB pipe-max-size; later ones keep 64 KiB).
 PIPE_BUDGET = 32 * 1024 * 1024
-_pipe_budget = [PIPE_BUDGET]
+
+
+class _PipeBudget:
+    """The bytes of raised pipe buffer this process may still set aside.
+
+    Taken and given back under a lock: makegateways bootstraps gateways in threads,
+    each raising its pipes, and a check and a decrement apart would let two threads
+    spend the same bytes (the fcntl calls between them release the GIL).
+    """
+
+    def __init__(self, size: int) -> None:
+        import _thread
+
+        self.left = size
+        self._lock = _thread.allocate_lock()
+
+    def take(self, size: int) -> bool:
+        """Set ``size`` bytes aside if that many are left."""
+        with self._lock:
+            if size > self.left:
+                return False
+            self.left -= size
+            return True
+
+    def give(self, size: int) -> None:
+        """Give back bytes taken before (0: nothing)."""
+        if size:
+            with self._lock:
+                self.left += size
+
+
+_pipe_budget = _PipeBudget(PIPE_BUDGET)
 _pipe_max_size: List[int] = []
 
 
@@ -53,17 +84,23 @@ def _raise_pipe_size(fd: int) -> int:
             with open("/proc/sys/fs/pipe-max-size") as f:
                 _pipe_max_size.append(int(f.read()))
         size = _pipe_max_size[0]
-        if size > _pipe_budget[0] or fcntl.fcntl(fd, F_GETPIPE_SZ) >= size:
+        if fcntl.fcntl(fd, F_GETPIPE_SZ) >= size:
             return 0
-        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
     except (OSError, ValueError, ImportError, IndexError):
-        return 0  # the default buffer works too
-    _pipe_budget[0] -= size
+        return 0  # not a pipe, or not Linux: the default buffer works too
+    budget = _pipe_budget
+    if not budget.take(size):
+        return 0
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+    except OSError:  # over pipe-user-pages-hard, or the fd closed meanwhile
+        budget.give(size)
+        return 0
     return size
 
 
 def _release_pipe_size(charged: int) -> None:
-    _pipe_budget[0] += charged
+    _pipe_budget.give(charged)
 
 
 def _poller(fd: int) -> Optional[Callable[[Optional[float]], bool]]:
@@ -253,7 +290,7 @@ class FdIO(_ReadBuffer):
 
 
 def _close(fd: int) -> None:
-    try:  # noqa: SIM105 (contextlib: slow to import on a remote) # already closed: closing is idempotent
+    try:  # already closed: closing is idempotent
         os.close(fd)
     except OSError:
         pass
@@ -354,12 +391,12 @@ class SocketIO(_ReadBuffer):
             self._shutdown(1)
 
     def _shutdown(self, how: int) -> None:
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the other side is gone already
+        try:  # the other side is gone already
             self.sock.shutdown(how)
         except OSError:
             pass
         if self._read_closed and self._write_closed:
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+            try:
                 self.sock.close()
             except OSError:
                 pass

@@ -37,9 +37,9 @@ from __future__ import annotations
 from execnet_serial import loads_payload_at as _decode  # frames decode in place
 
 from . import _frames
+from ._startup import TYPE_CHECKING
 from ._trace import trace, trace_enabled
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import weakref
     from typing import Any, Callable, Dict, List, Optional
@@ -146,7 +146,7 @@ class Receiving:
         """Make the receiver read again (it is lending the role, or about to)."""
         if self._lent:
             self._lent = False
-            try:  # noqa: SIM105 (contextlib is slow to import on a remote)
+            try:
                 self._wake.release()
             except RuntimeError:
                 pass  # woken already
@@ -324,7 +324,7 @@ class Receiving:
         old, self._bigbuf = self._bigbuf, b""
         close = getattr(old, "close", None)
         if close is not None:
-            try:  # noqa: SIM105 (contextlib is slow to import on a remote)
+            try:
                 close()  # unmapped now, not at the next garbage collection (PyPy)
             except BufferError:
                 pass  # a view is still alive somewhere: unmapped when it goes

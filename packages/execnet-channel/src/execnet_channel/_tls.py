@@ -29,8 +29,8 @@ import sys
 
 from ._execmodels import ExecModel
 from ._io import SocketIO
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     import ssl
@@ -140,7 +140,7 @@ class TLSConnection:
         try:
             conn._waiting(conn.do_handshake)
         except ssl.SSLError:
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+            try:
                 conn._flush()  # our alert (a certificate that does not verify): best effort
             except OSError:
                 pass
@@ -216,7 +216,7 @@ class TLSConnection:
             return 0
         taken = int(self._tls.write(data))
         self._queue_output()
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+        try:
             self._flush()
         except self._WantWrite:
             pass  # taken all the same; the next send() goes on with it
