@@ -35,6 +35,7 @@ import struct
 import sys
 
 from ._errors import DumpError
+from ._startup import TYPE_CHECKING
 from ._writers import (
     CACHED,
     EMPTY_LIST,
@@ -53,7 +54,6 @@ from ._writers import (
     write_scalar_list,
 )
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Collection, Dict, List, Optional
 
