@@ -24,6 +24,7 @@ def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(_startup, "_BY_EXEC", by_exec)
     return str(request.param)
 
+
 SOURCE = (
     "import os\n"
     "def outer():\n"

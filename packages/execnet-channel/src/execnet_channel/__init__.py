@@ -1,7 +1,39 @@
 """execnet's channel protocol: execution models, framing, channels and the gateway endpoint.
 
 Both ends of every gateway run this package: the opener through a transport's Gateway
-(a BaseGateway subclass), the other side through ``serve()``.
+(a BaseGateway subclass), the other side through ``serve()``. Here both ends share one
+process, over two pipes:
+
+>>> import os, threading
+>>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+>>> remote = threading.Thread(
+...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
+... )
+>>> remote.start()
+>>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
+>>> channel = gateway.remote_exec("channel.send(channel.receive() * 2)")
+>>> channel.send(21); channel.receive(10)
+42
+>>> gateway.exit(); gateway.join(10); remote.join(10)
+
+The constants:
+
+- ``EXECMODEL_NAMES``: the names ``get_execmodel`` (and a spec's ``execmodel=``) takes.
+- ``DEFAULT_MAX_FRAME``: the largest frame payload a gateway sends or accepts unless
+  given ``max_frame=`` (1 GiB).
+- ``NO_ENDMARKER``: ``Channel.setcallback``'s default endmarker: no call at the end.
+- ``IO`` and ``BufferedIO``: the Protocols a transport's byte stream meets (they load
+  ``typing`` on first use; a remote never needs them).
+
+>>> EXECMODEL_NAMES
+('thread', 'main_thread_only', 'eventlet', 'gevent')
+>>> DEFAULT_MAX_FRAME == 1 << 30
+True
+>>> import execnet_channel
+>>> io = FdIO(*os.pipe())
+>>> isinstance(io, execnet_channel.BufferedIO)
+True
+>>> io.close_read(); io.close_write()
 """
 
 from __future__ import annotations

@@ -49,9 +49,30 @@ _ENDMARKER: Any = _Marker("ENDMARKER")  # in a channel's queue: nothing follows
 class Channel:
     """One ordered stream of items to and from the other end of a gateway.
 
-    >>> channel = gateway.remote_exec("channel.send(channel.receive() + 1)")  # doctest: +SKIP
-    >>> channel.send(1); channel.receive()                                      # doctest: +SKIP
+    Made by ``gateway.remote_exec`` (the remote code's global ``channel`` is its other
+    end) or ``gateway.newchannel()`` (sent through another channel). Both ends in one
+    process here:
+
+    >>> import os, threading
+    >>> from execnet_channel import BaseGateway, FdIO, serve
+    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+    >>> remote = threading.Thread(
+    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
+    ... )
+    >>> remote.start()
+    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
+    >>> channel = gateway.remote_exec(
+    ...     "for item in channel:\\n"
+    ...     "    channel.send(item + 1)\\n"
+    ... )
+    >>> channel.send(1); channel.receive(10)
     2
+    >>> channel.close(); channel.waitclose(10)
+    >>> channel.receive(10)
+    Traceback (most recent call last):
+    ...
+    EOFError: channel 1 is closed
+    >>> gateway.exit(); gateway.join(10); remote.join(10)
     """
 
     RemoteError = RemoteError
@@ -352,8 +373,23 @@ class Channel:
 class ChannelFileWrite:
     """``channel.makefile('w')``: each write() sends its argument as one item.
 
-    >>> out = channel.makefile("w")            # doctest: +SKIP
-    >>> print("hello", file=out)               # sends "hello" and "\\n"  # doctest: +SKIP
+    >>> import os, threading
+    >>> from execnet_channel import BaseGateway, FdIO, serve
+    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+    >>> remote = threading.Thread(
+    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
+    ... )
+    >>> remote.start()
+    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
+    >>> channel = gateway.remote_exec(
+    ...     "lines = channel.makefile('r')\\n"
+    ...     "channel.send(lines.readline())\\n"
+    ... )
+    >>> out = channel.makefile("w")
+    >>> print("hello", file=out)  # sends "hello" and "\\n"
+    >>> channel.receive(10)
+    'hello\\n'
+    >>> gateway.exit(); gateway.join(10); remote.join(10)
     """
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
@@ -365,16 +401,20 @@ class ChannelFileWrite:
 
     @property
     def closed(self) -> bool:
+        """True once the channel is closed (then writes fail)."""
         return self.channel.isclosed()
 
     def isatty(self) -> bool:
+        """False: not a terminal (``print`` and loggers ask)."""
         return False
 
     def write(self, data: Union[str, bytes]) -> int:
+        """Send ``data`` as one item; the number of characters or bytes written."""
         self.channel.send(data)
         return len(data)
 
     def writelines(self, lines: List[Union[str, bytes]]) -> None:
+        """write() each of ``lines`` (no newlines are added)."""
         for line in lines:
             self.write(line)
 
@@ -382,6 +422,7 @@ class ChannelFileWrite:
         """Items are sent at once: nothing to flush."""
 
     def close(self) -> None:
+        """Close the channel if the file was made with ``proxyclose=True``."""
         if self._proxyclose:
             self.channel.close()
 
@@ -395,9 +436,19 @@ class ChannelFileWrite:
 class ChannelFileRead:
     """``channel.makefile('r')``: read(n) and readline() over the items received.
 
-    >>> lines = channel.makefile("r", proxyclose=True)   # doctest: +SKIP
-    >>> lines.readline()                                 # doctest: +SKIP
-    'first line\\n'
+    >>> import os, threading
+    >>> from execnet_channel import BaseGateway, FdIO, serve
+    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+    >>> remote = threading.Thread(
+    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
+    ... )
+    >>> remote.start()
+    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
+    >>> channel = gateway.remote_exec("channel.send('first line\\\\nsecond')")
+    >>> lines = channel.makefile("r", proxyclose=True)
+    >>> lines.readline(), lines.read()
+    ('first line\\n', 'second')
+    >>> gateway.exit(); gateway.join(10); remote.join(10)
     """
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
@@ -410,6 +461,7 @@ class ChannelFileRead:
         return f"<ChannelFileRead {self.channel!r}>"
 
     def isatty(self) -> bool:
+        """False: not a terminal."""
         return False
 
     def _fill(self) -> bool:
@@ -460,6 +512,7 @@ class ChannelFileRead:
             yield line
 
     def close(self) -> None:
+        """Close the channel if the file was made with ``proxyclose=True``."""
         if self._proxyclose:
             self.channel.close()
 

@@ -56,12 +56,31 @@ class ExecModel:
         raise NotImplementedError
 
     def Lock(self) -> LockLike:
+        """A new lock of the model (``threading.Lock``, a greenlet semaphore).
+
+        >>> lock = get_execmodel("thread").Lock()
+        >>> with lock:
+        ...     lock.acquire(False)
+        False
+        """
         raise NotImplementedError
 
     def RLock(self) -> LockLike:
+        """A new reentrant lock of the model: its holder may acquire it again.
+
+        >>> lock = get_execmodel("thread").RLock()
+        >>> with lock, lock:
+        ...     pass
+        """
         raise NotImplementedError
 
     def Event(self) -> EventLike:
+        """A new event of the model (``threading.Event`` for threads): set, is_set, wait.
+
+        >>> event = get_execmodel("thread").Event()
+        >>> event.wait(0), event.set(), event.wait(5)
+        (False, None, True)
+        """
         raise NotImplementedError
 
     def start(self, func: Callable[..., object], args: Tuple[Any, ...] = ()) -> None:
@@ -69,6 +88,10 @@ class ExecModel:
         raise NotImplementedError
 
     def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds the model's way (greenlet models let others run).
+
+        >>> get_execmodel("thread").sleep(0)
+        """
         raise NotImplementedError
 
     def get_ident(self) -> int:

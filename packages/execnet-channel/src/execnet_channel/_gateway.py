@@ -96,9 +96,22 @@ class BaseGateway(Receiving):
     EOFError that says why. Both ends should use the same limit (transports hand it to
     the remote side with the bootstrap).
 
-    >>> gateway = BaseGateway(io, "gw0", opener=True)                  # doctest: +SKIP
-    >>> gateway.remote_exec("channel.send(42)").receive()              # doctest: +SKIP
+    Both ends in one process (normally a transport starts the other interpreter, which
+    runs ``serve``):
+
+    >>> import os, threading
+    >>> from execnet_channel import BaseGateway, FdIO, serve
+    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+    >>> remote = threading.Thread(
+    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
+    ... )
+    >>> remote.start()
+    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
+    >>> gateway.remote_exec("channel.send(42)").receive(10)
     42
+    >>> gateway.remote_status().numexecuting
+    0
+    >>> gateway.exit(); gateway.join(10); remote.join(10)
     """
 
     _receiver_name = "receiver"

@@ -270,12 +270,15 @@ class FdIO(_ReadBuffer):
             written = 0
 
     def close_read(self) -> None:
+        """Close the reading descriptor (idempotent); its share of the pipe budget is
+        given back."""
         if not self._read_closed:
             self._read_closed = True
             _release_pipe_size(self._charged.pop(self.read_fd, 0))
             _close(self.read_fd)
 
     def close_write(self) -> None:
+        """Close the writing descriptor (idempotent): the other side reads EOF."""
         if not self._write_closed:
             self._write_closed = True
             _release_pipe_size(self._charged.pop(self.write_fd, 0))
@@ -363,6 +366,7 @@ class SocketIO(_ReadBuffer):
         return self.sock.fileno()
 
     def readinto(self, buffer: memoryview) -> int:
+        """Read at least one byte into ``buffer``; EOFError when the peer closed."""
         if self._pending:
             return self._take_pending(buffer)
         try:
@@ -374,18 +378,22 @@ class SocketIO(_ReadBuffer):
         return n
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Send all of ``data``; OSError once the connection is gone."""
         self.sock.sendall(data)
 
     def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
+        """Send all ``buffers`` in order (``sendall`` each: no copy of a big one)."""
         for buf in buffers:
             self.sock.sendall(buf)
 
     def close_read(self) -> None:
+        """Shut the reading direction (idempotent); the socket closes with both."""
         if not self._read_closed:
             self._read_closed = True
             self._shutdown(0)
 
     def close_write(self) -> None:
+        """Shut the writing direction (idempotent): the peer reads EOF."""
         if not self._write_closed:
             self._write_closed = True
             self._shutdown(1)
@@ -402,6 +410,7 @@ class SocketIO(_ReadBuffer):
                 pass
 
     def wait(self) -> Optional[int]:
+        """No process behind a socket: None."""
         return None
 
     def kill(self) -> None:
