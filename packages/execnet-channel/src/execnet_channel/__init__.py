@@ -1,20 +1,8 @@
 """execnet's channel protocol: execution models, framing, channels and the gateway endpoint.
 
 Both ends of every gateway run this package: the opener through a transport's Gateway
-(a BaseGateway subclass), the other side through ``serve()``. Here both ends share one
-process, over two pipes:
-
->>> import os, threading
->>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
->>> remote = threading.Thread(
-...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
-... )
->>> remote.start()
->>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
->>> channel = gateway.remote_exec("channel.send(channel.receive() * 2)")
->>> channel.send(21); channel.receive(10)
-42
->>> gateway.exit(); gateway.join(10); remote.join(10)
+(a BaseGateway subclass), the other side through ``serve()``: see ``BaseGateway`` for
+both ends in one process.
 
 The constants:
 
@@ -29,7 +17,7 @@ The constants:
 ('thread', 'main_thread_only', 'eventlet', 'gevent')
 >>> DEFAULT_MAX_FRAME == 1 << 30
 True
->>> import execnet_channel
+>>> import execnet_channel, os
 >>> io = FdIO(*os.pipe())
 >>> isinstance(io, execnet_channel.BufferedIO)
 True

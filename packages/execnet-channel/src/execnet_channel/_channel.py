@@ -22,12 +22,15 @@ if TYPE_CHECKING:
         Optional,
         Tuple,
         Type,
+        TypeVar,
         Union,
         overload,
     )
 
     from ._gateway import BaseGateway
     from ._protocols import EventLike, QueueLike
+
+    _File = TypeVar("_File", bound="_ChannelFile")
 
 
 __all__ = ["NO_ENDMARKER", "Channel", "ChannelFileRead", "ChannelFileWrite"]
@@ -72,6 +75,18 @@ class Channel:
     Traceback (most recent call last):
     ...
     EOFError: channel 1 is closed
+
+    Files over channels (``makefile``): what is written goes as items, lines are read
+    back from them:
+
+    >>> channel = gateway.remote_exec(
+    ...     "lines = channel.makefile('r')\\n"
+    ...     "channel.send(lines.readline() + 'second')\\n"
+    ... )
+    >>> print("first", file=channel.makefile("w"))  # sends "first" and "\\n"
+    >>> answer = channel.makefile("r")
+    >>> answer.readline(), answer.read()
+    ('first\\n', 'second')
     >>> gateway.exit(); gateway.join(10); remote.join(10)
     """
 
@@ -370,43 +385,43 @@ class Channel:
         self._on_remote_close(error, sendonly=False)
 
 
-class ChannelFileWrite:
-    """``channel.makefile('w')``: each write() sends its argument as one item.
-
-    >>> import os, threading
-    >>> from execnet_channel import BaseGateway, FdIO, serve
-    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
-    >>> remote = threading.Thread(
-    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
-    ... )
-    >>> remote.start()
-    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
-    >>> channel = gateway.remote_exec(
-    ...     "lines = channel.makefile('r')\\n"
-    ...     "channel.send(lines.readline())\\n"
-    ... )
-    >>> out = channel.makefile("w")
-    >>> print("hello", file=out)  # sends "hello" and "\\n"
-    >>> channel.receive(10)
-    'hello\\n'
-    >>> gateway.exit(); gateway.join(10); remote.join(10)
-    """
+class _ChannelFile:
+    """What both channel files share: the channel, proxyclose, close, a with block."""
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
         self.channel = channel
         self._proxyclose = proxyclose
 
     def __repr__(self) -> str:
-        return f"<ChannelFileWrite {self.channel!r}>"
+        return f"<{self.__class__.__name__} {self.channel!r}>"
+
+    def isatty(self) -> bool:
+        """False: not a terminal (``print`` and loggers ask)."""
+        return False
+
+    def close(self) -> None:
+        """Close the channel if the file was made with ``proxyclose=True``."""
+        if self._proxyclose:
+            self.channel.close()
+
+    def __enter__(self: _File) -> _File:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
+class ChannelFileWrite(_ChannelFile):
+    """``channel.makefile('w')``: each write() sends its argument as one item.
+
+    ``print(..., file=f)`` works, and so does ``sys.stdout = f`` in remote code (see the
+    example of ``Channel``).
+    """
 
     @property
     def closed(self) -> bool:
         """True once the channel is closed (then writes fail)."""
         return self.channel.isclosed()
-
-    def isatty(self) -> bool:
-        """False: not a terminal (``print`` and loggers ask)."""
-        return False
 
     def write(self, data: Union[str, bytes]) -> int:
         """Send ``data`` as one item; the number of characters or bytes written."""
@@ -421,48 +436,18 @@ class ChannelFileWrite:
     def flush(self) -> None:
         """Items are sent at once: nothing to flush."""
 
-    def close(self) -> None:
-        """Close the channel if the file was made with ``proxyclose=True``."""
-        if self._proxyclose:
-            self.channel.close()
 
-    def __enter__(self) -> ChannelFileWrite:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()
-
-
-class ChannelFileRead:
+class ChannelFileRead(_ChannelFile):
     """``channel.makefile('r')``: read(n) and readline() over the items received.
 
-    >>> import os, threading
-    >>> from execnet_channel import BaseGateway, FdIO, serve
-    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
-    >>> remote = threading.Thread(
-    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
-    ... )
-    >>> remote.start()
-    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
-    >>> channel = gateway.remote_exec("channel.send('first line\\\\nsecond')")
-    >>> lines = channel.makefile("r", proxyclose=True)
-    >>> lines.readline(), lines.read()
-    ('first line\\n', 'second')
-    >>> gateway.exit(); gateway.join(10); remote.join(10)
+    The items must be str (or bytes, all of one kind); iterating gives lines until the
+    channel closes (see the example of ``Channel``).
     """
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
-        self.channel = channel
-        self._proxyclose = proxyclose
+        super().__init__(channel, proxyclose)
         self._buffer: Any = None  # str or bytes, the type of the first item
         self._eof = False
-
-    def __repr__(self) -> str:
-        return f"<ChannelFileRead {self.channel!r}>"
-
-    def isatty(self) -> bool:
-        """False: not a terminal."""
-        return False
 
     def _fill(self) -> bool:
         if self._eof:
@@ -510,14 +495,3 @@ class ChannelFileRead:
             if not line:
                 return
             yield line
-
-    def close(self) -> None:
-        """Close the channel if the file was made with ``proxyclose=True``."""
-        if self._proxyclose:
-            self.channel.close()
-
-    def __enter__(self) -> ChannelFileRead:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()

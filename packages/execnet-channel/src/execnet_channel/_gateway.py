@@ -99,19 +99,19 @@ class BaseGateway(Receiving):
     Both ends in one process (normally a transport starts the other interpreter, which
     runs ``serve``):
 
-    >>> import os, threading
-    >>> from execnet_channel import BaseGateway, FdIO, serve
-    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
-    >>> remote = threading.Thread(
-    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
-    ... )
+    >>> import socket, threading
+    >>> from execnet_channel import BaseGateway, SocketIO, serve
+    >>> here, there = socket.socketpair()
+    >>> kwargs = {"exit_process": False}
+    >>> remote = threading.Thread(target=serve, args=(SocketIO(there), "remote"), kwargs=kwargs)
     >>> remote.start()
-    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
+    >>> gateway = BaseGateway(SocketIO(here), "gw0", opener=True)
     >>> gateway.remote_exec("channel.send(42)").receive(10)
     42
     >>> gateway.remote_status().numexecuting
     0
     >>> gateway.exit(); gateway.join(10); remote.join(10)
+    >>> here.close(); there.close()
     """
 
     _receiver_name = "receiver"

@@ -100,6 +100,12 @@ def encode_any(x: Any, parts: _Parts, hook: Optional[ChannelHook]) -> None:
             raise DumpError(f"can't serialize {t!r}")
 
 
+# The dict, list and tuple loops below each write the common scalars (str, int, None,
+# float) themselves instead of calling encode_any per item: the same few lines three
+# times, on purpose. Through encode_any, a message of (int, str, float) encodes about a
+# third slower (0.60 against 0.80 us per message, CPython 3.11, best of 21 runs).
+
+
 def _encode_dict(x: Dict[Any, Any], parts: _Parts, hook: Optional[ChannelHook]) -> None:
     w = parts.append
     if len(x) > _KEY_CACHE_DICT_MAX and _write_record_dict(x, parts, hook):
