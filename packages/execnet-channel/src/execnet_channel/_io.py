@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["FdIO", "SocketIO", "StdioIO"]
 
 F_SETPIPE_SZ = 1031  # Linux fcntl; not in the fcntl module before 3.10
-_READ_CHUNK = 256 * 1024
+_READ_CHUNK = 256 * 1024  # read(n) asks the OS for at least this much: a frame header or
+# a small frame then comes with what follows it in one call (the rest stays pending)
 
 
 _HAVE_WRITEV = hasattr(os, "writev")
