@@ -393,9 +393,3 @@ def get_execmodel(name_or_model: Union[str, ExecModel]) -> ExecModel:
         )
     model = _cache[name_or_model] = factory()
     return model
-
-
-def _main_thread_ident() -> int:
-    import threading
-
-    return threading.main_thread().ident or 0
