@@ -121,6 +121,7 @@ def _module_source(module: types.ModuleType) -> Tuple[str, str]:
         if known is not None:
             trace(f"remote_exec: {exc}; sending the source of {module.__name__} sent before")
             return known  # type: ignore[no-any-return]
+        # a linecache entry: (size, mtime, lines, name)
         if cached_lines is not None and len(cached_lines) == 4 and cached_lines[2]:
             trace(f"remote_exec: {exc}; sending the lines linecache held for {filename}")
             text = "".join(cached_lines[2])
