@@ -8,15 +8,16 @@ The constants:
 
 - ``EXECMODEL_NAMES``: the names ``get_execmodel`` (and a spec's ``execmodel=``) takes.
 - ``DEFAULT_MAX_FRAME``: the largest frame payload a gateway sends or accepts unless
-  given ``max_frame=`` (1 GiB).
+  given ``max_frame=`` (1 GiB); ``MIN_MAX_FRAME`` (1 MiB) and ``MAX_PAYLOAD`` (4 GiB - 1,
+  the format's ceiling) bound what ``max_frame=`` takes.
 - ``NO_ENDMARKER``: ``Channel.setcallback``'s default endmarker: no call at the end.
 - ``IO`` and ``BufferedIO``: the Protocols a transport's byte stream meets (they load
   ``typing`` on first use; a remote never needs them).
 
 >>> EXECMODEL_NAMES
 ('thread', 'main_thread_only', 'eventlet', 'gevent')
->>> DEFAULT_MAX_FRAME == 1 << 30
-True
+>>> DEFAULT_MAX_FRAME == 1 << 30, MIN_MAX_FRAME == 1 << 20, MAX_PAYLOAD == (1 << 32) - 1
+(True, True, True)
 >>> import execnet_channel, os
 >>> io = FdIO(*os.pipe())
 >>> isinstance(io, execnet_channel.BufferedIO)
@@ -36,7 +37,7 @@ from ._errors import (
     TimeoutError,
 )
 from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
-from ._frames import DEFAULT_MAX_FRAME, FrameError, FrameTooLarge
+from ._frames import DEFAULT_MAX_FRAME, MAX_PAYLOAD, MIN_MAX_FRAME, FrameError, FrameTooLarge
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
@@ -69,6 +70,8 @@ __all__ = [
     "BaseGateway",
     "RemoteStatus",
     "DEFAULT_MAX_FRAME",
+    "MIN_MAX_FRAME",
+    "MAX_PAYLOAD",
     "serve",
     # errors
     "RemoteError",
