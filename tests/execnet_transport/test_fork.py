@@ -58,8 +58,8 @@ def test_the_gateway_is_forked_from_a_server(makegw: MakeGateway) -> None:
     (server,) = server_pids()
     _gone_servers.append(server)
     assert one["ppid"] == two["ppid"] == server != os.getpid()
-    assert first._pid == one["pid"]
-    assert second._pid == two["pid"]
+    assert first.child_pid == one["pid"]
+    assert second.child_pid == two["pid"]
     assert one["exe"] == sys.executable
     # the server holds no thread and sits in "/" (no directory of ours kept busy)
     assert len(os.listdir(f"/proc/{server}/task")) == 1
@@ -195,15 +195,15 @@ def test_the_server_goes_away_with_the_last_gateway(makegw: MakeGateway) -> None
     first = makegw("popen//fork")
     second = makegw("popen//fork")
     (server,) = server_pids()
-    children = [first._pid, second._pid]
+    children = [first.child_pid, second.child_pid]
     first.exit()
     first.join(10)
-    assert first._wait_process(20) == 0
+    assert first.wait_child(20) == 0
     assert alive(server)  # one gateway left
     assert facts(second)["ppid"] == server
     second.exit()
     second.join(10)
-    assert second._wait_process(20) == 0
+    assert second.wait_child(20) == 0
     assert wait_gone([server, *children]) == []  # type: ignore[list-item]
     assert server_pids() == []
     # the next fork gateway starts a new server
@@ -220,18 +220,18 @@ def test_death_of_a_forked_child_is_reported(makegw: MakeGateway) -> None:
         waiter.receive(30)
     assert "exit status 3" in str(info.value)
     assert "last words" in str(info.value)
-    assert gw._wait_process(10) == 3
+    assert gw.wait_child(10) == 3
     _gone_servers.extend(server_pids())
 
 
 def test_kill_process_and_wait(makegw: MakeGateway) -> None:
     gw = makegw("popen//fork")
     gw.remote_exec("import time; time.sleep(60)")
-    assert gw._wait_process(0.01) is None
-    pid = gw._pid
-    gw._kill_process()
-    assert gw._wait_process(20) == -signal.SIGKILL
-    gw._kill_process()  # again: harmless
+    assert gw.wait_child(0.01) is None
+    pid = gw.child_pid
+    gw.kill_child()
+    assert gw.wait_child(20) == -signal.SIGKILL
+    gw.kill_child()  # again: harmless
     assert pid is not None
     assert not alive(pid)
     _gone_servers.extend(server_pids())
@@ -254,10 +254,10 @@ def test_a_crashed_server_is_reported_and_the_next_gateway_starts_plain(
         renewed = facts(makegw("popen//fork"))
     assert renewed["ppid"] not in (server, os.getpid())
     _gone_servers.append(renewed["ppid"])
-    pid = survivor._pid
+    pid = survivor.child_pid
     survivor.exit()
     survivor.join(10)
-    assert survivor._wait_process(20) is not None
+    assert survivor.wait_child(20) is not None
     assert pid is not None
     assert wait_gone([pid]) == []
 
@@ -290,6 +290,6 @@ def test_a_forked_child_ends_like_an_interpreter(makegw: MakeGateway, tmp_path: 
     _gone_servers.extend(server_pids())
     gw.exit()
     gw.join(10)
-    assert gw._wait_process(30) == 0
+    assert gw.wait_child(30) == 0
     assert done.read_text() == "yes"
     assert thread_done.read_text() == "yes"

@@ -25,6 +25,7 @@ import atexit
 import contextlib
 import errno
 import marshal
+import math
 import os
 import select
 import signal
@@ -116,6 +117,16 @@ def _socketpair() -> Tuple[Any, Any]:
     return pair
 
 
+def _readable(fd: int, timeout: Optional[float]) -> bool:
+    """Wait up to `timeout` seconds (None: no limit) until fd can be read or has ended.
+
+    poll(), not select(): select() fails for descriptors numbered 1024 and above.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else math.ceil(max(0.0, timeout) * 1000)))
+
+
 def _server_key(args: List[str]) -> ServerKey:
     env = tuple(
         sorted(
@@ -178,7 +189,7 @@ class ForkedChild(PipedChild):
         if self._status is not None or self._lost:
             return
         try:
-            ready = select.select([self._line], [], [], timeout)[0]
+            ready = _readable(self._line.fileno(), timeout)
             data = self._line.recv(_STATUS.size) if ready else None
         except OSError:
             data = b""
@@ -196,7 +207,7 @@ class ForkedChild(PipedChild):
         while True:
             if self._pidfd is not None:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if select.select([self._pidfd], [], [], remaining)[0]:
+                if _readable(self._pidfd, remaining):
                     self._status = UNKNOWN_STATUS
                     return
             else:
@@ -287,11 +298,16 @@ class ForkServer:
                 [*args, "-c", _bootstrap.first_stage("stdio")],
                 same=same,
                 kind="popen",
-                stage=_bootstrap.fork_server_stage_entry(same),
                 extra={
-                    "control": theirs.fileno(),
-                    "server": _server_source(),
-                    "start_env": dict(os.environ),
+                    "fork_server": {
+                        "control": theirs.fileno(),
+                        "source": _server_source(),
+                        "start_env": dict(os.environ),
+                    },
+                    # the gateways' settings come with their requests, not the server's
+                    "env": {},
+                    "nice": "",
+                    "chdir": "",
                 },
                 pass_fds=(theirs.fileno(),),
             )
@@ -341,7 +357,7 @@ class ForkServer:
             their_line.close()
         try:
             remaining = deadline - time.monotonic()
-            if not select.select([line], [], [], max(0.0, remaining))[0]:
+            if not _readable(line.fileno(), remaining):
                 raise ServerGone("the fork server did not answer", crashed=True)
             answer = line.recv(_STATUS.size)
             if len(answer) != _STATUS.size:

@@ -61,22 +61,16 @@ def _reap(pid: int) -> None:
         pass  # reaped already (no waitid: _exit_code did)
 
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Dict, List, Tuple
-
-    Forked = Tuple[Dict[str, object], List[int], Dict[str, str], List[str]]
-
-
-def serve_forks(control_fd: int, start_env: dict[str, str]) -> Forked | None:
+def serve_forks(
+    control_fd: int, start_env: dict[str, str]
+) -> tuple[dict[str, object], list[int], dict[str, str], list[str]] | None:
     """Serve fork requests on `control_fd` until the opener closed it and every child
     has been reaped (returns None: the server then exits).
 
     In a forked child it returns at once: (the request, its stdin/stdout/stderr fds,
     and what the server's command line changed in the environment it was started with:
     variables set, variables removed, as by ``python=env NAME=value python3``); the
-    caller then runs `become_child` and the serve loop, at the top level, so the child
-    ends like any fresh interpreter (atexit handlers, thread joins).
+    caller then runs `become_child`, serves (``_stage.start``) and ends with `end_child`.
     """
     changed = {k: v for k, v in os.environ.items() if start_env.get(k) != v}
     removed = [k for k in start_env if k not in os.environ]
@@ -209,8 +203,9 @@ def become_child(
     """Turn this forked process into the gateway child the request describes.
 
     Its pipes become fds 0-2, then it takes the caller's umask, cwd and environment as
-    of the makegateway call (with the changes of the server's command line), and the
-    spec's env:, nice and chdir, as a fresh popen child does (see _bootstrap.STAGE).
+    of the makegateway call (with the changes of the server's command line) and the
+    spec's env:, as a fresh popen child does; ``_stage.start`` then applies the spec's
+    nice and chdir, as for any child.
     """
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
@@ -229,9 +224,3 @@ def become_child(
     env.update(spec_env)
     os.environ.clear()
     os.environ.update(env)
-    if request["nice"]:
-        os.nice(int(request["nice"]))  # type: ignore[call-overload]
-    chdir = str(request["chdir"])
-    if chdir:
-        os.makedirs(chdir, exist_ok=True)
-        os.chdir(chdir)
