@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 
 from execnet_channel import IO, BaseGateway
 
+from ._forwarding import forwarding_of
 from ._max_frame import max_frame_of
 from ._xspec import XSpec
 
@@ -93,7 +94,11 @@ class Gateway(BaseGateway):
         self._lost_connection = lost_connection
         self._postmortem: Optional[str] = None
         self._exit_requested = False
+        forwarding = forwarding_of(spec)
         super().__init__(io, str(spec.id), opener=True, max_frame=max_frame_of(spec))
+        if forwarding is not None:
+            # sent before anything else: the remote forwards before any user code runs
+            self.forward_output(output=forwarding[0], logging=forwarding[1])
 
     # -- what pytest-xdist and the group read -------------------------------------
 
