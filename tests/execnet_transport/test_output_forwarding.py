@@ -12,6 +12,7 @@ import sys
 import threading
 from typing import Callable, List, Tuple
 
+import parts
 import pytest
 from socketservers import Server
 from sshd import SshServer
@@ -341,3 +342,54 @@ def test_via(makegw: MakeGateway) -> None:
     _end(gw)
     assert _stream(lines, "stdout") == EXPECTED_STDOUT
     assert _stream(lines, "stderr") == EXPECTED_STDERR
+
+
+@pytest.mark.parametrize("python", ["3.8", "3.13", "pypy3"])
+def test_other_interpreters(makegw: MakeGateway, python: str) -> None:
+    executable = parts.pypy3() if python == "pypy3" else parts.interpreter(python)
+    gw = makegw(f"popen//python={executable}")
+    lines = _collect(gw)
+    gw.forward_output(lambda stream, data: lines.append((stream, data)), logging="INFO")
+    source = SOURCES + "import logging; logging.getLogger('x').info('logged')\n"
+    assert gw.remote_exec(source).receive(60) == "done"
+    _end(gw)
+    assert _stream(lines, "stdout") == EXPECTED_STDOUT
+    assert _stream(lines, "stderr") == EXPECTED_STDERR
+
+
+FLOOD = """
+import os, sys
+def flood():
+    for i in range(80000):
+        print("%08d" % i + "y" * 91)  # 100 bytes a line: 8 MB, far over the window
+    sys.stdout.flush()
+    channel.send("flooded")
+if channel.gateway.execmodel.backend in ("gevent", "eventlet"):
+    flood()  # a greenlet that prints into a full pipe must let the others run
+else:
+    import threading
+    threading.Thread(target=flood).start()
+channel.receive()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_printing_flood_under_each_model(makegw: MakeGateway, remote_model: str) -> None:
+    gw = makegw(f"popen//execmodel={remote_model}")
+    received: List[bytes] = []
+    first = threading.Event()
+
+    def keep(stream: str, data: bytes) -> None:
+        received.append(data)
+        first.set()
+
+    gw.forward_output(keep)
+    flood = gw.remote_exec(FLOOD)
+    assert first.wait(60)
+    status = gw.remote_status()  # answered by the remote's receiver beside the flood
+    assert status.numexecuting >= 1
+    assert flood.receive(240) == "flooded"
+    flood.send("end")
+    flood.waitclose(60)
+    _end(gw)
+    assert received == [b"%08d" % i + b"y" * 91 + b"\n" for i in range(80000)]

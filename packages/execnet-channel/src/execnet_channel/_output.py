@@ -139,15 +139,6 @@ class _Pipe:
             return 0
 
 
-def _poller(fd: int) -> Callable[[int], object]:
-    """``wait(fd)``: block this thread until ``fd`` has something to read (or ended)."""
-    import select
-
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return lambda _: poller.poll()
-
-
 class Forwarder:
     """The remote half: fds 1/2 and log records to the opener, within the window."""
 
@@ -188,7 +179,10 @@ class Forwarder:
             pipe = _Pipe(fd)
             pipe.lock = self._model.Lock()
             self._pipes.append(pipe)
-            self._model.start(self._pump, (pipe,))
+            if self._model.cooperative:
+                self._model.start(self._pump, (pipe,))
+        if not self._model.cooperative:
+            self._model.start(self._pump_all, (list(self._pipes),))
         from ._io import discarding_stdout
 
         for name, fd in (("stdout", 1), ("stderr", 2)):
@@ -244,29 +238,55 @@ class Forwarder:
 
     # -- the readers ---------------------------------------------------------------
 
+    def _pump_all(self, pipes: List[_Pipe]) -> None:
+        """The thread models' reader: one OS thread polls both pipes."""
+        import select
+
+        poller = select.poll()
+        by_fd = {}
+        for pipe in pipes:
+            poller.register(pipe.read_fd, select.POLLIN)
+            by_fd[pipe.read_fd] = pipe
+        while by_fd:
+            self._wait_for_credit()
+            for fd, _ in poller.poll():
+                pipe = by_fd[fd]
+                if not self._read_and_send(pipe):
+                    poller.unregister(fd)
+                    del by_fd[fd]
+                    self._close_pipe(pipe)
+
     def _pump(self, pipe: _Pipe) -> None:
-        fd = pipe.read_fd
-        wait = self._model._wait_readable if self._model.cooperative else _poller(fd)
+        """The cooperative models' reader: one greenlet per pipe."""
         try:
             while True:
                 self._wait_for_credit()
-                wait(fd)
-                with pipe.lock:
-                    try:
-                        data = os.read(fd, _READ)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        break
-                    if not data:
-                        break
-                    self._send(_frames.OUTPUT, pipe.fd, data)
+                self._model._wait_readable(pipe.read_fd)
+                if not self._read_and_send(pipe):
+                    break
         finally:
-            pipe.eof = True
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
-                os.close(fd)
+            self._close_pipe(pipe)
+
+    def _read_and_send(self, pipe: _Pipe) -> bool:
+        """Send what the pipe holds (up to _READ bytes); False at its end."""
+        with pipe.lock:
+            try:
+                data = os.read(pipe.read_fd, _READ)
+            except BlockingIOError:
+                return True
             except OSError:
-                pass
+                return False
+            if not data:
+                return False
+            self._send(_frames.OUTPUT, pipe.fd, data)
+        return True
+
+    def _close_pipe(self, pipe: _Pipe) -> None:
+        pipe.eof = True
+        try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+            os.close(pipe.read_fd)
+        except OSError:
+            pass
 
     def _wait_for_credit(self) -> None:
         while self._credit <= 0 and not self._finishing:
