@@ -120,6 +120,7 @@ class _Pipe:
         os.close(write_fd)
         os.set_blocking(self.read_fd, False)  # the read end is ours alone
         self.eof = False
+        self.stopped = False
         self.lock: Any = None  # held from a read to the end of its send (see finish)
 
     def restore(self) -> None:
@@ -188,8 +189,9 @@ class Forwarder:
         for name, fd in (("stdout", 1), ("stderr", 2)):
             stream = getattr(sys, name)
             if _writes_to(stream, fd) or (fd == 1 and stream is discarding_stdout()):
-                self._python_streams[name] = stream
-                setattr(sys, name, _text_writer(fd, self._model))
+                writer = _text_writer(fd, self._model)
+                self._python_streams[name] = (stream, writer)
+                setattr(sys, name, writer)
         os._exit = self._exit
 
     def _exit(self, status: int) -> NoReturn:
@@ -207,13 +209,14 @@ class Forwarder:
         self._more.set()
         if os._exit == self._exit:
             os._exit = _real_exit
-        for name, original in self._python_streams.items():
+        for name, (original, writer) in self._python_streams.items():
             stream = getattr(sys, name)
             try:  # noqa: SIM105 (contextlib: slow to import on a remote)
                 stream.flush()
             except Exception:
                 pass
-            setattr(sys, name, original)
+            if stream is writer:  # (one the user code put there stays)
+                setattr(sys, name, original)
         self._python_streams.clear()
         for pipe in self._pipes:
             pipe.restore()
@@ -234,6 +237,7 @@ class Forwarder:
                 if empty:
                     break
                 self._model.sleep(0.001)
+            pipe.stopped = True  # what child processes write later is dropped
         self._pipes = []
 
     # -- the readers ---------------------------------------------------------------
@@ -278,7 +282,8 @@ class Forwarder:
                 return False
             if not data:
                 return False
-            self._send(_frames.OUTPUT, pipe.fd, data)
+            if not pipe.stopped:
+                self._send(_frames.OUTPUT, pipe.fd, data)
         return True
 
     def _close_pipe(self, pipe: _Pipe) -> None:
@@ -394,24 +399,30 @@ class OutputReceiver:
         """Emit a forwarded log record (``size``: its payload's bytes); the byte count
         to ack now (0: not yet)."""
         import logging
+        from time import time
 
-        if not isinstance(fields, dict) or not isinstance(fields.get("levelno"), int):
+        if not isinstance(fields, dict) or type(fields.get("levelno")) is not int:
             raise ValueError(f"LOG_RECORD payload is not a log record: {type(fields).__name__}")
         if self._logger is None:
             self._logger = logging.getLogger(f"execnet.remote.{self.gateway_id}")
         logger = self._logger
         levelno = fields["levelno"]
         if logger.isEnabledFor(levelno):
-            allowed = (
-                "levelno", "levelname", "msg", "exc_text", "stack_info", "created",
-                "threadName", "processName", "process", "pathname", "lineno", "funcName",
-            )  # fmt: skip
-            attrs = {key: fields[key] for key in allowed if key in fields}
-            attrs.update(name=logger.name, args=None, exc_info=None)
-            attrs["remote_name"] = fields.get("name")
-            attrs["msg"] = str(attrs.get("msg"))
-            record = logging.makeLogRecord(attrs)
-            logger.handle(record)
+            # The remote is not trusted to send the right types: each field is made the
+            # type a formatter expects (a handler must not fail on a peer's record).
+            texts = ("levelname", "msg", "threadName", "processName", "pathname", "funcName")
+            attrs: Dict[str, Any] = {key: str(fields.get(key, "")) for key in texts}
+            for key in ("exc_text", "stack_info"):
+                value = fields.get(key)
+                attrs[key] = None if value is None else str(value)
+            created = fields.get("created")
+            attrs["created"] = created = float(created) if type(created) is float else time()
+            attrs["msecs"] = (created - int(created)) * 1000
+            attrs["lineno"] = fields["lineno"] if type(fields.get("lineno")) is int else 0
+            attrs["process"] = fields["process"] if type(fields.get("process")) is int else None
+            attrs.update(name=logger.name, levelno=levelno, args=None, exc_info=None)
+            attrs["remote_name"] = str(fields.get("name", ""))
+            logger.handle(logging.makeLogRecord(attrs))
         return self._count(size)
 
     def flush(self) -> None:
