@@ -189,6 +189,14 @@ def test_output_before_os_exit_arrives_before_the_eoferror(makegw: MakeGateway) 
     assert _stream(seen_at_eof, "stderr") == [b"and on fd 2"]
 
 
+def test_the_post_mortem_holds_the_forwarded_stderr(makegw: MakeGateway) -> None:
+    gw = makegw("popen//forward_output")
+    ch = gw.remote_exec("import os; os.write(2, b'dying words\\n'); os._exit(4)")
+    with pytest.raises(EOFError, match="exit status 4") as info:
+        ch.receive(30)
+    assert "last lines of its forwarded stderr:\ndying words" in str(info.value)
+
+
 def test_a_raising_callback_is_reported_once_then_stderr(
     makegw: MakeGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:

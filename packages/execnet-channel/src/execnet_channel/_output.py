@@ -48,6 +48,7 @@ WINDOW = 1024 * 1024  # bytes of output in flight, at most (plus one read)
 ACK_EVERY = WINDOW // 4  # the opener acks after using this many bytes
 _READ = 64 * 1024  # bytes per read of a pipe (and per OUTPUT frame)
 MAX_LINE = 64 * 1024  # a longer line goes to the destination in pieces of this size
+STDERR_TAIL = 8192  # bytes of forwarded stderr kept for a post-mortem
 FINISH_TIMEOUT = 2.0  # seconds the end waits for the pipes to be sent
 STREAM_NAMES = {1: "stdout", 2: "stderr"}
 
@@ -377,6 +378,7 @@ class OutputReceiver:
         self.gateway_id = gateway_id
         self.callback = callback
         self._partial: Dict[int, bytes] = {1: b"", 2: b""}
+        self.stderr_tail = bytearray()  # the last STDERR_TAIL bytes of fd 2 (post-mortems)
         self._unacked = 0
         self._logger: Any = None
 
@@ -384,6 +386,11 @@ class OutputReceiver:
         """Deliver what fd ``fd`` wrote; the byte count to ack now (0: not yet)."""
         if fd not in self._partial:
             raise ValueError(f"OUTPUT frame for fd {fd}: only 1 (stdout) and 2 (stderr) exist")
+        if fd == 2:
+            tail = self.stderr_tail
+            tail += data
+            if len(tail) > STDERR_TAIL:
+                del tail[: len(tail) - STDERR_TAIL]
         buffered = self._partial[fd] + data
         end = buffered.rfind(b"\n") + 1
         lines = buffered[:end].splitlines(True)
