@@ -14,6 +14,7 @@ from typing import Callable, List, Tuple
 
 import parts
 import pytest
+from hostile.test_frames import rss_kib
 from socketservers import Server
 from sshd import SshServer
 
@@ -57,6 +58,14 @@ def _end(gw: Gateway) -> None:
     gw._wait_process(30)  # reaped: no ResourceWarning for a running child
 
 
+def _check_every_source(gw: Gateway) -> None:
+    lines = _collect(gw)
+    assert gw.remote_exec(SOURCES).receive(30) == "done"
+    _end(gw)
+    assert _stream(lines, "stdout") == EXPECTED_STDOUT
+    assert _stream(lines, "stderr") == EXPECTED_STDERR
+
+
 def _stream(lines: Lines, name: str) -> List[bytes]:
     return [data for stream, data in lines if stream == name]
 
@@ -70,11 +79,7 @@ def remote_model(request: pytest.FixtureRequest) -> str:
 
 def test_every_source_reaches_the_callback(makegw: MakeGateway, remote_model: str) -> None:
     gw = makegw(f"popen//execmodel={remote_model}")
-    lines = _collect(gw)
-    assert gw.remote_exec(SOURCES).receive(30) == "done"
-    _end(gw)
-    assert _stream(lines, "stdout") == EXPECTED_STDOUT
-    assert _stream(lines, "stderr") == EXPECTED_STDERR
+    _check_every_source(gw)
 
 
 def test_default_destination_is_stderr_with_prefixes(
@@ -274,14 +279,6 @@ def test_logging_without_a_level_keeps_the_remote_levels(
     assert levels == [logging.WARNING, logging.ERROR]  # the remote root's WARNING holds
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 @pytest.mark.timeout(300)
 def test_a_flood_is_slowed_and_channels_still_flow(makegw: MakeGateway) -> None:
     gw = makegw("popen")
@@ -305,7 +302,7 @@ def test_a_flood_is_slowed_and_channels_still_flow(makegw: MakeGateway) -> None:
         "for item in channel: channel.send(item)\n"
     )
     assert started.wait(60)
-    before = _rss_kib()
+    before = rss_kib()
     echoes = gw.remote_exec("for item in channel: channel.send(item + 1)")
     for i in range(50):  # channel traffic beside the flood
         echoes.send(i)
@@ -315,7 +312,7 @@ def test_a_flood_is_slowed_and_channels_still_flow(makegw: MakeGateway) -> None:
     echoes.close()
     items = [flood.receive(300)]
     flood.close()
-    grown = _rss_kib() - before
+    grown = rss_kib() - before
     _end(gw)
     assert items == ["flooded"]
     assert received[0] == total
@@ -324,32 +321,20 @@ def test_a_flood_is_slowed_and_channels_still_flow(makegw: MakeGateway) -> None:
 
 def test_over_ssh(sshd: SshServer, makegw: MakeGateway) -> None:
     gw = makegw(f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={sys.executable}")
-    lines = _collect(gw)
-    assert gw.remote_exec(SOURCES).receive(30) == "done"
-    _end(gw)
-    assert _stream(lines, "stdout") == EXPECTED_STDOUT
-    assert _stream(lines, "stderr") == EXPECTED_STDERR
+    _check_every_source(gw)
 
 
 def test_over_socket(servers: Callable[..., Server], makegw: MakeGateway) -> None:
     server = servers()
     gw = makegw(f"socket={server.address}")
-    lines = _collect(gw)
-    assert gw.remote_exec(SOURCES).receive(30) == "done"
-    _end(gw)
-    assert _stream(lines, "stdout") == EXPECTED_STDOUT, (lines, server.log())
-    assert _stream(lines, "stderr") == EXPECTED_STDERR
+    _check_every_source(gw)
     assert "printed" not in server.log(), server.log()
 
 
 def test_via(makegw: MakeGateway) -> None:
     hop = makegw("popen")
     gw = makegw("popen//via=hop", via=hop)
-    lines = _collect(gw)
-    assert gw.remote_exec(SOURCES).receive(30) == "done"
-    _end(gw)
-    assert _stream(lines, "stdout") == EXPECTED_STDOUT
-    assert _stream(lines, "stderr") == EXPECTED_STDERR
+    _check_every_source(gw)
 
 
 @pytest.mark.parametrize("python", ["3.8", "3.13", "pypy3"])
