@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Callable, List, Tuple
 
 import parts
@@ -386,3 +388,55 @@ def test_a_printing_flood_under_each_model(makegw: MakeGateway, remote_model: st
     flood.waitclose(60)
     _end(gw)
     assert received == [b"%08d" % i + b"y" * 91 + b"\n" for i in range(80000)]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("how", ["popen", "via"])
+def test_a_slow_caller_slows_the_remote(makegw: MakeGateway, tmp_path: Path, how: str) -> None:
+    # The callback holds the caller's receiver until the gate opens; meanwhile the
+    # remote's writer must stop within the window and the pipes (a few MiB), however
+    # long it is given: it reports how far it got in a file beside the test. (Over
+    # pipes the stream's own backpressure would stop it too; a via hop queues what the
+    # proxy sends without limit, so there only the window does.)
+    progress = tmp_path / "written"
+    if how == "via":
+        hop = makegw("popen")
+        gw = makegw("popen//via=hop", via=hop)
+    else:
+        gw = makegw("popen")
+    before = rss_kib()
+    gate = threading.Event()
+    received = [0]
+
+    def slow(stream: str, data: bytes) -> None:
+        gate.wait(120)
+        received[0] += len(data)
+
+    gw.forward_output(slow)
+    total = 64 * 1024 * 1024
+    flood = gw.remote_exec(
+        "import os\n"
+        f"path, block = {str(progress)!r}, b'z' * 65535 + b'\\n'\n"
+        f"for i in range({total // 65536}):\n"
+        "    os.write(1, block)\n"
+        "    with open(path + '.new', 'w') as f: f.write(str((i + 1) * len(block)))\n"
+        "    os.replace(path + '.new', path)\n"
+    )
+
+    def written() -> int:
+        try:
+            return int(progress.read_text())
+        except (OSError, ValueError):
+            return 0
+
+    deadline = time.monotonic() + 120
+    while written() < 1024 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert written() >= 1024 * 1024
+    time.sleep(1.0)  # time for a missing bound to show (the bound holds at any moment)
+    assert written() < 8 * 1024 * 1024, "the remote was not slowed down"
+    assert rss_kib() - before < 16 * 1024, "the caller buffered the remote's output"
+    gate.set()
+    flood.waitclose(240)
+    _end(gw)
+    assert received[0] == total
