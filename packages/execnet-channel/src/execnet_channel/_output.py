@@ -29,6 +29,7 @@ log records on the logger ``execnet.remote.<id>``, and counts what to ack.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -59,7 +60,7 @@ _real_exit = os._exit
 # -- the remote side -----------------------------------------------------------------
 
 
-class _CooperativeRaw:
+class _CooperativeWriter(io.RawIOBase):
     """A raw writer to a blocking fd that waits the cooperative model's way first.
 
     Writes at most PIPE_BUF bytes once poll says the pipe is writable (POSIX: such a
@@ -72,30 +73,21 @@ class _CooperativeRaw:
         self._fd = fd
         self._model = model
 
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
     def write(self, data: Any) -> int:
         self._model._wait_writable(self._fd)
         return os.write(self._fd, bytes(data[:4096]))
 
 
-def _text_writer(fd: int, model: ExecModel) -> Any:
-    import io
-
+def _text_writer(fd: int, model: ExecModel) -> io.TextIOWrapper:
+    """What sys.stdout/sys.stderr are while forwarding: line-buffered UTF-8 on ``fd``."""
     if model.cooperative:
-
-        class Raw(io.RawIOBase):
-            def __init__(self) -> None:
-                self._raw = _CooperativeRaw(fd, model)
-
-            def writable(self) -> bool:
-                return True
-
-            def write(self, data: Any) -> int:
-                return self._raw.write(data)
-
-            def fileno(self) -> int:
-                return fd
-
-        binary: Any = io.BufferedWriter(Raw(), 8192)
+        binary: Any = io.BufferedWriter(_CooperativeWriter(fd, model), 8192)
     else:
         binary = open(fd, "wb", closefd=False)  # noqa: SIM115 (sys.stdout/err while on)
     return io.TextIOWrapper(
