@@ -8,6 +8,7 @@ ends, so after join() everything written has arrived (no waiting on time).
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -440,3 +441,41 @@ def test_a_slow_caller_slows_the_remote(makegw: MakeGateway, tmp_path: Path, how
     flood.waitclose(240)
     _end(gw)
     assert received[0] == total
+
+
+LOCAL_MODEL = """
+import sys
+from execnet_transport import XSpec, make_gateway
+gw = make_gateway(XSpec("popen//id=local//execmodel=" + sys.argv[1]), execmodel=sys.argv[1])
+lines = []
+gw.forward_output(lambda stream, data: lines.append((stream, data)), logging=True)
+ch = gw.remote_exec(
+    "import logging, os; print('from', channel.gateway.execmodel.backend)\\n"
+    "os.write(2, b'fd 2\\\\n'); logging.getLogger('r').error('logged')\\n"
+    "channel.send(channel.receive() + 1)"
+)
+ch.send(41)
+assert ch.receive(30) == 42
+gw.exit()
+gw.join(30)
+gw._wait_process(30)
+print(sorted(lines))
+"""
+
+
+@pytest.mark.parametrize("model", ["thread", "main_thread_only", "gevent", "eventlet"])
+def test_under_each_local_execmodel(model: str) -> None:
+    if model in ("gevent", "eventlet"):
+        pytest.importorskip(model)
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", LOCAL_MODEL, model],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = [("stderr", b"fd 2\n"), ("stdout", f"from {model}\n".encode())]
+    assert result.stdout.strip() == repr(expected)
+    assert "execnet.remote.local" not in result.stderr  # no handler here: lastResort
+    assert "logged" in result.stderr
