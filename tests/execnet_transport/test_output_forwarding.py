@@ -431,9 +431,11 @@ def test_a_slow_caller_slows_the_remote(makegw: MakeGateway, tmp_path: Path, how
             return 0
 
     deadline = time.monotonic() + 120
-    while written() < 1024 * 1024 and time.monotonic() < deadline:
+    while written() == 0 and time.monotonic() < deadline:  # the flood has begun
         time.sleep(0.01)
-    assert written() >= 1024 * 1024
+    assert written() > 0
+    # How far it gets depends on the pipes' sizes (a loaded machine's pipes may be
+    # small); it must stop far below the flood's 64 MiB, however long it is given.
     time.sleep(1.0)  # time for a missing bound to show (the bound holds at any moment)
     assert written() < 8 * 1024 * 1024, "the remote was not slowed down"
     assert rss_kib() - before < 16 * 1024, "the caller buffered the remote's output"
