@@ -72,7 +72,9 @@ def test_main_thread_only_queues_a_task_arriving_as_the_previous_ends(
     [
         "import time; channel.send('go'); time.sleep(1000)",
         "import threading; channel.send('go'); threading.Event().wait()",
-        "channel.send('go')\nwhile True:\n    pass",
+        # (bounded at 300 s, longer than the test may run: a failure leaves nothing spinning)
+        "import time; channel.send('go'); end = time.monotonic() + 300\n"
+        "while time.monotonic() < end:\n    pass",
     ],
     ids=["sleep", "event-wait", "busy-loop"],
 )

@@ -58,7 +58,7 @@ def _end(gw: Gateway) -> None:
     gw.exit()
     gw.join(30)
     assert not gw.hasreceiver()
-    gw._wait_process(30)  # reaped: no ResourceWarning for a running child
+    gw.wait_child(30)  # reaped: no ResourceWarning for a running child
 
 
 def _check_every_source(gw: Gateway) -> None:
@@ -460,7 +460,7 @@ ch.send(41)
 assert ch.receive(30) == 42
 gw.exit()
 gw.join(30)
-gw._wait_process(30)
+gw.wait_child(30)
 print(sorted(lines))
 """
 

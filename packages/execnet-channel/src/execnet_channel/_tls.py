@@ -80,8 +80,10 @@ def _poller(fd: int, readable: bool) -> Callable[[Optional[float]], bool]:
 class TLSConnection:
     """A TLS connection over a connected socket (see the module docstring).
 
-    >>> conn = TLSConnection.client(sock, context, "host.example", timeout=60)
-    >>> conn.sendall(b"ping"); conn.recv(4)
+    >>> conn = TLSConnection.client(sock, context, "host.example", timeout=60)  # doctest: +SKIP
+    >>> conn.sendall(b"ping"); conn.recv(4)                                     # doctest: +SKIP
+
+    (Not run as a doctest: it needs a TLS peer; tests/execnet_channel/test_tls.py has one.)
 
     A server drives ``TLSConnection.server(sock, context)`` with ``do_handshake()``
     (non-blocking: it raises SSLWantReadError/SSLWantWriteError until done).
@@ -342,7 +344,7 @@ class TLSSocketIO(SocketIO):
     Safe for one reader and one writer at the same time (the gateway's receiver and its
     senders); works with every execution model (greenlet models wait through their hub).
 
-    >>> io = TLSSocketIO(TLSConnection.client(sock, context, "host"), "thread")
+    >>> io = TLSSocketIO(TLSConnection.client(sock, context, "host"), "thread")  # doctest: +SKIP
     """
 
     def __init__(self, sock: TLSConnection, execmodel: Union[str, ExecModel] = "thread") -> None:

@@ -99,6 +99,11 @@ def load(file: BinaryIO, py2str_as_py3str: bool = False, py3str_as_py2str: bool 
 
     EOFError if the file ends before the value's STOP (or holds no value at all);
     LoadError for invalid data.
+
+    >>> import io
+    >>> f = io.BytesIO(dumps([1, 2]) + dumps("next"))
+    >>> load(f), f.read() == dumps("next")
+    ([1, 2], True)
     """
     from ._files import read_value  # first use: a remote's start skips it
 
