@@ -34,8 +34,8 @@ import os
 import sys
 
 from . import _frames
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, NoReturn, Optional
 
@@ -165,7 +165,7 @@ class Forwarder:
         self._finishing = False
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+            try:
                 stream.flush()
             except Exception:
                 pass
@@ -204,7 +204,7 @@ class Forwarder:
             os._exit = _real_exit
         for name, (original, writer) in self._python_streams.items():
             stream = getattr(sys, name)
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+            try:
                 stream.flush()
             except Exception:
                 pass
@@ -281,7 +281,7 @@ class Forwarder:
 
     def _close_pipe(self, pipe: _Pipe) -> None:
         pipe.eof = True
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+        try:
             os.close(pipe.read_fd)
         except OSError:
             pass
@@ -296,7 +296,7 @@ class Forwarder:
     def _send(self, kind: int, fd: int, payload: bytes) -> None:
         with self._credit_lock:
             self._credit -= len(payload)
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+        try:
             self._gateway._send(kind, fd, payload)
         except OSError:
             pass  # the connection is gone: nobody to tell

@@ -18,8 +18,8 @@ from ._decoder import as_bytes, decode, loads_payload
 from ._encoder import dumps_payload, dumps_payload_parts, encode
 from ._errors import DataFormatError, DumpError, LoadError
 from ._opcodes import VERSION_BYTE
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Union
 
