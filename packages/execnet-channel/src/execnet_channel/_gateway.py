@@ -26,7 +26,7 @@ from ._startup import TYPE_CHECKING
 from ._trace import trace, trace_enabled
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     from ._protocols import IO
 
@@ -144,6 +144,7 @@ class BaseGateway(Receiving):
         self._death: Optional[NotProperlyTerminated] = None  # the remote died unasked
         self._closed_for_sending = False  # _exited or _lost: checked by every send
         self._receiver_ident: Optional[int] = None
+        self._output: Any = None  # an _output.OutputReceiver once forward_output() ran
         self._buffered = _is_buffered(io)
         self._init_receiving(self._buffered)
         self._start_receiver()
@@ -273,7 +274,7 @@ class BaseGateway(Receiving):
             payload = self._shortened_error(payload)
             size = len(payload)
         header = _pack_header(kind, channel_id, size)
-        if _TRACING:
+        if _TRACING and kind != _frames.OUTPUT:  # (a trace on stderr would be forwarded)
             trace(f"gateway {self.id}: sending {_frames.describe_frame(kind, channel_id, size)}")
         self._write_frame([header, payload], size)
 
@@ -353,6 +354,42 @@ class BaseGateway(Receiving):
         answer = channel.receive()
         assert isinstance(answer, dict)
         return answer
+
+    def forward_output(
+        self,
+        callback: Optional[Callable[[str, bytes], object]] = None,
+        *,
+        output: bool = True,
+        logging: Union[bool, int, str] = False,
+    ) -> None:
+        """Have what the other process writes to its fds 1 and 2 (and, with
+        ``logging``, its log records) sent here over this gateway's own stream.
+
+        Everything reaches fds 1/2: ``print``, ``os.write(1, ...)``, C code, child
+        processes. Each line goes to ``callback(stream, line)`` (``stream`` is
+        ``"stdout"`` or ``"stderr"``, ``line`` the exact bytes with their newline; a
+        last line without one comes when the remote ends), called in the receiver: keep
+        it short. Without a callback (or once it raised: reported once) lines go to
+        ``sys.stderr`` prefixed ``[<id>] `` or ``[<id>:err] ``, undecodable bytes
+        replaced. ``logging``: True forwards the records the remote's root logger
+        passes; a level (``"INFO"``, ``20``) also sets the remote root logger's level
+        to it. Records are emitted here on the logger ``execnet.remote.<id>`` with
+        their level, message, exception text, time and thread name. ``output=False,
+        logging=False`` turns it off. A remote printing faster than this side takes
+        it is slowed down, as by a pipe (at most a window of 1 MiB is in flight).
+
+        >>> gw.forward_output()                                  # doctest: +SKIP
+        >>> gw.remote_exec("print('hi')").waitclose()            # doctest: +SKIP
+        [gw0] hi
+        """
+        from . import _output
+
+        level = _log_level(logging)
+        if self._output is None:
+            self._output = _output.OutputReceiver(self.id, callback)
+        elif output or level is not None:  # (turning it off: what is left goes where it went)
+            self._output.callback = callback
+        self._send(_frames.OUTPUT_CONTROL, 0, self._dumps((bool(output), level, os.getpid())))
 
     def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
         """String coercion for the values this gateway and the other side receive."""
@@ -468,6 +505,8 @@ class BaseGateway(Receiving):
         with self._receivelock:
             if self._lost is not None:
                 return
+            if self._output is not None:
+                self._output.flush()  # the remote's last partial lines, before any EOFError
             self._lost = why if why is not None else self._describe_eof()
             self._closed_for_sending = True
             error = EOFError(self._lost)
@@ -557,6 +596,10 @@ class BaseGateway(Receiving):
             if channel is not None:
                 channel._deliver(self._loads(payload))
                 channel._on_remote_close(None, sendonly=False)
+        elif kind in (_frames.OUTPUT, _frames.LOG_RECORD):
+            self._on_output_frame(kind, channel_id, payload)
+        elif kind in (_frames.OUTPUT_CONTROL, _frames.OUTPUT_ACK):
+            self._on_output_control(kind, channel_id, payload)
         elif kind == _frames.RECONFIGURE:
             py2str_as_py3str, py3str_as_py2str = self._loads(payload)
             config = (bool(py2str_as_py3str), bool(py3str_as_py2str))
@@ -568,6 +611,26 @@ class BaseGateway(Receiving):
                     channel._strconfig = config
         return False
 
+    def _on_output_frame(self, kind: int, channel_id: int, payload: memoryview) -> None:
+        """OUTPUT / LOG_RECORD from the other side: deliver, and ack what was used."""
+        from . import _output
+
+        receiver = self._output
+        if receiver is None:  # never asked for: the default destination
+            receiver = self._output = _output.OutputReceiver(self.id)
+        if kind == _frames.OUTPUT:
+            count = receiver.output(channel_id, bytes(payload))
+        else:
+            count = receiver.record(self._loads(payload), len(payload))
+        if count:
+            try:
+                self._send(_frames.OUTPUT_ACK, min(count, _output.WINDOW))
+            except OSError:
+                pass
+
+    def _on_output_control(self, kind: int, channel_id: int, payload: memoryview) -> None:
+        """OUTPUT_CONTROL / OUTPUT_ACK: only the serving side forwards output."""
+
     def _answer(self, kind: int, channel_id: int, answer: Dict[str, Any]) -> None:
         try:  # the asker is gone
             self._send(kind, channel_id, self._dumps(answer))
@@ -578,3 +641,22 @@ class BaseGateway(Receiving):
         text = f"channel {channel.id}: could not load an item: {exc!r}"
         channel._on_remote_close(RemoteError(text), sendonly=False)
         channel._close(text)
+
+
+def _log_level(logging: Union[bool, int, str]) -> Optional[int]:
+    """OUTPUT_CONTROL's log level: None (off), 0 (on, the remote's levels kept), a level."""
+    if logging is False or logging is None:
+        return None
+    if logging is True:
+        return 0
+    if isinstance(logging, int) and logging >= 0:
+        return logging
+    if isinstance(logging, str):
+        import logging as _logging
+
+        level = _logging.getLevelName(logging.upper())
+        if isinstance(level, int):
+            return level
+    raise ValueError(
+        f"logging={logging!r}: expected True/False, a level number or a level name such as 'INFO'"
+    )

@@ -6,7 +6,9 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 
 from execnet_channel import IO, BaseGateway
 
+from ._forwarding import forwarding_of
 from ._max_frame import max_frame_of
+from ._process import STDERR_TAIL_LINES
 from ._protocols import GatewayRegistry
 from ._xspec import XSpec
 
@@ -107,7 +109,11 @@ class Gateway(BaseGateway):
         self._lost_connection = lost_connection
         self._postmortem: Optional[str] = None
         self._exit_requested = False
+        forwarding = forwarding_of(spec)
         super().__init__(io, str(spec.id), opener=True, max_frame=max_frame_of(spec))
+        if forwarding is not None:
+            # sent before anything else: the remote forwards before any user code runs
+            self.forward_output(output=forwarding[0], logging=forwarding[1])
 
     # -- what pytest-xdist and the group read -------------------------------------
 
@@ -186,9 +192,21 @@ class Gateway(BaseGateway):
         if self._postmortem is None:
             if self._child is not None:
                 self._postmortem = f"the remote process ended: {self._child.postmortem()}"
+                forwarded = self._forwarded_stderr()
+                if forwarded:
+                    self._postmortem += "; last lines of its forwarded stderr:\n" + forwarded
             else:
                 self._postmortem = self._lost_connection or "the connection was closed"
         return f"gateway {self.id!r} ({self.spec}): connection lost; {self._postmortem}"
+
+    def _forwarded_stderr(self) -> str:
+        """The last lines of what the remote's fd 2 sent here while forwarded (its own
+        stderr pipe, which the post-mortem reads, had none of them)."""
+        receiver = self._output
+        if receiver is None or not receiver.stderr_tail:
+            return ""
+        text = bytes(receiver.stderr_tail).decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-STDERR_TAIL_LINES:])
 
     def _describe_death(self) -> Optional[str]:
         """The post-mortem, unless the connection ended because we asked it to."""

@@ -21,6 +21,8 @@ KNOWN_KEYS: Tuple[str, ...] = (
     "dont_write_bytecode",
     "ssh_config",
     "installvia",
+    "forward_output",
+    "forward_logging",
 )
 
 # The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
@@ -59,6 +61,8 @@ class XSpec:
     dont_write_bytecode: Any
     ssh_config: Any
     installvia: Any
+    forward_output: Any
+    forward_logging: Any
     secret_file: Any
     tls: Any
     tls_ca: Any
