@@ -75,6 +75,10 @@ CHANNEL_LAST_MESSAGE = 8  # the sender will send nothing more but may still rece
 STATUS_ANSWER = 9  # payload: dict(numchannels=, numexecuting=, execmodel=)
 INFO = 10  # request for the remote interpreter's facts
 INFO_ANSWER = 11  # payload: dict(executable=, version_info=, platform=, cwd=, pid=)
+# 12-15: reserved for output forwarding. Remote import on demand (_importer), 19 reserved:
+IMPORT_ALLOW = 16  # opener -> remote, channel 0: payload (top-level name, ...) now allowed
+IMPORT_REQUEST = 17  # remote -> opener on a fresh channel: ("module", name) or ("data"|"list", path)
+IMPORT_ANSWER = 18  # opener -> remote on the request's channel: payload dict (see _importer)
 
 FRAME_NAMES = {
     STATUS: "STATUS",
@@ -88,6 +92,9 @@ FRAME_NAMES = {
     STATUS_ANSWER: "STATUS_ANSWER",
     INFO: "INFO",
     INFO_ANSWER: "INFO_ANSWER",
+    IMPORT_ALLOW: "IMPORT_ALLOW",
+    IMPORT_REQUEST: "IMPORT_REQUEST",
+    IMPORT_ANSWER: "IMPORT_ANSWER",
 }
 
 

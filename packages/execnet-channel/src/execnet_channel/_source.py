@@ -43,6 +43,9 @@ if TYPE_CHECKING:
         firstlineno: int
         callname: Optional[str]  # a function's name: called as f(channel, **kwargs)
         kwargs: Dict[str, Any]
+        # the function's module when the remote may import it (allowed imports): the
+        # function then runs with that module's globals; absent from the frame if None
+        module: Optional[str] = None
 
 else:
     # The same as a NamedTuple without importing typing (or collections) at run time.
@@ -51,14 +54,15 @@ else:
 
         __slots__ = ()
 
-        def __new__(cls, source, filename, firstlineno, callname, kwargs):
-            return tuple.__new__(cls, (source, filename, firstlineno, callname, kwargs))
+        def __new__(cls, source, filename, firstlineno, callname, kwargs, module=None):
+            return tuple.__new__(cls, (source, filename, firstlineno, callname, kwargs, module))
 
         source = property(lambda self: self[0])
         filename = property(lambda self: self[1])
         firstlineno = property(lambda self: self[2])
         callname = property(lambda self: self[3])
         kwargs = property(lambda self: self[4])
+        module = property(lambda self: self[5])
 
 
 def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:

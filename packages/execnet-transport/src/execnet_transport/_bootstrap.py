@@ -437,10 +437,10 @@ if c['chdir']:
     os.chdir(c['chdir'])
 e=C.get_execmodel(c['execmodel'])
 if c.get('want_code'):
-    if not(M and D):M=D=b''
-    else:D=marshal.dumps(D)
+    Y=marshal.dumps(D) if M and D else b''
+    if not Y:M=b''
     s=marshal.dumps(sys._getframe().f_code) if M else b''
-    W(c['marker']+bytes([len(M)])+M+len(D).to_bytes(4,'big')+D+len(s).to_bytes(4,'big')+s)
+    W(c['marker']+bytes([len(M)])+M+len(Y).to_bytes(4,'big')+Y+len(s).to_bytes(4,'big')+s)
 else:W(c['marker'])
 i=IO(C,e)
 try:C.serve(i,c['id'],exit_process=X,max_frame=c.get('max_frame'))

@@ -21,6 +21,7 @@ KNOWN_KEYS: Tuple[str, ...] = (
     "dont_write_bytecode",
     "ssh_config",
     "installvia",
+    "imports",
 )
 
 # The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
@@ -59,6 +60,7 @@ class XSpec:
     dont_write_bytecode: Any
     ssh_config: Any
     installvia: Any
+    imports: Any
     secret_file: Any
     tls: Any
     tls_ca: Any
