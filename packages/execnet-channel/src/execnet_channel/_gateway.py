@@ -320,10 +320,14 @@ class BaseGateway(Receiving):
         ``source`` is a string (dedented), a function (its source is sent and it is
         called as ``f(channel, **kwargs)``) or a module (its whole source runs).
         """
-        spec = make_spec(source, kwargs)
+        module = getattr(source, "__module__", None)
+        if not (callable(source) and isinstance(module, str)) or module == "__main__":
+            module = None
+        elif module.partition(".")[0] not in self._allowed_imports:
+            module = None
+        spec = make_spec(source, kwargs, module_globals=module is not None)
         payload = tuple(spec)[:5]
-        module = getattr(source, "__module__", None) if spec.callname else None
-        if module and module.partition(".")[0] in self._allowed_imports:
+        if module is not None:
             payload += (module,)  # the remote runs the function with its module's globals
         channel = self.newchannel()
         self._send(_frames.CHANNEL_EXEC, channel.id, self._dumps(payload))

@@ -122,7 +122,8 @@ class RemoteImporter:
         parent, dot, _ = fullname.rpartition(".")
         if dot:
             module = sys.modules.get(parent)
-            if getattr(getattr(module, "__spec__", None), "loader", None) is not self:
+            loader = getattr(getattr(module, "__spec__", None), "loader", None)
+            if loader is not self:
                 return None  # a package from elsewhere: its submodules are not ours
         record = self._fetch(fullname)
         if record is None:
@@ -130,12 +131,13 @@ class RemoteImporter:
         kind, relpath, _ = record
         from importlib.machinery import ModuleSpec
 
+        loader = self
         if kind == NAMESPACE:
-            spec = ModuleSpec(fullname, self, is_package=True)
+            spec = ModuleSpec(fullname, loader, is_package=True)
             spec.submodule_search_locations = [f"{self.root}/{relpath}"]
             return spec
         origin = f"{self.root}/{relpath}"
-        spec = ModuleSpec(fullname, self, origin=origin, is_package=kind == PACKAGE)
+        spec = ModuleSpec(fullname, loader, origin=origin, is_package=kind == PACKAGE)
         spec.has_location = True
         if kind == PACKAGE:
             spec.submodule_search_locations = [origin.rpartition("/")[0]]
@@ -143,7 +145,9 @@ class RemoteImporter:
 
     def _fetch(self, fullname: str) -> Optional[Tuple[int, str, bytes]]:
         """The module's record: from an earlier answer, or asked for now (one request
-        for a name however many threads want it). None: the opener has no such module."""
+        for a name however many threads want it). The opener's refusal is raised (a
+        ModuleNotFoundError when it has no such module: for an allowed name, the error
+        says why rather than Python's bare "No module named")."""
         while True:
             with self._lock:
                 record = self._modules.get(fullname)
@@ -151,14 +155,16 @@ class RemoteImporter:
                     return record
                 refused = self._refused.get(fullname)
                 if refused is not None:
-                    if isinstance(refused, ModuleNotFoundError):
-                        return None
                     raise refused
                 pending = self._pending.get(fullname)
                 if pending is None:
                     pending = self._pending[fullname] = self._Event()
                     break
-            pending.wait()  # another thread asks: use its answer
+            held = _release_import_lock()  # another thread asks: wait for its answer
+            try:
+                pending.wait()
+            finally:
+                _reacquire_import_lock(held)
         try:
             self._ask(fullname)
         finally:
@@ -170,7 +176,7 @@ class RemoteImporter:
             refused = self._refused.get(fullname)
         if record is not None:
             return record
-        if refused is None or isinstance(refused, ModuleNotFoundError):
+        if refused is None:
             return None
         raise refused
 
@@ -179,7 +185,7 @@ class RemoteImporter:
             answer = self.request(("module", fullname), fullname)
             modules = self._read_modules(answer, fullname)
         except ImportError as exc:
-            # (a ModuleNotFoundError means: the opener has no such module)
+            # (a ModuleNotFoundError: the opener has no such module either; it says so)
             with self._lock:
                 self._refused[fullname] = exc
             return
@@ -199,6 +205,7 @@ class RemoteImporter:
                 name=what,
             )
         self.requests += 1
+        held = _release_import_lock()
         try:
             answer = gateway._import_request(request)
         except (EOFError, OSError) as exc:
@@ -206,6 +213,8 @@ class RemoteImporter:
                 f"cannot import {what!r} from the opener of gateway {gateway.id!r}: {exc}",
                 name=what,
             ) from None
+        finally:
+            _reacquire_import_lock(held)
         if type(answer) is not dict:
             raise ImportError(f"bad answer for {what!r} from the opener: {answer!r:.200}")
         error = answer.get("error")
@@ -352,6 +361,32 @@ class RemoteImporter:
         from ._resources import Reader
 
         return Reader(self, relpath)
+
+
+def _release_import_lock() -> int:
+    """Release the global import lock if this thread holds it; how many times it held it.
+
+    The import system holds it around every finder's find_spec: waiting for the opener
+    while holding it would stop every other thread's import, the receiver's too (which
+    must read the answer), a deadlock. Module locks (per module) stay held: two threads
+    importing the same module still wait for one another, as usual.
+    """
+    import _imp
+
+    held = 0
+    while True:
+        try:
+            _imp.release_lock()
+        except RuntimeError:  # not (or no longer) held by this thread
+            return held
+        held += 1
+
+
+def _reacquire_import_lock(held: int) -> None:
+    import _imp
+
+    for _ in range(held):
+        _imp.acquire_lock()
 
 
 def _decompress(data: object, size: int) -> bytes:

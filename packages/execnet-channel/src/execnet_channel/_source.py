@@ -65,15 +65,19 @@ else:
         module = property(lambda self: self[5])
 
 
-def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
-    """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
+def make_spec(source: object, kwargs: "Dict[str, Any]", module_globals: bool = False) -> ExecSpec:
+    """Check ``source`` for remote_exec and describe it; errors before anything is sent.
+
+    ``module_globals``: a function may use its module's global names (the remote imports
+    that module on demand and runs the function with its globals).
+    """
     import textwrap
 
     if isinstance(source, _FunctionType):
         import inspect
         import re
 
-        _check_function(source)
+        _check_function(source, module_globals)
         try:
             lines, firstlineno = inspect.getsourcelines(source)
         except (OSError, TypeError) as exc:
@@ -145,7 +149,7 @@ def _module_source(module: "types.ModuleType") -> "Tuple[str, str]":
     return filename, text
 
 
-def _check_function(func: "types.FunctionType") -> None:
+def _check_function(func: "types.FunctionType", module_globals: bool = False) -> None:
     import builtins
 
     name = func.__name__
@@ -157,7 +161,7 @@ def _check_function(func: "types.FunctionType") -> None:
     code = func.__code__
     if code.co_argcount < 1 or code.co_varnames[0] != "channel":
         raise ValueError(f"remote_exec function {name!r} must take 'channel' as first parameter")
-    for global_name in sorted(set(_global_names(code))):
+    for global_name in [] if module_globals else sorted(set(_global_names(code))):
         if not hasattr(builtins, global_name):
             raise ValueError(
                 f"remote_exec function {name!r} uses the global name {global_name!r}; only "
