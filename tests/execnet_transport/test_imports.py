@@ -122,7 +122,9 @@ def _check_shop(answer: tuple, gw: Gateway) -> None:  # type: ignore[type-arg]
     assert path == [f"<execnet:{gw.id}>/shop/sub"]
     assert text == "hello from the caller\n"
     assert data == b"hello from the caller\n"
-    assert "greeting.txt" not in names and "data" in names and "prices.py" in names
+    assert "greeting.txt" not in names
+    assert "data" in names
+    assert "prices.py" in names
     # the package and what it imports came with the first answer: the other three
     # requests are the data file, its listing and pkgutil's read
     assert requests == 4
@@ -184,10 +186,12 @@ def test_refusals_name_the_module_and_why(packages: Path, makegw: MakeGateway) -
     out = ch.receive(30)
     kind, text, name = out["shop._speedups"]
     assert (kind, name) == ("ImportError", "shop._speedups")
-    assert "extension module" in text and "_speedups.cpython-311" in text
+    assert "extension module" in text
+    assert "_speedups.cpython-311" in text
     kind, text, name = out["shop.nothere"]
     assert (kind, name) == ("ModuleNotFoundError", "shop.nothere")
-    assert "No module named 'shop.nothere'" in text and "cannot find it" in text
+    assert "No module named 'shop.nothere'" in text
+    assert "cannot find it" in text
     kind, text, name = out["secret"]
     assert (kind, name) == ("ModuleNotFoundError", "secret")  # Python's own: never asked
     # a module whose import fails: the same error class and message as on the caller
@@ -230,7 +234,8 @@ def test_remote_exec_of_a_function_in_an_allowed_module(
     try:
         gw = makegw(f"popen//{ISOLATED}//imports=helpers")
         base, pid = gw.remote_exec(helpers.remote_pid).receive(30)
-        assert base == 10 and pid != os.getpid()
+        assert base == 10
+        assert pid != os.getpid()
     finally:
         del sys.modules["helpers"]
 
@@ -288,7 +293,8 @@ def test_import_in_a_callback_is_refused_not_deadlocked(
     inner = ch.receive(30)
     inner.send(1)
     (text,) = ch.receive(30)
-    assert "receiver (a channel callback)" in text and "'helpers'" in text
+    assert "receiver (a channel callback)" in text
+    assert "'helpers'" in text
 
 
 def test_bad_imports_values_are_refused_before_start(makegw: MakeGateway) -> None:
@@ -320,9 +326,7 @@ def test_via_another_gateway(packages: Path, makegw: MakeGateway) -> None:
     assert proxy._import_server is None
 
 
-def test_over_a_socket(
-    packages: Path, makegw: MakeGateway, servers: Callable[..., Server]
-) -> None:
+def test_over_a_socket(packages: Path, makegw: MakeGateway, servers: Callable[..., Server]) -> None:
     server = servers()
     gw = makegw(f"socket={server.address}//imports=shop,helpers")
     _check_shop(gw.remote_exec(IMPORT_SHOP).receive(60), gw)

@@ -77,7 +77,9 @@ INFO = 10  # request for the remote interpreter's facts
 INFO_ANSWER = 11  # payload: dict(executable=, version_info=, platform=, cwd=, pid=)
 # 12-15: reserved for output forwarding. Remote import on demand (_importer), 19 reserved:
 IMPORT_ALLOW = 16  # opener -> remote, channel 0: payload (top-level name, ...) now allowed
-IMPORT_REQUEST = 17  # remote -> opener on a fresh channel: ("module", name) or ("data"|"list", path)
+IMPORT_REQUEST = (
+    17  # remote -> opener on a fresh channel: ("module", name) or ("data"|"list", path)
+)
 IMPORT_ANSWER = 18  # opener -> remote on the request's channel: payload dict (see _importer)
 
 FRAME_NAMES = {

@@ -320,10 +320,9 @@ class BaseGateway(Receiving):
         ``source`` is a string (dedented), a function (its source is sent and it is
         called as ``f(channel, **kwargs)``) or a module (its whole source runs).
         """
-        module = getattr(source, "__module__", None)
-        if not (callable(source) and isinstance(module, str)) or module == "__main__":
-            module = None
-        elif module.partition(".")[0] not in self._allowed_imports:
+        module = getattr(source, "__module__", None) if callable(source) else None
+        allowed = isinstance(module, str) and module.partition(".")[0] in self._allowed_imports
+        if not allowed or module == "__main__":
             module = None
         spec = make_spec(source, kwargs, module_globals=module is not None)
         payload = tuple(spec)[:5]

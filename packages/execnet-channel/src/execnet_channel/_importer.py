@@ -75,7 +75,7 @@ def error_from_answer(error: object, fallback: str) -> BaseException:
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
         cls = ImportError
     try:
-        return cls(message)  # type: ignore[no-any-return]
+        return cls(message)
     except Exception:
         return ImportError(message)
 
@@ -133,11 +133,11 @@ class RemoteImporter:
 
         loader = self
         if kind == NAMESPACE:
-            spec = ModuleSpec(fullname, loader, is_package=True)
+            spec = ModuleSpec(fullname, loader, is_package=True)  # type: ignore[arg-type]
             spec.submodule_search_locations = [f"{self.root}/{relpath}"]
             return spec
         origin = f"{self.root}/{relpath}"
-        spec = ModuleSpec(fullname, loader, origin=origin, is_package=kind == PACKAGE)
+        spec = ModuleSpec(fullname, loader, origin=origin, is_package=kind == PACKAGE)  # type: ignore[arg-type]
         spec.has_location = True
         if kind == PACKAGE:
             spec.submodule_search_locations = [origin.rpartition("/")[0]]
@@ -219,10 +219,10 @@ class RemoteImporter:
             raise ImportError(f"bad answer for {what!r} from the opener: {answer!r:.200}")
         error = answer.get("error")
         if error is not None:
-            exc = error_from_answer(error, f"the opener refused {what!r}")
-            if isinstance(exc, ImportError):
-                exc.name = what
-            raise exc
+            refusal = error_from_answer(error, f"the opener refused {what!r}")
+            if isinstance(refusal, ImportError):
+                refusal.name = what
+            raise refusal
         return answer
 
     def _read_modules(
@@ -293,7 +293,7 @@ class RemoteImporter:
             return None
         from importlib.util import decode_source
 
-        return decode_source(record[2])  # type: ignore[no-any-return]
+        return decode_source(record[2])
 
     def get_filename(self, fullname: str) -> str:
         record = self._modules.get(fullname)

@@ -54,7 +54,7 @@ else:
 
         __slots__ = ()
 
-        def __new__(cls, source, filename, firstlineno, callname, kwargs, module=None):
+        def __new__(cls, source, filename, firstlineno, callname, kwargs, module=None):  # noqa: PLR0917
             return tuple.__new__(cls, (source, filename, firstlineno, callname, kwargs, module))
 
         source = property(lambda self: self[0])

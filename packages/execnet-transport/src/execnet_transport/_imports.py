@@ -266,10 +266,9 @@ class ImportServer:
             return None
         origin = spec.origin
         loader = spec.loader
-        if loader is None or origin is None:
-            if spec.submodule_search_locations is not None:
-                return Found(name, NAMESPACE, b"", [])
-        from importlib.machinery import EXTENSION_SUFFIXES, BYTECODE_SUFFIXES
+        if (loader is None or origin is None) and spec.submodule_search_locations is not None:
+            return Found(name, NAMESPACE, b"", [])
+        from importlib.machinery import BYTECODE_SUFFIXES, EXTENSION_SUFFIXES
 
         where = f"the opener of gateway {self.gateway.id!r}"
         if origin in ("built-in", "frozen"):
@@ -391,7 +390,9 @@ def _read_file(path: str, limit: int, what: str) -> bytes:
         os.close(fd)
 
 
-def _read_source(path: str, roots: List[str], name: str, is_package: bool) -> Tuple[bytes, List[str]]:
+def _read_source(
+    path: str, roots: List[str], name: str, is_package: bool
+) -> Tuple[bytes, List[str]]:
     """The source of a module file inside ``roots`` and the imports found in it (cached
     while the file's mtime and size stay)."""
     real = os.path.realpath(path)
