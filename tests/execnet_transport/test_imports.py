@@ -73,6 +73,13 @@ PACKAGE: Dict[str, str] = {
 
         import os
     """,
+    "nsonly/part/mod.py": """
+        from . import other
+        VALUE = other.VALUE * 2
+    """,
+    "nsonly/part/other.py": """
+        VALUE = 21
+    """,
     "secret/__init__.py": """
         TOKEN = "must not travel"
     """,
@@ -238,6 +245,20 @@ def test_remote_exec_of_a_function_in_an_allowed_module(
         assert pid != os.getpid()
     finally:
         del sys.modules["helpers"]
+
+
+def test_namespace_package(packages: Path, makegw: MakeGateway) -> None:
+    gw = makegw(f"popen//{ISOLATED}//imports=nsonly")
+    ch = gw.remote_exec(
+        """
+        import nsonly.part.mod
+        channel.send((nsonly.part.mod.VALUE, list(nsonly.__path__), nsonly.part.mod.__file__))
+        """
+    )
+    value, path, file = ch.receive(30)
+    assert value == 42
+    assert path == [f"<execnet:{gw.id}>/nsonly"]
+    assert file == f"<execnet:{gw.id}>/nsonly/part/mod.py"
 
 
 def test_two_threads_importing_one_module_make_one_request(
