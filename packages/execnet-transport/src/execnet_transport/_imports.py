@@ -230,8 +230,7 @@ class ImportServer:
         path = None
         spec = None
         if dot:
-            parent_spec = self._spec(parent, specs)
-            path = getattr(parent_spec, "submodule_search_locations", None)
+            path = _locations(self._spec(parent, specs))
         if not dot or path is not None:
             module = sys.modules.get(name)
             spec = getattr(module, "__spec__", None) if module is not None else None
@@ -239,7 +238,12 @@ class ImportServer:
                 for finder in list(sys.meta_path):
                     find = getattr(finder, "find_spec", None)
                     if find is not None:
-                        spec = find(name, None if path is None else list(path), None)
+                        try:
+                            spec = find(name, path, None)
+                        except KeyError:
+                            if not hasattr(finder, "_get_spec"):
+                                raise
+                            spec = _nested_namespace(finder, name, path)
                         if spec is not None:
                             break
         specs[name] = spec
@@ -251,7 +255,7 @@ class ImportServer:
         spec = self._spec(top, specs)
         if spec is None:
             return []
-        locations = spec.submodule_search_locations
+        locations = _locations(spec)
         if locations is not None:
             return [os.path.realpath(location) for location in locations]
         if spec.origin and spec.has_location:
@@ -336,6 +340,27 @@ class ImportServer:
             data = _read_file(real, min(MAX_FILE, self._budget()), relpath)
             return {"data": zlib.compress(data, 6), "size": len(data)}
         raise Refused("FileNotFoundError", f"no file {relpath!r} in package {top!r}")
+
+
+def _nested_namespace(finder: Any, name: str, path: Optional[List[str]]) -> Any:
+    """The spec of a namespace package inside another one whose parent is not imported
+    here: PathFinder.find_spec raises KeyError for it (its ``_NamespacePath`` looks the
+    parent up in sys.modules); the spec underneath (portions as a plain list) does."""
+    spec = finder._get_spec(name, path)
+    if spec is None or (spec.loader is None and not spec.submodule_search_locations):
+        return None
+    return spec
+
+
+def _locations(spec: Any) -> Optional[List[str]]:
+    """A package spec's search locations (None for a module), without importing: a
+    namespace package's ``_NamespacePath`` recomputes itself from its parent module,
+    which need not be imported here, so its initial list is taken."""
+    locations = getattr(spec, "submodule_search_locations", None)
+    if locations is None:
+        return None
+    initial = getattr(locations, "_path", None)
+    return list(initial if isinstance(initial, list) else locations)
 
 
 def _describe(names: Set[str]) -> str:
