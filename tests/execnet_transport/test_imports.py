@@ -347,7 +347,8 @@ def test_via_another_gateway(packages: Path, makegw: MakeGateway) -> None:
     assert proxy._import_server is None
 
 
-def test_over_a_socket(packages: Path, makegw: MakeGateway, servers: Callable[..., Server]) -> None:
+def test_over_a_socket(servers: Callable[..., Server], packages: Path, makegw: MakeGateway) -> None:
+    # (servers first: its teardown runs after makegw's, once the gateway has ended)
     server = servers()
     gw = makegw(f"socket={server.address}//imports=shop,helpers")
     _check_shop(gw.remote_exec(IMPORT_SHOP).receive(60), gw)
