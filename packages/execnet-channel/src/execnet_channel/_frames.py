@@ -89,6 +89,12 @@ OUTPUT_CONTROL = 12  # payload (forward_output: bool, log_level: int or None, op
 OUTPUT = 13  # channel field: 1 (stdout) or 2 (stderr); payload: the bytes as written
 OUTPUT_ACK = 14  # channel field: bytes of OUTPUT/LOG_RECORD payload used since the last ack
 LOG_RECORD = 15  # payload: dict(name=, levelno=, levelname=, msg=, exc_text=, created=, ...)
+# 12-15: reserved for output forwarding. Remote import on demand (_importer), 19 reserved:
+IMPORT_ALLOW = 16  # opener -> remote, channel 0: payload (top-level name, ...) now allowed
+IMPORT_REQUEST = (
+    17  # remote -> opener on a fresh channel: ("module", name) or ("data"|"list", path)
+)
+IMPORT_ANSWER = 18  # opener -> remote on the request's channel: payload dict (see _importer)
 
 FRAME_NAMES = {
     STATUS: "STATUS",
@@ -106,6 +112,9 @@ FRAME_NAMES = {
     OUTPUT: "OUTPUT",
     OUTPUT_ACK: "OUTPUT_ACK",
     LOG_RECORD: "LOG_RECORD",
+    IMPORT_ALLOW: "IMPORT_ALLOW",
+    IMPORT_REQUEST: "IMPORT_REQUEST",
+    IMPORT_ANSWER: "IMPORT_ANSWER",
 }
 
 

@@ -145,6 +145,10 @@ class BaseGateway(Receiving):
         self._closed_for_sending = False  # _exited or _lost: checked by every send
         self._receiver_ident: Optional[int] = None
         self._output: Any = None  # an _output.OutputReceiver once forward_output() ran
+        # Remote import on demand (_importer): the names this end allowed the other side
+        # to import from it (opener), and the finder serving them (the other side).
+        self._allowed_imports: set[str] = set()
+        self._importer: Any = None
         self._buffered = _is_buffered(io)
         self._init_receiving(self._buffered)
         self._start_receiver()
@@ -333,7 +337,12 @@ class BaseGateway(Receiving):
         ``source`` is a string (dedented), a function (its source is sent and it is
         called as ``f(channel, **kwargs)``) or a module (its whole source runs).
         """
-        spec = make_spec(source, kwargs)
+        module = getattr(source, "__module__", None) if callable(source) else None
+        allowed = isinstance(module, str) and module.partition(".")[0] in self._allowed_imports
+        if not allowed or module == "__main__":
+            module = None
+        spec = make_spec(source, kwargs, module_globals=module is not None)
+        spec.module = module  # the remote runs the function with its module's globals
         channel = self.newchannel()
         self._send(_frames.CHANNEL_EXEC, channel.id, self._dumps(spec.payload()))
         return channel
@@ -414,6 +423,43 @@ class BaseGateway(Receiving):
             "cwd": os.getcwd(),
             "pid": os.getpid(),
         }
+
+    def _import_request(self, request: Tuple[str, ...]) -> Any:
+        """Ask the opener for a module or a package file (the importer's way out): the
+        answer, a dict; EOFError/OSError once the connection is gone."""
+        channel = self.newchannel()
+        self._send(_frames.IMPORT_REQUEST, channel.id, self._dumps(request))
+        return channel.receive()
+
+    def _on_import_request(self, channel_id: int, request: Any) -> None:
+        """The other side asks for a module (transports serve them: override)."""
+        message = f"gateway {self.id!r} serves no imports"
+        self._answer_import(channel_id, {"error": ("ImportError", message)})
+
+    def _answer_import(self, channel_id: int, answer: Dict[str, Any]) -> None:
+        """Send the answer to an import request (nothing if the asker is gone)."""
+        self._answer(_frames.IMPORT_ANSWER, channel_id, answer)
+
+    def _send_allow_imports(self, names: Tuple[str, ...]) -> None:
+        """Let the other side import these top-level names from this end (the names
+        this end serves: ``_allowed_imports``)."""
+        self._allowed_imports.update(names)
+        self._send(_frames.IMPORT_ALLOW, 0, self._dumps(tuple(names)))
+
+    def _on_allow_imports(self, names: Any) -> None:
+        """The opener allows top-level names: the finder on sys.meta_path serves them."""
+        if type(names) is not tuple or len(names) > 10000:
+            raise ValueError(f"not a tuple of names: {names!r:.100}")
+        for name in names:
+            if type(name) is not str or not name.isidentifier():
+                raise ValueError(f"not a top-level module name: {name!r:.100}")
+        importer = self._importer
+        if importer is None:
+            from ._importer import RemoteImporter
+
+            importer = self._importer = RemoteImporter(self)
+            sys.meta_path.append(importer)
+        importer.allow(list(names))
 
     def _on_exec(self, channel: Channel, spec: ExecSpec) -> None:
         """An exec request arrived; this end runs no code (serve() overrides this)."""
@@ -515,6 +561,11 @@ class BaseGateway(Receiving):
                 self._death = NotProperlyTerminated(death, error)
             for channel in self._all_channels() + list(self._early.values()):
                 channel._on_connection_lost(error)
+        if self._importer is not None:
+            try:
+                sys.meta_path.remove(self._importer)
+            except ValueError:
+                pass
         self._after_connection_lost()
 
     def _after_connection_lost(self) -> None:
@@ -600,6 +651,21 @@ class BaseGateway(Receiving):
             self._on_output_frame(kind, channel_id, payload)
         elif kind in (_frames.OUTPUT_CONTROL, _frames.OUTPUT_ACK):
             self._on_output_control(kind, channel_id, payload)
+        elif kind == _frames.IMPORT_REQUEST:
+            if not self._opener or channel_id <= 0 or self._is_mine(channel_id):
+                raise ValueError("an import request goes from the remote to the opener")
+            self._on_import_request(channel_id, self._loads(payload))
+        elif kind == _frames.IMPORT_ANSWER:
+            if self._opener or not self._is_mine(channel_id):
+                raise ValueError("an import answer goes from the opener to a request")
+            channel = self._lookup(channel_id, create=False)
+            if channel is not None:
+                channel._deliver(self._loads(payload))
+                channel._on_remote_close(None, sendonly=False)
+        elif kind == _frames.IMPORT_ALLOW:
+            if self._opener:
+                raise ValueError("imports are allowed by the opener only")
+            self._on_allow_imports(self._loads(payload))
         elif kind == _frames.RECONFIGURE:
             py2str_as_py3str, py3str_as_py2str = self._loads(payload)
             config = (bool(py2str_as_py3str), bool(py3str_as_py2str))

@@ -207,7 +207,11 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
     channel._executing = True
     try:
         code = compile_spec(spec)
-        namespace: Dict[str, Any] = {"channel": channel, "__name__": "__channelexec__"}
+        namespace: Dict[str, Any] = {}
+        if spec.module is not None:
+            namespace.update(_module_globals(channel, spec.module))
+        namespace["channel"] = channel
+        namespace["__name__"] = "__channelexec__"
         exec(code, namespace)
         if spec.callname is not None:
             namespace[spec.callname](channel, **spec.kwargs)
@@ -218,6 +222,20 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
     finally:
         channel._executing = False
     return None
+
+
+def _module_globals(channel: Channel, name: object) -> Dict[str, Any]:
+    """The globals of the module a function sent by remote_exec comes from, imported on
+    demand (the opener allows it): a copy, so the task's own names stay its own."""
+    importer = channel.gateway._importer
+    if type(name) is not str or importer is None or name.partition(".")[0] not in importer.allowed:
+        return {}
+    module = sys.modules.get(name)
+    if module is None:
+        import importlib
+
+        module = importlib.import_module(name)
+    return dict(module.__dict__)
 
 
 def _finish(channel: Channel, error: Optional[str]) -> None:

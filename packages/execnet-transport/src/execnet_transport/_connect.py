@@ -12,6 +12,7 @@ from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, v
 from ._errors import BootstrapError, HostNotFound, SshError
 from ._forwarding import forwarding_of
 from ._gateway import Gateway
+from ._imports import imports_of
 from ._max_frame import max_frame_of
 from ._own_code import own_entry
 from ._process import ChildProcess, describe_status
@@ -102,6 +103,7 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
         )
     max_frame_of(spec)  # a bad max_frame= fails here, before anything starts
     forwarding_of(spec)  # and a bad forward_output=/forward_logging= (or variable)
+    imports_of(spec)  # and a bad imports= too
     if installvia is not None and kind != "socket":
         raise ValueError(f"installvia= in gateway spec {str(spec)!r} only works with socket")
     if kind == "socket" or any(getattr(spec, key) for key in SOCKET_KEYS):

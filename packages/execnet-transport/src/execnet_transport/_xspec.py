@@ -23,6 +23,7 @@ KNOWN_KEYS: Tuple[str, ...] = (
     "installvia",
     "forward_output",
     "forward_logging",
+    "imports",
 )
 
 # The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
@@ -63,6 +64,7 @@ class XSpec:
     installvia: Any
     forward_output: Any
     forward_logging: Any
+    imports: Any
     secret_file: Any
     tls: Any
     tls_ca: Any
