@@ -38,9 +38,9 @@ def gateway() -> Iterator[Callable[[str], Gateway]]:
     for gw in made:
         gw.exit()
         gw.join(10)
-        if gw._wait_process(10) is None:
-            gw._kill_process()
-            gw._wait_process(10)
+        if gw.wait_child(10) is None:
+            gw.kill_child()
+            gw.wait_child(10)
 
 
 @pytest.fixture
