@@ -26,7 +26,7 @@ from ._trace import trace, trace_enabled
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
     from ._protocols import IO
 
@@ -102,6 +102,7 @@ class BaseGateway(Receiving):
     """
 
     _receiver_name = "receiver"
+    _aio_room: Any = None  # execnet_channel.aio's writer state, made on its first send
 
     def __init__(
         self, io: IO, id: str, *, opener: bool, max_frame: int = _frames.DEFAULT_MAX_FRAME
@@ -128,6 +129,8 @@ class BaseGateway(Receiving):
         self._death: Optional[NotProperlyTerminated] = None  # the remote died unasked
         self._closed_for_sending = False  # _exited or _lost: checked by every send
         self._receiver_ident: Optional[int] = None
+        # called (in the receiver) once it has ended: see _when_receiver_done
+        self._done_callbacks: List[Callable[[], object]] = []
         self._buffered = _is_buffered(io)
         self._init_receiving(self._buffered)
         self._start_receiver()
@@ -263,14 +266,20 @@ class BaseGateway(Receiving):
 
     def _send_item(self, channel_id: int, item: object) -> None:
         """Write one CHANNEL_DATA frame: the header goes in front of the encoder's parts."""
-        parts = encode_parts(item, self._hook)  # DumpError here, before anything is sent
+        parts, size = self._item_frame(channel_id, item)
+        self._write_frame(parts, size)
+
+    def _item_frame(self, channel_id: int, item: object) -> Tuple[List[bytes], int]:
+        """The parts of ``item``'s CHANNEL_DATA frame (header first) and the payload's
+        size; DumpError or FrameTooLarge here, before anything is sent."""
+        parts = encode_parts(item, self._hook)
         size = sum(map(len, parts))
         if size > self.max_frame:
             raise self._too_large(_DATA, channel_id, size)
         parts[0] = _pack_header(_DATA, channel_id, size)
         if _TRACING:
             trace(f"gateway {self.id}: sending {_frames.describe_frame(_DATA, channel_id, size)}")
-        self._write_frame(parts, size)
+        return parts, size
 
     def _too_large(self, kind: int, channel_id: int, size: int) -> _frames.FrameTooLarge:
         what = "an item" if kind == _DATA else f"a {_frames.FRAME_NAMES[kind]} frame"
@@ -295,17 +304,38 @@ class BaseGateway(Receiving):
         """Write a frame given as parts (header first; ``size``: the payload's bytes):
         joined once when small, else written as they are (a big item is not copied)."""
         with self._writelock:
-            if self._closed_for_sending:
-                raise OSError(
-                    f"cannot send to gateway {self.id!r}: "
-                    + ("it has exited" if self._exited else str(self._lost))
-                )
-            if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
-                self._io.write(b"".join(parts))
-            else:
-                self._io.writev(parts)  # type: ignore[attr-defined]
+            self._write_locked(parts, size)
         if self._pending_last:
             self._flush_pending()
+
+    def _try_write_frame(
+        self, parts: List[bytes], size: int, has_room: Callable[[], bool]
+    ) -> bool:
+        """Write a frame as _write_frame does, but only without waiting: False (nothing
+        written) while another thread holds the write lock or ``has_room()`` says the
+        stream would not take the frame now. For writers that must not block (asyncio)."""
+        if not self._writelock.acquire(False):
+            return False
+        try:
+            if not self._closed_for_sending and not has_room():
+                return False
+            self._write_locked(parts, size)
+        finally:
+            self._writelock.release()
+        if self._pending_last:
+            self._flush_pending()
+        return True
+
+    def _write_locked(self, parts: List[bytes], size: int) -> None:
+        if self._closed_for_sending:
+            raise OSError(
+                f"cannot send to gateway {self.id!r}: "
+                + ("it has exited" if self._exited else str(self._lost))
+            )
+        if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
+            self._io.write(b"".join(parts))
+        else:
+            self._io.writev(parts)  # type: ignore[attr-defined]
 
     # -- remote execution ------------------------------------------------------------
 
@@ -398,6 +428,13 @@ class BaseGateway(Receiving):
         self._give_back()
         self._receiver_done.wait(timeout)
 
+    def _when_receiver_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the receiver has ended: from the receiver, or here at
+        once if it has ended already (maybe both: the callback must be idempotent)."""
+        self._done_callbacks.append(callback)
+        if self._receiver_done.is_set():
+            callback()
+
     def hasreceiver(self) -> bool:
         """True while the receiver is running."""
         return not self._receiver_done.is_set()
@@ -446,6 +483,8 @@ class BaseGateway(Receiving):
                 trace(f"gateway {self.id}: receiver ends: {reason}")
             self._connection_lost(why)
             self._receiver_done.set()
+            for callback in self._done_callbacks:
+                callback()
 
     def _connection_lost(self, why: Optional[str] = None) -> None:
         """Wake every waiter with EOFError(``why``, or ``_describe_eof()``) and end."""

@@ -162,7 +162,13 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
         namespace: Dict[str, Any] = {"channel": channel, "__name__": "__channelexec__"}
         exec(code, namespace)
         if spec.callname is not None:
-            namespace[spec.callname](channel, **spec.kwargs)
+            function = namespace[spec.callname]
+            if function.__code__.co_flags & _CO_COROUTINE:
+                from .aio import run_remote  # asyncio is imported only now
+
+                run_remote(function, channel, spec.kwargs)
+            else:
+                function(channel, **spec.kwargs)
     except BaseException as error:
         tb = error.__traceback__
         # the traceback starts in the user's code, not in this function
@@ -170,6 +176,9 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
     finally:
         channel._executing = False
     return None
+
+
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE (inspect is slow to import): an `async def`
 
 
 def _finish(channel: Channel, error: Optional[str]) -> None:

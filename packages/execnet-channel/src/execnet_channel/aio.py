@@ -1,0 +1,514 @@
+"""Channels and gateways for asyncio code: ``await channel.receive()`` without a thread.
+
+    from execnet_channel.aio import AsyncGateway
+
+    agw = AsyncGateway(gateway)                    # any BaseGateway (thread model)
+    channel = agw.remote_exec("channel.send(channel.receive() * 2)")
+    await channel.send(21)
+    assert await channel.receive(timeout=5) == 42
+
+How it works: an AsyncChannel gives its Channel a queue whose ``put`` (run by the
+gateway's one receiver thread, as for every channel) also wakes the coroutines waiting
+on it with ``loop.call_soon_threadsafe``: no thread per waiter, and one wake-up per
+waiting spell, not per item. The futures only say "look again"; items stay in the
+queue until a coroutine takes one, with no ``await`` between taking and returning it, so
+a cancelled (or timed out) ``receive()`` leaves every item for the next one.
+
+``send()`` writes its frame at once when the write lock is free and the stream has room
+(poll), waits for room with ``loop.add_writer`` when it has not, and hands a big frame
+(over 64 KiB) or a write lock held by another thread to a short-lived thread, so the
+loop never blocks on the stream.
+
+This module travels like the rest of the package, but a remote imports it (and asyncio)
+only when an ``async def`` function arrives through remote_exec: ``run_remote`` runs it
+in an event loop with an AsyncChannel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Awaitable, Callable, Dict, Generic, List, Optional, TypeVar
+
+from . import _frames
+from ._channel import _ENDMARKER, Channel
+from ._errors import ChannelCallbackError, ChannelClosedError
+from ._execmodels import _queue_module
+from ._gateway import BaseGateway, RemoteStatus
+from ._receiving import ROLE_FREE
+
+__all__ = ["AsyncChannel", "AsyncGateway", "run_in_thread", "run_remote"]
+
+_G = TypeVar("_G", bound=BaseGateway)
+_T = TypeVar("_T")
+
+_Empty = _queue_module().Empty
+_INLINE_MAX = 64 * 1024  # bigger frames are written by a short-lived thread
+
+
+class _Waiters:
+    """Futures of coroutines waiting for something of one channel (an item, its close);
+    woken all at once, from any thread, by one call_soon_threadsafe at a time."""
+
+    def __init__(self) -> None:
+        self.futures: List[asyncio.Future[None]] = []
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self._wake_pending = False
+
+    def wake_soon(self) -> None:
+        """Called by the thread that put an item or closed the channel (after doing it)."""
+        if self.futures and not self._wake_pending:
+            loop = self.loop
+            if loop is None:
+                return
+            self._wake_pending = True
+            try:
+                loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                self._wake_pending = False
+
+    def _wake(self) -> None:
+        # Reset before taking the futures: a put seen as "pending" after this point has
+        # its item found by the futures' owners (they look in the queue after waking),
+        # and a waiter that registers later looks in the queue after registering.
+        self._wake_pending = False
+        futures, self.futures = self.futures, []
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
+    async def wait(self, ready: Callable[[], bool], deadline: Optional[float]) -> bool:
+        """Wait until ``ready()`` (checked after registering, so no wake is missed) or
+        a wake-up; False once ``deadline`` (loop time) has passed."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        future: asyncio.Future[None] = loop.create_future()
+        self.futures.append(future)
+        timer = None
+        try:
+            if ready():
+                return True
+            if deadline is not None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                timer = loop.call_later(remaining, _resolve, future)
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            try:
+                self.futures.remove(future)
+            except ValueError:
+                pass  # taken by _wake
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _async_items_class() -> type:
+    base: type = _queue_module().SimpleQueue
+
+    class AsyncItems(base):  # type: ignore[valid-type,misc]
+        """A channel's queue that wakes the coroutines waiting on it."""
+
+        def __init__(self, waiters: _Waiters) -> None:
+            self.waiters = waiters
+
+        def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+            super().put(item)
+            self.waiters.wake_soon()
+
+    return AsyncItems
+
+
+_AsyncItems = _async_items_class()
+
+
+class _ClosedEvent:
+    """A channel's closed event that also wakes waitclose() coroutines."""
+
+    def __init__(self, event: Any, waiters: _Waiters) -> None:
+        self._event = event
+        self._waiters = waiters
+
+    def set(self) -> None:
+        self._event.set()
+        self._waiters.wake_soon()
+
+    def is_set(self) -> bool:
+        return bool(self._event.is_set())
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return bool(self._event.wait(timeout))
+
+
+def _check_model(gateway: BaseGateway) -> None:
+    if gateway.execmodel.cooperative:
+        raise ValueError(
+            f"asyncio channels need the thread or main_thread_only execution model; "
+            f"gateway {gateway.id!r} uses {gateway.execmodel.backend!r}"
+        )
+
+
+class AsyncChannel:
+    """A Channel for asyncio code: ``await send(item)``, ``await receive(timeout)``,
+    ``await waitclose(timeout)``, ``async for item in channel``.
+
+    Wraps ``channel`` (which stays usable: ``channel.channel``; send that one inside an
+    item to pass the channel on). Errors are the Channel's: RemoteError, TimeoutError
+    (``Channel.TimeoutError``), EOFError, ChannelClosedError.
+
+    >>> channel = AsyncChannel(gateway.remote_exec("channel.send(1)"))   # doctest: +SKIP
+    >>> await channel.receive()                                        # doctest: +SKIP
+    1
+    """
+
+    RemoteError = Channel.RemoteError
+    TimeoutError = Channel.TimeoutError
+
+    def __init__(self, channel: Channel) -> None:
+        gateway = channel.gateway
+        _check_model(gateway)
+        self.channel = channel
+        self.gateway = gateway
+        self.id = channel.id
+        items = channel._items
+        if isinstance(items, _AsyncItems):  # wrapped before: share the same queue
+            self._waiters: _Waiters = items.waiters
+            self._items: Any = items
+            return
+        waiters = self._waiters = _Waiters()
+        new = _AsyncItems(waiters)
+        # The receiver puts items (and closes) holding the receive lock: swap there, so
+        # nothing goes to the old queue or event after this point.
+        with gateway._receivelock:
+            while True:
+                try:
+                    item = items.get(False)
+                except channel._empty:
+                    break
+                if item is not ROLE_FREE:
+                    new.put(item)
+            channel._items = new
+            channel._closed_event = _ClosedEvent(channel._closed_event, waiters)
+        self._items = new
+
+    def __repr__(self) -> str:
+        return "<Async" + repr(self.channel)[1:]
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def send(self, item: object) -> None:
+        """Send ``item``; waits for room in the stream without blocking the loop.
+
+        DumpError if it does not serialize, ChannelClosedError if the channel is closed,
+        OSError if the connection is gone. Cancelled while waiting for room: nothing was
+        sent; a big frame being written by its thread is written whole all the same.
+        """
+        channel = self.channel
+        if channel._closed:
+            raise ChannelClosedError(f"cannot send to {channel!r}: it is closed")
+        parts, size = self.gateway._item_frame(channel.id, item)
+        await _write_frame(self.gateway, parts, size)
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def receive(self, timeout: Optional[float] = None) -> Any:
+        """The next item; at most ``timeout`` seconds (None: no limit).
+
+        Channel.TimeoutError after the timeout, RemoteError if the other side failed,
+        EOFError once the channel is closed and every item was received,
+        ChannelCallbackError if it has a callback. Cancelled (or timed out), it takes
+        nothing: the item that arrives is the next receive()'s.
+        """
+        channel = self.channel
+        if channel._callback is not None:
+            raise ChannelCallbackError(f"cannot receive(): {channel!r} has a callback")
+        items = self._items
+        try:
+            item = items.get(False)
+        except _Empty:
+            item = ROLE_FREE
+        if item is ROLE_FREE:
+            item = await self._wait_item(timeout)
+        if item is _ENDMARKER:
+            items.put(_ENDMARKER)  # every later receive() ends the same way
+            error = channel._remoteerror
+            if error is not None:
+                channel._error_seen = True
+                raise error
+            raise EOFError(f"channel {channel.id} is closed")
+        return item
+
+    async def _wait_item(self, timeout: Optional[float]) -> Any:
+        items = self._items
+        found: List[Any] = []
+
+        def take() -> bool:
+            while True:
+                try:
+                    item = items.get(False)
+                except _Empty:
+                    return False
+                if item is not ROLE_FREE:  # (a token meant for a sync receive())
+                    found.append(item)
+                    return True
+
+        deadline = None
+        if timeout is not None:
+            deadline = asyncio.get_running_loop().time() + timeout
+        while not found:
+            if not await self._waiters.wait(take, deadline):
+                raise self.channel._timed_out(timeout)
+            if not found:
+                take()
+        return found[0]
+
+    def __aiter__(self) -> AsyncChannel:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except EOFError:
+            raise StopAsyncIteration from None
+
+    # -- closing ---------------------------------------------------------------------
+
+    def isclosed(self) -> bool:
+        """True once the channel is closed (by either side); it may still hold items."""
+        return self.channel.isclosed()
+
+    def close(self, error: Optional[object] = None) -> None:
+        """Close the channel (see Channel.close); it sends one small frame."""
+        self.channel.close(error)
+
+    async def waitclose(self, timeout: Optional[float] = None) -> None:
+        """Wait until the other side closed; re-raise its error (RemoteError, EOFError).
+
+        Channel.TimeoutError after ``timeout`` seconds.
+        """
+        channel = self.channel
+        channel.gateway._give_back()  # the close comes through the receiver
+        closed = channel._closed_event
+        deadline = None
+        if timeout is not None:
+            deadline = asyncio.get_running_loop().time() + timeout
+        while not closed.is_set():
+            if not await self._waiters.wait(closed.is_set, deadline):
+                raise self.TimeoutError(f"{channel!r} not closed after {timeout} seconds")
+        error = channel._remoteerror
+        if error is not None:
+            channel._error_seen = True
+            raise error
+
+    def setcallback(self, callback: Callable[[Any], object], endmarker: Any = None) -> None:
+        """Channel.setcallback (the callback runs in the receiver thread)."""
+        from ._channel import NO_ENDMARKER
+
+        self.channel.setcallback(callback, NO_ENDMARKER if endmarker is None else endmarker)
+
+    def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
+        """Channel.reconfigure."""
+        self.channel.reconfigure(py2str_as_py3str, py3str_as_py2str)
+
+
+class AsyncGateway(Generic[_G]):
+    """A gateway for asyncio code; ``gateway`` is the (sync) gateway it wraps.
+
+    Sync and async use may mix: a thread on one channel, a coroutine on another.
+
+    >>> agw = AsyncGateway(gateway)                                  # doctest: +SKIP
+    >>> status = await agw.remote_status()                           # doctest: +SKIP
+    """
+
+    def __init__(self, gateway: _G) -> None:
+        _check_model(gateway)
+        self.gateway = gateway
+        self.id = gateway.id
+
+    def __repr__(self) -> str:
+        return "<Async" + repr(self.gateway)[1:]
+
+    def remote_exec(self, source: object, **kwargs: Any) -> AsyncChannel:
+        """Run ``source`` on the other side (as ``Gateway.remote_exec``; an ``async def``
+        function runs there in an event loop, with an AsyncChannel)."""
+        return AsyncChannel(self.gateway.remote_exec(source, **kwargs))
+
+    def newchannel(self) -> AsyncChannel:
+        """A new channel (send its ``.channel`` through another channel to use it)."""
+        return AsyncChannel(self.gateway.newchannel())
+
+    async def remote_status(self) -> RemoteStatus:
+        """numchannels, numexecuting and execmodel of the other side."""
+        return RemoteStatus(**await self._request(_frames.STATUS))
+
+    async def remote_info(self) -> Dict[str, Any]:
+        """The other interpreter's executable, version_info, platform, cwd and pid."""
+        return dict(await self._request(_frames.INFO))
+
+    async def _request(self, kind: int) -> Dict[str, Any]:
+        channel = self.newchannel()
+        header = _frames.HEADER.pack(kind, channel.id, 0)
+        await _write_frame(self.gateway, [header], 0)
+        answer = await channel.receive()
+        assert isinstance(answer, dict)
+        return answer
+
+    def exit(self) -> None:
+        """Ask the other side to end (Gateway.exit; it does not wait)."""
+        self.gateway.exit()
+
+    async def join(self, timeout: Optional[float] = None) -> None:
+        """Wait (at most ``timeout`` seconds) for the receiver to end; no TimeoutError."""
+        gateway = self.gateway
+        gateway._give_back()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def ended() -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, done)
+            except RuntimeError:
+                pass  # the loop is closed
+
+        gateway._when_receiver_done(ended)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            try:
+                gateway._done_callbacks.remove(ended)
+            except ValueError:
+                pass
+
+    def hasreceiver(self) -> bool:
+        """True while the receiver is running."""
+        return self.gateway.hasreceiver()
+
+
+# -- writing without blocking the loop -----------------------------------------------
+
+
+class _Room:
+    """Per gateway: poll() for room on the stream's descriptor, and coroutines waiting
+    for it (one add_writer per loop for all of them)."""
+
+    def __init__(self, fd: Optional[int]) -> None:
+        self.fd = fd
+        self.poll: Optional[Callable[[], bool]] = None
+        if fd is not None:
+            import select
+
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            check = poller.poll
+            self.poll = lambda: bool(check(0))
+        self.waiters: List[asyncio.Future[None]] = []
+
+    def has_room(self) -> bool:
+        return self.poll is None or self.poll()
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        fd = self.fd
+        assert fd is not None
+        if not self.waiters:
+            loop.add_writer(fd, self._wake, loop)
+        self.waiters.append(future)
+        try:
+            await future
+        finally:
+            if future in self.waiters:
+                self.waiters.remove(future)
+                if not self.waiters:
+                    loop.remove_writer(fd)
+
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.fd is not None
+        loop.remove_writer(self.fd)
+        waiters, self.waiters = self.waiters, []
+        for future in waiters:
+            _resolve(future)
+
+
+def _write_fd(io: Any) -> Optional[int]:
+    """The descriptor a gateway's IO writes to, when it has one (FdIO, SocketIO)."""
+    fd = getattr(io, "write_fd", None)
+    if isinstance(fd, int):
+        return fd
+    sock = getattr(io, "sock", None)
+    if sock is not None:
+        try:
+            return int(sock.fileno())
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _room(gateway: BaseGateway) -> _Room:
+    room = gateway._aio_room
+    if room is None:
+        room = gateway._aio_room = _Room(_write_fd(gateway._io))
+    assert isinstance(room, _Room)
+    return room
+
+
+async def _write_frame(gateway: BaseGateway, parts: List[bytes], size: int) -> None:
+    room = _room(gateway)
+    while size <= _INLINE_MAX:
+        if gateway._try_write_frame(parts, size, room.has_room):
+            return
+        if gateway._closed_for_sending or room.fd is None or room.has_room():
+            break  # the write lock is busy (or raising): a thread waits for it
+        await room.wait()
+    await run_in_thread(gateway._write_frame, parts, size)
+
+
+async def run_in_thread(func: Callable[..., _T], *args: Any) -> _T:
+    """``func(*args)`` in a new short-lived thread, awaited (the loop runs meanwhile).
+
+    A cancelled await does not stop ``func``; its outcome is dropped. Unlike the loop's
+    default executor, no thread stays behind once ``func`` returned.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def run() -> None:
+        try:
+            result = func(*args)
+        except BaseException as exc:
+            outcome = (False, exc)
+        else:
+            outcome = (True, result)
+        try:
+            loop.call_soon_threadsafe(deliver, *outcome)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits
+
+    threading.Thread(target=run, name=f"execnet-aio {getattr(func, '__name__', func)}").start()
+    return await future
+
+
+def run_remote(function: Callable[..., Awaitable[object]], channel: Channel, kwargs: Any) -> None:
+    """Run ``await function(AsyncChannel(channel), **kwargs)`` in a new event loop in this
+    thread: what a remote does with an ``async def`` function sent by remote_exec."""
+
+    async def main() -> None:
+        await function(AsyncChannel(channel), **kwargs)
+
+    asyncio.run(main())
