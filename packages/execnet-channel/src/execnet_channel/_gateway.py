@@ -308,34 +308,20 @@ class BaseGateway(Receiving):
         if self._pending_last:
             self._flush_pending()
 
-    def _try_write_frame(
-        self, parts: List[bytes], size: int, has_room: Callable[[], bool]
-    ) -> bool:
-        """Write a frame as _write_frame does, but only without waiting: False (nothing
-        written) while another thread holds the write lock or ``has_room()`` says the
-        stream would not take the frame now. For writers that must not block (asyncio)."""
-        if not self._writelock.acquire(False):
-            return False
-        try:
-            if not self._closed_for_sending and not has_room():
-                return False
-            self._write_locked(parts, size)
-        finally:
-            self._writelock.release()
-        if self._pending_last:
-            self._flush_pending()
-        return True
-
     def _write_locked(self, parts: List[bytes], size: int) -> None:
+        self._check_sending()
+        if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
+            self._io.write(b"".join(parts))
+        else:
+            self._io.writev(parts)  # type: ignore[attr-defined]
+
+    def _check_sending(self) -> None:
+        """OSError once the connection is closed for sending (holding the write lock)."""
         if self._closed_for_sending:
             raise OSError(
                 f"cannot send to gateway {self.id!r}: "
                 + ("it has exited" if self._exited else str(self._lost))
             )
-        if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
-            self._io.write(b"".join(parts))
-        else:
-            self._io.writev(parts)  # type: ignore[attr-defined]
 
     # -- remote execution ------------------------------------------------------------
 

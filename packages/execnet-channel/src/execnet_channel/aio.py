@@ -14,10 +14,11 @@ waiting spell, not per item. The futures only say "look again"; items stay in th
 queue until a coroutine takes one, with no ``await`` between taking and returning it, so
 a cancelled (or timed out) ``receive()`` leaves every item for the next one.
 
-``send()`` writes its frame at once when the write lock is free and the stream has room
-(poll), waits for room with ``loop.add_writer`` when it has not, and hands a big frame
-(over 64 KiB) or a write lock held by another thread to a short-lived thread, so the
-loop never blocks on the stream.
+``send()`` writes its frame without blocking (the IO's write end is made non-blocking:
+its own sync write() then waits for room by poll), the rest of it as room comes
+(``loop.add_writer``); a big frame (over 64 KiB), a write lock held by another thread
+or an IO without a descriptor go to a short-lived thread, so the loop never blocks on
+the stream.
 
 This module travels like the rest of the package, but a remote imports it (and asyncio)
 only when an ``async def`` function arrives through remote_exec: ``run_remote`` runs it
@@ -27,8 +28,10 @@ in an event loop with an AsyncChannel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import threading
-from typing import Any, Awaitable, Callable, Dict, Generic, List, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from . import _frames
 from ._channel import _ENDMARKER, Channel
@@ -36,6 +39,7 @@ from ._errors import ChannelCallbackError, ChannelClosedError
 from ._execmodels import _queue_module
 from ._gateway import BaseGateway, RemoteStatus
 from ._receiving import ROLE_FREE
+from ._tls import TLSSocketIO
 
 __all__ = ["AsyncChannel", "AsyncGateway", "run_in_thread", "run_remote"]
 
@@ -97,10 +101,8 @@ class _Waiters:
         finally:
             if timer is not None:
                 timer.cancel()
-            try:
+            with contextlib.suppress(ValueError):  # else taken by _wake
                 self.futures.remove(future)
-            except ValueError:
-                pass  # taken by _wake
         return True
 
 
@@ -112,10 +114,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _async_items_class() -> type:
     base: type = _queue_module().SimpleQueue
 
-    class AsyncItems(base):  # type: ignore[valid-type,misc]
+    class AsyncItems(base):  # type: ignore[misc]
         """A channel's queue that wakes the coroutines waiting on it."""
 
         def __init__(self, waiters: _Waiters) -> None:
+            super().__init__()  # (PyPy's SimpleQueue is written in Python)
             self.waiters = waiters
 
         def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
@@ -125,7 +128,7 @@ def _async_items_class() -> type:
     return AsyncItems
 
 
-_AsyncItems = _async_items_class()
+_AsyncItems: Any = _async_items_class()
 
 
 class _ClosedEvent:
@@ -176,7 +179,7 @@ class AsyncChannel:
         self.channel = channel
         self.gateway = gateway
         self.id = channel.id
-        items = channel._items
+        items: Any = channel._items
         if isinstance(items, _AsyncItems):  # wrapped before: share the same queue
             self._waiters: _Waiters = items.waiters
             self._items: Any = items
@@ -371,10 +374,8 @@ class AsyncGateway(Generic[_G]):
         done: asyncio.Future[None] = loop.create_future()
 
         def ended() -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # (the loop is closed)
                 loop.call_soon_threadsafe(_resolve, done)
-            except RuntimeError:
-                pass  # the loop is closed
 
         gateway._when_receiver_done(ended)
         try:
@@ -382,10 +383,8 @@ class AsyncGateway(Generic[_G]):
         except asyncio.TimeoutError:
             pass
         finally:
-            try:
+            with contextlib.suppress(ValueError):
                 gateway._done_callbacks.remove(ended)
-            except ValueError:
-                pass
 
     def hasreceiver(self) -> bool:
         """True while the receiver is running."""
@@ -396,25 +395,37 @@ class AsyncGateway(Generic[_G]):
 
 
 class _Room:
-    """Per gateway: poll() for room on the stream's descriptor, and coroutines waiting
-    for it (one add_writer per loop for all of them)."""
+    """Per gateway: writing without waiting (``write_some``: the bytes the stream took,
+    0 if none) and coroutines waiting for room (one add_writer for all of them)."""
 
-    def __init__(self, fd: Optional[int]) -> None:
-        self.fd = fd
-        self.poll: Optional[Callable[[], bool]] = None
-        if fd is not None:
+    def __init__(self, io: Any) -> None:
+        self.fd: Optional[int] = None
+        self.write_some: Optional[Callable[[memoryview], int]] = None
+        self.waiters: List[asyncio.Future[None]] = []
+        fd = getattr(io, "write_fd", None)
+        sock = getattr(io, "sock", None)
+        if isinstance(fd, int):  # FdIO: its write end, non-blocking from now on (its
+            import os  # own write() waits for room on BlockingIOError)
+
+            os.set_blocking(fd, False)
+            self.fd = fd
+            self.write_some = functools.partial(_write_fd, fd)
+        elif sock is not None and not isinstance(io, TLSSocketIO):  # SocketIO
+            self.fd = int(sock.fileno())
+            self.write_some = functools.partial(_send_socket, sock)
+        elif sock is not None:  # TLS: records are written whole once there is room
+            self.fd = int(sock.fileno())
+        self.has_room: Callable[[], bool] = lambda: True
+        if self.fd is not None:
             import select
 
             poller = select.poll()
-            poller.register(fd, select.POLLOUT)
+            poller.register(self.fd, select.POLLOUT)
             check = poller.poll
-            self.poll = lambda: bool(check(0))
-        self.waiters: List[asyncio.Future[None]] = []
-
-    def has_room(self) -> bool:
-        return self.poll is None or self.poll()
+            self.has_room = lambda: bool(check(0))
 
     async def wait(self) -> None:
+        """Until the stream takes bytes again (or fails: the next write says how)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         fd = self.fd
@@ -438,37 +449,84 @@ class _Room:
             _resolve(future)
 
 
-def _write_fd(io: Any) -> Optional[int]:
-    """The descriptor a gateway's IO writes to, when it has one (FdIO, SocketIO)."""
-    fd = getattr(io, "write_fd", None)
-    if isinstance(fd, int):
-        return fd
-    sock = getattr(io, "sock", None)
-    if sock is not None:
-        try:
-            return int(sock.fileno())
-        except (OSError, ValueError):
-            return None
-    return None
+def _write_fd(fd: int, data: memoryview) -> int:
+    import os
+
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+
+
+def _send_socket(sock: Any, data: memoryview) -> int:
+    import socket
+
+    try:
+        return int(sock.send(data, socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return 0
 
 
 def _room(gateway: BaseGateway) -> _Room:
     room = gateway._aio_room
     if room is None:
-        room = gateway._aio_room = _Room(_write_fd(gateway._io))
+        # (a sync write under way while the fd turns non-blocking is not affected; its
+        # later ones wait for room by poll)
+        room = gateway._aio_room = _Room(gateway._io)
     assert isinstance(room, _Room)
     return room
 
 
 async def _write_frame(gateway: BaseGateway, parts: List[bytes], size: int) -> None:
+    """Write a frame without blocking the loop: at once when there is room, else the
+    part that fits and the rest as room comes (the frame holds the write lock meanwhile,
+    as a blocked sync writer would). A big frame, a write lock held by a thread, or an
+    IO without a descriptor (via) go to a short-lived thread.
+
+    Cancelled with part of the frame written, a thread writes the rest (the stream
+    stays whole) and the cancellation comes through; with nothing written, nothing is.
+    """
+    lock = gateway._writelock
     room = _room(gateway)
-    while size <= _INLINE_MAX:
-        if gateway._try_write_frame(parts, size, room.has_room):
-            return
-        if gateway._closed_for_sending or room.fd is None or room.has_room():
-            break  # the write lock is busy (or raising): a thread waits for it
-        await room.wait()
-    await run_in_thread(gateway._write_frame, parts, size)
+    if size > _INLINE_MAX or room.fd is None or not lock.acquire(False):
+        await run_in_thread(gateway._write_frame, parts, size)
+        return
+    locked = True
+    try:
+        gateway._check_sending()
+        joined = b"".join(parts)
+        data = memoryview(joined)
+        write_some = room.write_some
+        if write_some is None:
+            while not room.has_room():
+                await room.wait()
+            gateway._io.write(joined)
+        else:
+            written = write_some(data)
+            while written < len(data):
+                try:
+                    await room.wait()
+                except asyncio.CancelledError:
+                    if written:
+                        locked = False  # the thread releases it
+                        threading.Thread(target=_finish, args=(gateway, data[written:])).start()
+                    raise
+                gateway._check_sending()
+                written += write_some(data[written:])
+    finally:
+        if locked:
+            lock.release()
+    if gateway._pending_last:
+        gateway._flush_pending()
+
+
+def _finish(gateway: BaseGateway, rest: memoryview) -> None:
+    try:
+        gateway._io.write(bytes(rest))
+    except OSError:
+        pass  # the connection is gone: the receiver tells every waiter
+    finally:
+        gateway._writelock.release()
 
 
 async def run_in_thread(func: Callable[..., _T], *args: Any) -> _T:
@@ -489,16 +547,15 @@ async def run_in_thread(func: Callable[..., _T], *args: Any) -> _T:
             future.set_exception(value)
 
     def run() -> None:
+        outcome: Tuple[bool, Any]
         try:
             result = func(*args)
         except BaseException as exc:
             outcome = (False, exc)
         else:
             outcome = (True, result)
-        try:
+        with contextlib.suppress(RuntimeError):  # (the loop is closed: nobody waits)
             loop.call_soon_threadsafe(deliver, *outcome)
-        except RuntimeError:
-            pass  # the loop is closed: nobody waits
 
     threading.Thread(target=run, name=f"execnet-aio {getattr(func, '__name__', func)}").start()
     return await future

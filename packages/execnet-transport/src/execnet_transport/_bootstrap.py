@@ -354,7 +354,8 @@ for p in c['path']:
 """
 
 # Installs the modules of bundle `m` (if any) as an import finder. The code objects it
-# compiles collect in D; c['code'] may bring them from an earlier child of the same
+# compiles collect in D (and stay there: a module imported later, execnet_channel.aio,
+# compiles into it too); c['code'] may bring them from an earlier child of the same
 # interpreter (used only if the bytecode magic number M matches).
 INSTALL = """\
 D={}
@@ -437,10 +438,10 @@ if c['chdir']:
     os.chdir(c['chdir'])
 e=C.get_execmodel(c['execmodel'])
 if c.get('want_code'):
-    if not(M and D):M=D=b''
-    else:D=marshal.dumps(D)
+    if not(M and D):M=Z=b''
+    else:Z=marshal.dumps(D)
     s=marshal.dumps(sys._getframe().f_code) if M else b''
-    W(c['marker']+bytes([len(M)])+M+len(D).to_bytes(4,'big')+D+len(s).to_bytes(4,'big')+s)
+    W(c['marker']+bytes([len(M)])+M+len(Z).to_bytes(4,'big')+Z+len(s).to_bytes(4,'big')+s)
 else:W(c['marker'])
 i=IO(C,e)
 try:C.serve(i,c['id'],exit_process=X,max_frame=c.get('max_frame'))
