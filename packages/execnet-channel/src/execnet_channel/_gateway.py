@@ -103,6 +103,7 @@ class BaseGateway(Receiving):
 
     _receiver_name = "receiver"
     _aio_room: Any = None  # execnet_channel.aio's writer state, made on its first send
+    _aio_reader: Any = None  # and its reading state (False: coroutines never read)
 
     def __init__(
         self, io: IO, id: str, *, opener: bool, max_frame: int = _frames.DEFAULT_MAX_FRAME

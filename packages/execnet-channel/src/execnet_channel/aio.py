@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import threading
+import time
 from typing import Any, Awaitable, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from . import _frames
@@ -38,7 +40,7 @@ from ._channel import _ENDMARKER, Channel
 from ._errors import ChannelCallbackError, ChannelClosedError
 from ._execmodels import _queue_module
 from ._gateway import BaseGateway, RemoteStatus
-from ._receiving import ROLE_FREE
+from ._receiving import _MORE, _SPIN_KEEP, _SPIN_MAX, ROLE_FREE
 from ._tls import TLSSocketIO
 
 __all__ = ["AsyncChannel", "AsyncGateway", "run_in_thread", "run_remote"]
@@ -48,6 +50,7 @@ _T = TypeVar("_T")
 
 _Empty = _queue_module().Empty
 _INLINE_MAX = 64 * 1024  # bigger frames are written by a short-lived thread
+_SPIN_BUDGET = 0.0002  # seconds a spin may take before the next one is shorter
 
 
 class _Waiters:
@@ -249,7 +252,9 @@ class AsyncChannel:
 
     async def _wait_item(self, timeout: Optional[float]) -> Any:
         items = self._items
+        gateway = self.gateway
         found: List[Any] = []
+        role_free = [False]
 
         def take() -> bool:
             while True:
@@ -257,17 +262,32 @@ class AsyncChannel:
                     item = items.get(False)
                 except _Empty:
                     return False
-                if item is not ROLE_FREE:  # (a token meant for a sync receive())
-                    found.append(item)
+                if item is ROLE_FREE:  # the receiver lent the reading role: take it
+                    role_free[0] = True
                     return True
+                found.append(item)
+                return True
 
-        deadline = None
-        if timeout is not None:
-            deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        reader = _reader(gateway)
         while not found:
-            if not await self._waiters.wait(take, deadline):
+            if reader is not None and gateway._lent and gateway._role.acquire(False):
+                if not await reader.read_lent(items, deadline):
+                    raise self.channel._timed_out(timeout)
+                take()
+                continue
+            role_free[0] = False
+            if reader is not None:
+                gateway._wanting.append(items)  # the receiver lends the role to us too
+            try:
+                woken = await self._waiters.wait(take, deadline)
+            finally:
+                if reader is not None:
+                    gateway._wanting.remove(items)
+            if not woken:
                 raise self.channel._timed_out(timeout)
-            if not found:
+            if not found and not role_free[0]:
                 take()
         return found[0]
 
@@ -391,6 +411,108 @@ class AsyncGateway(Generic[_G]):
         return self.gateway.hasreceiver()
 
 
+# -- reading the stream in the loop (the lent reading role) ---------------------------
+
+
+class _Reader:
+    """The lent reading role (``_receiving``) for coroutines: while the receiver lends
+    it, a coroutine waiting in receive() reads the stream in the loop itself (when the
+    descriptor is readable: ``loop.add_reader``), so a reply reaches it without a wake-up
+    of the receiver thread and a hand-over to the loop: the round trip of the sync API."""
+
+    def __init__(self, gateway: BaseGateway, fd: int) -> None:
+        self.gateway = gateway
+        self.fd = fd
+
+    async def read_lent(self, items: Any, deadline: Optional[float]) -> bool:
+        """Holding the role: read until ``items`` has something or the next frame is
+        the receiver's; False once ``deadline`` passed."""
+        gateway = self.gateway
+        leave = False
+        try:
+            gateway._lend_uses += 1
+            while not items.qsize():
+                if gateway._lost is not None:
+                    leave = True
+                    break
+                if gateway._start == gateway._end and not self._spin():
+                    if not await self._readable(deadline):
+                        return False
+                    continue
+                try:
+                    outcome = gateway._pump(True)
+                except (EOFError, OSError, MemoryError, _frames.FrameError):
+                    leave = True  # the receiver meets it again and ends the connection
+                    break
+                if outcome != _MORE:
+                    leave = True
+                    break
+        finally:
+            gateway._role.release()
+            if gateway._wanting:
+                gateway._tell_waiters()
+            if leave:
+                gateway._give_back()
+        return True
+
+    def _spin(self) -> bool:
+        """Whether the stream is readable, after polling briefly as the sync lent
+        reader does (a reply usually comes within microseconds; the selector's wake-up
+        costs tens of them); the spin shrinks while replies come slowly."""
+        gateway = self.gateway
+        poll = gateway._io.poll_readable  # type: ignore[attr-defined]
+        if poll(0):
+            return True
+        spin = gateway._spin
+        if spin:
+            began = time.monotonic()
+            for _ in range(spin):
+                os.sched_yield()
+                if poll(0):
+                    return True
+            if time.monotonic() - began > _SPIN_BUDGET:
+                gateway._spin = spin // 2
+        return False
+
+    async def _readable(self, deadline: Optional[float]) -> bool:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        future: asyncio.Future[None] = loop.create_future()
+        timer = None
+        if deadline is not None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            timer = loop.call_later(remaining, _resolve, future)
+        loop.add_reader(self.fd, _resolve, future)
+        try:
+            await future
+        finally:
+            loop.remove_reader(self.fd)
+            if timer is not None:
+                timer.cancel()
+        if loop.time() - began < _SPIN_KEEP:
+            self.gateway._spin = _SPIN_MAX  # replies come quickly: spin again
+        return True
+
+
+def _reader(gateway: BaseGateway) -> Optional[_Reader]:
+    """The gateway's _Reader, or None where coroutines cannot read the stream without
+    blocking (no lending, an IO without a descriptor to poll, TLS: a record may be half
+    there)."""
+    reader = gateway._aio_reader
+    if reader is None:
+        io: Any = gateway._io
+        fd = None
+        if gateway._lendable and not isinstance(io, TLSSocketIO):
+            try:
+                fd = int(io._read_fileno())
+            except (AttributeError, NotImplementedError, OSError, ValueError):
+                fd = None
+        reader = gateway._aio_reader = _Reader(gateway, fd) if fd is not None else False
+    return reader or None
+
+
 # -- writing without blocking the loop -----------------------------------------------
 
 
@@ -404,9 +526,9 @@ class _Room:
         self.waiters: List[asyncio.Future[None]] = []
         fd = getattr(io, "write_fd", None)
         sock = getattr(io, "sock", None)
-        if isinstance(fd, int):  # FdIO: its write end, non-blocking from now on (its
-            import os  # own write() waits for room on BlockingIOError)
-
+        if isinstance(fd, int):
+            # FdIO: its write end is non-blocking from now on (its own write() then
+            # waits for room by poll on BlockingIOError)
             os.set_blocking(fd, False)
             self.fd = fd
             self.write_some = functools.partial(_write_fd, fd)
@@ -450,8 +572,6 @@ class _Room:
 
 
 def _write_fd(fd: int, data: memoryview) -> int:
-    import os
-
     try:
         return os.write(fd, data)
     except BlockingIOError:
