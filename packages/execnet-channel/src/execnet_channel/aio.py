@@ -125,7 +125,8 @@ def _async_items_class() -> type:
             self.waiters = waiters
 
         def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
-            super().put(item)
+            if item is not ROLE_FREE:  # the lent role is offered: wake, queue nothing
+                super().put(item)
             self.waiters.wake_soon()
 
     return AsyncItems
@@ -254,40 +255,38 @@ class AsyncChannel:
         items = self._items
         gateway = self.gateway
         found: List[Any] = []
-        role_free = [False]
 
         def take() -> bool:
-            while True:
-                try:
-                    item = items.get(False)
-                except _Empty:
-                    return False
-                if item is ROLE_FREE:  # the receiver lent the reading role: take it
-                    role_free[0] = True
-                    return True
-                found.append(item)
-                return True
+            try:
+                found.append(items.get(False))
+            except _Empty:
+                return False
+            return True
+
+        reader = _reader(gateway)
+        role = gateway._role
+
+        def ready() -> bool:  # an item, or the lent role is free to take
+            return take() or (reader is not None and gateway._lent and not role.locked())  # type: ignore[attr-defined]
 
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        reader = _reader(gateway)
         while not found:
-            if reader is not None and gateway._lent and gateway._role.acquire(False):
+            if reader is not None and gateway._lent and role.acquire(False):
                 if not await reader.read_lent(items, deadline):
                     raise self.channel._timed_out(timeout)
                 take()
                 continue
-            role_free[0] = False
             if reader is not None:
                 gateway._wanting.append(items)  # the receiver lends the role to us too
             try:
-                woken = await self._waiters.wait(take, deadline)
+                woken = await self._waiters.wait(ready, deadline)
             finally:
                 if reader is not None:
                     gateway._wanting.remove(items)
             if not woken:
                 raise self.channel._timed_out(timeout)
-            if not found and not role_free[0]:
+            if not found:
                 take()
         return found[0]
 
