@@ -157,11 +157,13 @@ class Receiving:
 
     # -- one pass over the stream ----------------------------------------------------
 
-    def _pump(self, lent: bool) -> int:
+    def _pump(self, lent: bool, big: bool = True) -> int:
         """Read once unless a whole frame is buffered, then dispatch the whole frames.
 
         The receiver dispatches everything; a ``lent`` reader stops (``_LEAVE``) before
-        any frame that is not an item for a queue.
+        any frame that is not an item for a queue, and with ``big=False`` (a coroutine,
+        which must not wait for a big frame's bytes) before a frame bigger than the
+        receive buffer.
         """
         view = self._view
         start = self._start
@@ -172,7 +174,7 @@ class Receiving:
             need = _frames.pending_frame_size(view, start, end, self.max_frame, self._at)
         if need > end - start:
             if need > _CHUNK:
-                if lent and not self._queued_item(start):
+                if lent and (not big or not self._queued_item(start)):
                     return _LEAVE
                 return self._receive_big()
             if _CHUNK - start < need:

@@ -434,12 +434,12 @@ class _Reader:
                 if gateway._lost is not None:
                     leave = True
                     break
-                if gateway._start == gateway._end and not self._spin():
+                if not _whole_frame_buffered(gateway) and not self._spin():
                     if not await self._readable(deadline):
                         return False
                     continue
                 try:
-                    outcome = gateway._pump(True)
+                    outcome = gateway._pump(True, False)  # (poll said it would not block)
                 except (EOFError, OSError, MemoryError, _frames.FrameError):
                     leave = True  # the receiver meets it again and ends the connection
                     break
@@ -493,6 +493,20 @@ class _Reader:
         if loop.time() - began < _SPIN_KEEP:
             self.gateway._spin = _SPIN_MAX  # replies come quickly: spin again
         return True
+
+
+def _whole_frame_buffered(gateway: BaseGateway) -> bool:
+    """Whether a whole frame waits in the receive buffer (left by a reader that
+    stopped before it): _pump handles it without reading. Otherwise _pump reads, which
+    the loop may do only once the stream is readable."""
+    start, end = gateway._start, gateway._end
+    if end - start < _frames.HEADER_SIZE:
+        return False
+    try:
+        need = _frames.pending_frame_size(gateway._view, start, end, gateway.max_frame, gateway._at)
+    except _frames.FrameError:
+        return True  # _pump meets it and leaves it to the receiver
+    return bool(need <= end - start)
 
 
 def _reader(gateway: BaseGateway) -> Optional[_Reader]:
