@@ -80,55 +80,42 @@ def small_receive_sync() -> Measure:
     return _small_receive()
 
 
-def small_send_async() -> Measure:
-    aio = _aio()
-    count = _small_count()
-
-    async def main() -> Measure:
-        gateway = await aio.makegateway("popen")
-        try:
-            channel = gateway.remote_exec(SINK)
-            await channel.send(count)
+async def _one_way(aio: Any, source: str, count: int, receiving: bool) -> Measure:
+    """`count` small tuples one way over a fresh popen gateway (see scenarios/small.py)."""
+    gateway = await aio.makegateway("popen")
+    try:
+        channel = gateway.remote_exec(source)
+        await channel.send(count)
+        start = time.perf_counter()
+        if receiving:
+            await channel.send("go")
+            receive = channel.receive
+            last = None
+            for _ in range(count):
+                last = await receive()
+            assert last == (count - 1, "item", 1.5), last
+        else:
             send = channel.send
-            start = time.perf_counter()
             for i in range(count):
                 await send((i, "item", 1.5))
             got = await channel.receive()
-            elapsed = time.perf_counter() - start
             assert got == count, got
-            await channel.waitclose()
-        finally:
-            gateway.exit()
-            await gateway.join()
-        return Measure(elapsed, "msg", count)
+        elapsed = time.perf_counter() - start
+        await channel.waitclose()
+    finally:
+        gateway.exit()
+        await gateway.join()
+    return Measure(elapsed, "msg", count)
 
-    return _run(main)
+
+def small_send_async() -> Measure:
+    aio = _aio()
+    return _run(lambda: _one_way(aio, SINK, _small_count(), receiving=False))
 
 
 def small_receive_async() -> Measure:
     aio = _aio()
-    count = _small_count()
-
-    async def main() -> Measure:
-        gateway = await aio.makegateway("popen")
-        try:
-            channel = gateway.remote_exec(SOURCE)
-            await channel.send(count)
-            receive = channel.receive
-            start = time.perf_counter()
-            await channel.send("go")
-            last = None
-            for _ in range(count):
-                last = await receive()
-            elapsed = time.perf_counter() - start
-            assert last == (count - 1, "item", 1.5), last
-            await channel.waitclose()
-        finally:
-            gateway.exit()
-            await gateway.join()
-        return Measure(elapsed, "msg", count)
-
-    return _run(main)
+    return _run(lambda: _one_way(aio, SOURCE, _small_count(), receiving=True))
 
 
 CASES = {

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         Iterator,
         List,
         Literal,
+        NoReturn,
         Optional,
         Tuple,
         Type,
@@ -125,13 +126,18 @@ class Channel:
             except self._empty:
                 raise self._timed_out(timeout) from None
         if item is _ENDMARKER:
-            self._items.put(_ENDMARKER)  # every later receive() ends the same way
-            error = self._remoteerror
-            if error is not None:
-                self._error_seen = True
-                raise error
-            raise EOFError(f"channel {self.id} is closed")
+            self._ended()
         return item
+
+    def _ended(self) -> NoReturn:
+        """receive() took the end: leave it for every later receive(), which ends the
+        same way, and raise the other side's error or EOFError."""
+        self._items.put(_ENDMARKER)
+        error = self._remoteerror
+        if error is not None:
+            self._error_seen = True
+            raise error
+        raise EOFError(f"channel {self.id} is closed")
 
     def _timed_out(self, timeout: Optional[float]) -> _TimeoutError:
         return self.TimeoutError(f"no item after {timeout} seconds on channel {self.id}")

@@ -243,12 +243,7 @@ class AsyncChannel:
         if item is ROLE_FREE:
             item = await self._wait_item(timeout)
         if item is _ENDMARKER:
-            items.put(_ENDMARKER)  # every later receive() ends the same way
-            error = channel._remoteerror
-            if error is not None:
-                channel._error_seen = True
-                raise error
-            raise EOFError(f"channel {channel.id} is closed")
+            channel._ended()
         return item
 
     async def _wait_item(self, timeout: Optional[float]) -> Any:
