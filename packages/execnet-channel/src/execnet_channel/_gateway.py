@@ -470,7 +470,7 @@ class BaseGateway(Receiving):
                 trace(f"gateway {self.id}: receiver ends: {reason}")
             self._connection_lost(why)
             self._receiver_done.set()
-            for callback in self._done_callbacks:
+            for callback in list(self._done_callbacks):  # (a join may remove its own)
                 callback()
 
     def _connection_lost(self, why: Optional[str] = None) -> None:
