@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fnmatch
+import hashlib
 import json
 import os
 import platform
@@ -130,7 +131,10 @@ def make_ours(base_python: Optional[str], source: str = "head") -> str:
     working tree, installed editable (changes count at once).
     """
     oracle = _oracle_tools()
+    # Per checkout: EXECNET_VENVS may be shared by several checkouts (worktrees), and one
+    # environment would be rebuilt under another's run (an A/B of two worktrees, say).
     name = "bench-ours" if source == "head" else "bench-ours-worktree"
+    name += "-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
     # pytest's own dependencies come from the index; ours and pytest-xdist are added below.
     ours = str(oracle.make_venv(name, [TOOLS[0], HATCHLING], base_python=base_python))
     venv = Path(ours).parent.parent

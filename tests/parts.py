@@ -28,12 +28,19 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def _version_key(path: str) -> tuple[tuple[int, str], ...]:
+    """Sorts .../versions/3.12.10/... after .../versions/3.12.9/... (numbers as numbers)."""
+    parts = path.replace(os.sep, ".").replace("-", ".").split(".")
+    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in parts)
+
+
 @lru_cache(maxsize=None)
 def pyenv_interpreters() -> dict[str, str]:
-    """{'3.8': path, ..., '3.13': path} for the pyenv interpreters on this machine."""
+    """{'3.8': path, ..., '3.13': path} for the pyenv interpreters on this machine (the
+    newest patch release of each minor version)."""
     root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
     found: dict[str, str] = {}
-    for path in sorted(glob.glob(f"{root}/versions/*/bin/python3.*")):
+    for path in sorted(glob.glob(f"{root}/versions/*/bin/python3.*"), key=_version_key):
         name = os.path.basename(path)[len("python") :]
         if name.count(".") != 1 or not name.replace(".", "").isdigit():
             continue  # python3.11-config, python3.6m, ...
@@ -79,6 +86,14 @@ TRAVELLING_TARGETS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "pypy3"]
 def target_interpreter(name: str) -> str:
     """An interpreter the travelling code must run on: a CPython version or 'pypy3'."""
     return pypy3() if name == "pypy3" else interpreter(name)
+
+
+def python3_on_path() -> str:
+    """The `python3` command a fresh machine has on PATH, or skip/fail."""
+    path = shutil.which("python3")
+    if path is None:
+        missing("no python3 on PATH")
+    return path
 
 
 def openssl() -> str:

@@ -20,16 +20,20 @@ from typing import Callable, Optional
 from _harness import Measure, Skip, run_cli, time_gateway_cycle
 
 
-def _other_cpython() -> Optional[str]:
+def other_cpython() -> Optional[str]:
+    """The newest CPython 3.8+ under pyenv of another minor version than this one (its
+    newest patch release: 3.12.10 is newer than 3.12.9)."""
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     me = "python{}.{}".format(*sys.version_info[:2])
     found = []
     for path in glob.glob(f"{root}/versions/3.*/bin/python3.*"):
         name = os.path.basename(path)
         minor = name[len("python3.") :]
+        release = os.path.basename(os.path.dirname(os.path.dirname(path)))  # 3.12.10
+        numbers = tuple(int(n) for n in release.split(".") if n.isdigit())
         if minor.isdigit() and int(minor) >= 8 and name != me:
-            found.append((int(minor), path))
-    return max(found)[1] if found else None
+            found.append((int(minor), numbers, path))
+    return max(found)[2] if found else None
 
 
 def _case(spec: Optional[str], missing: str) -> Callable[[], Measure]:
@@ -42,7 +46,7 @@ def _case(spec: Optional[str], missing: str) -> Callable[[], Measure]:
     return case
 
 
-_OTHER = _other_cpython()
+_OTHER = other_cpython()
 
 CASES = {
     "popen": _case("popen", ""),

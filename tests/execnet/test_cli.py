@@ -69,16 +69,28 @@ def test_info_two_interpreters() -> None:
     assert rows[0][7].endswith("ms")
 
 
-def test_info_readme_main_job_with_a_bare_interpreter_name() -> None:
-    """`execnet info popen popen//python=python3.X`, also where pyenv's shim refuses it."""
-    from parts import other_interpreter
+def test_info_readme_main_job() -> None:
+    """The repository README's main command: `execnet info popen popen//python=python3`."""
+    from parts import python3_on_path
 
-    name = Path(other_interpreter()).name  # python3.X
-    result = run("info", "popen", f"popen//python={name}")
+    version = subprocess.run(
+        [python3_on_path(), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    result = run("info", "popen", "popen//python=python3")
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
-    assert rows[1][1] == f"popen//python={name}"
-    assert rows[1][2].startswith(name[len("python") :] + ".")
+    assert rows[1][1] == "popen//python=python3"
+    assert rows[1][2] == version
+
+
+def test_info_takes_python_as_written() -> None:
+    """A bare name is looked up on PATH only, like a shell would: no search elsewhere."""
+    result = run("info", "popen//python=python3.99")
+    assert result.returncode == 3
+    assert "cannot start gateway 'popen//python=python3.99'" in result.stderr
 
 
 def test_info_bad_spec_is_one_clear_line() -> None:

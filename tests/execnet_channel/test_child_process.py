@@ -67,12 +67,51 @@ def test_main_thread_only_queues_a_task_arriving_as_the_previous_ends(
         assert gw.remote_exec(f"channel.send({i})").receive(TIMEOUT) == i
 
 
+def test_main_thread_only_runs_a_task_queued_behind_a_busy_one(
+    make_child: Callable[..., Any],
+) -> None:
+    # Decided from state, not from a time: a task that does not wait for the opener is
+    # waited for however long it takes (a grace of one second refused this one).
+    gw = make_child(execmodel="main_thread_only").gw
+    first = gw.remote_exec("import time; channel.send('busy'); time.sleep(1.5)")
+    assert first.receive(TIMEOUT) == "busy"
+    second = gw.remote_exec("channel.send('second ran')")
+    assert second.receive(TIMEOUT) == "second ran"
+    first.waitclose(TIMEOUT)
+
+
+def test_main_thread_only_refuses_a_queued_task_once_the_running_one_waits(
+    make_child: Callable[..., Any],
+) -> None:
+    # The first task waits for the opener only once the second is queued behind it:
+    # the second is refused then, and the first goes on.
+    gw = make_child(execmodel="main_thread_only").gw
+    first = gw.remote_exec(
+        "import time\n"
+        "channel.send('running')\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not channel.gateway._waiting and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "channel.send(channel.receive() * 2)\n"
+    )
+    assert first.receive(TIMEOUT) == "running"
+    second = gw.remote_exec("channel.send('ran')")
+    with pytest.raises(second.RemoteError, match=r"main_thread_only.*waits for the other side"):
+        second.receive(TIMEOUT)
+    first.send(21)
+    assert first.receive(TIMEOUT) == 42
+    first.waitclose(TIMEOUT)
+    assert gw.remote_exec("channel.send('then')").receive(TIMEOUT) == "then"
+
+
 @pytest.mark.parametrize(
     "source",
     [
         "import time; channel.send('go'); time.sleep(1000)",
         "import threading; channel.send('go'); threading.Event().wait()",
-        "channel.send('go')\nwhile True:\n    pass",
+        # (bounded at 300 s, longer than the test may run: a failure leaves nothing spinning)
+        "import time; channel.send('go'); end = time.monotonic() + 300\n"
+        "while time.monotonic() < end:\n    pass",
     ],
     ids=["sleep", "event-wait", "busy-loop"],
 )

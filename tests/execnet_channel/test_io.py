@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 import pytest
 
@@ -43,7 +43,8 @@ def test_fdio_reads_exactly_and_raises_eof() -> None:
 
 
 def test_fdio_raises_the_pipe_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_io, "_pipe_budget", [_io.PIPE_BUDGET])  # earlier tests' pipes
+    # (a budget of its own: earlier tests' pipes may still hold some of the process's)
+    monkeypatch.setattr(_io, "_pipe_budget", _io._PipeBudget(_io.PIPE_BUDGET))
     r, w = os.pipe()
     io = FdIO(r, w)
     with open("/proc/sys/fs/pipe-max-size") as f:
@@ -66,7 +67,7 @@ def test_fdio_raises_the_pipe_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_raised_pipes_stay_within_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     with open("/proc/sys/fs/pipe-max-size") as f:
         maximum = int(f.read())
-    monkeypatch.setattr(_io, "_pipe_budget", [2 * maximum])
+    monkeypatch.setattr(_io, "_pipe_budget", _io._PipeBudget(2 * maximum))
     pipes = [os.pipe() for _ in range(3)]
     ios = [FdIO(r, w) for r, w in pipes]  # each raises one pipe (both fds are its ends)
     sizes = [fcntl.fcntl(w, F_GETPIPE_SZ) for _, w in pipes]
@@ -80,7 +81,54 @@ def test_raised_pipes_stay_within_a_budget(monkeypatch: pytest.MonkeyPatch) -> N
     for io in [*ios[1:], last]:
         io.close_read()
         io.close_write()
-    assert _io._pipe_budget == [2 * maximum]
+    assert _io._pipe_budget.left == 2 * maximum
+
+
+def _raise_together(count: int) -> List[FdIO]:
+    """``count`` threads make an FdIO over a fresh pipe each, all at once."""
+    import threading
+
+    pipes = [os.pipe() for _ in range(count)]
+    start = threading.Barrier(count)
+    ios: List[FdIO] = []
+
+    def make(read_fd: int, write_fd: int) -> None:
+        start.wait(60)
+        ios.append(FdIO(read_fd, write_fd))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
+    try:
+        threads = [threading.Thread(target=make, args=pipe) for pipe in pipes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(ios) == count
+    return ios
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a pipe past 1 MiB may be refused")
+@pytest.mark.timeout(120)
+def test_the_pipe_budget_holds_while_threads_raise_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # makegateways bootstraps its gateways in threads, each raising its pipes at once:
+    # the budget must not be spent twice (a check and a decrement apart let it, in
+    # about two of five rounds here).
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        maximum = int(f.read())
+    budget = _io._PipeBudget(2 * maximum)
+    monkeypatch.setattr(_io, "_pipe_budget", budget)
+    for _ in range(5):
+        ios = _raise_together(24)
+        raised = [io for io in ios if fcntl.fcntl(io.write_fd, F_GETPIPE_SZ) >= maximum]
+        assert len(raised) == 2
+        assert budget.left == 0
+        for io in ios:
+            io.close_read()
+            io.close_write()
+        assert budget.left == 2 * maximum
 
 
 def test_fdio_on_a_file_ignores_the_pipe_size() -> None:
@@ -156,7 +204,7 @@ def test_a_child_leaves_the_pipes_its_parent_sized(
 ) -> None:
     with open("/proc/sys/fs/pipe-max-size") as f:
         maximum = int(f.read())
-    monkeypatch.setattr(_io, "_pipe_budget", [0])  # this process raises no pipe
+    monkeypatch.setattr(_io, "_pipe_budget", _io._PipeBudget(0))  # this process raises no pipe
     child = make_child()
     assert child.gw.remote_exec("channel.send(1)").receive(30) == 1  # its StdioIO is up
     for fd in (child.io.read_fd, child.io.write_fd):

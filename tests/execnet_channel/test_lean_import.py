@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from execnet_channel import _execmodels, get_execmodel
+from execnet_channel import _startup, get_execmodel
 from execnet_channel._source import ExecSpec, compile_spec, format_failure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def test_the_remote_path_imports_none_of_the_slow_modules() -> None:
 
 
 def test_lock_event_sets_once_and_wakes_every_waiter() -> None:
-    event = _execmodels._LockEvent()
+    event = _startup.LockEvent()
     assert not event.is_set()
     assert event.wait(0) is False
     assert event.wait(0.01) is False

@@ -7,11 +7,11 @@ import linecache
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterator
 
 import pytest
 
-from execnet_channel import RemoteError
+from execnet_channel import RemoteError, _trace
 from execnet_channel._source import ExecSpec, compile_spec, make_spec
 
 TIMEOUT = 30.0
@@ -102,8 +102,19 @@ def _fresh_module(directory: Path, name: str, body: str) -> ModuleType:
 MODULE_BODY = "if __name__ == '__channelexec__':\n    channel.send('module ran')\n"
 
 
+@pytest.fixture
+def traced(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> Iterator[Callable[[], str]]:
+    """Tracing to stderr (EXECNET_DEBUG=2) for this test; returns what was traced."""
+    monkeypatch.setattr(_trace, "_mode", "2")
+    monkeypatch.setattr(_trace, "_stream", None)
+    yield lambda: capfd.readouterr().err
+    _trace._mode = None  # now, while stderr is still captured (threads may trace on)
+
+
 def test_a_module_whose_file_is_deleted_after_use_is_sent_again(
-    tmp_path: Path, make_pair: Callable[..., Any]
+    tmp_path: Path, make_pair: Callable[..., Any], traced: Callable[[], str]
 ) -> None:
     gw = make_pair().gw
     module = _fresh_module(tmp_path, "sent_then_deleted", MODULE_BODY)
@@ -111,10 +122,11 @@ def test_a_module_whose_file_is_deleted_after_use_is_sent_again(
     (tmp_path / "sent_then_deleted.py").unlink()
     linecache.checkcache()  # as inspect does: the lines of a missing file are dropped
     assert gw.remote_exec(module).receive(TIMEOUT) == "module ran"
+    assert "sending the source of sent_then_deleted sent before" in traced()
 
 
 def test_a_deleted_module_travels_from_the_lines_linecache_held(
-    tmp_path: Path, make_pair: Callable[..., Any]
+    tmp_path: Path, make_pair: Callable[..., Any], traced: Callable[[], str]
 ) -> None:
     module = _fresh_module(tmp_path, "cached_then_deleted", MODULE_BODY)
     path = str(tmp_path / "cached_then_deleted.py")
@@ -124,6 +136,7 @@ def test_a_deleted_module_travels_from_the_lines_linecache_held(
         assert make_pair().gw.remote_exec(module).receive(TIMEOUT) == "module ran"
     finally:
         linecache.cache.pop(path, None)
+    assert f"sending the lines linecache held for {path}" in traced()
 
 
 def test_a_module_without_source_is_refused_naming_it(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The remote's first compile (`_source._compile`): exec() compiles without creating the
-ast module's classes, and what it gives equals builtin compile(..., dont_inherit=True)."""
+"""The remote's first compile (`_startup.compile_source`): on CPython 3.12 exec() compiles
+without creating the ast module's classes, and what it gives equals builtin
+compile(..., dont_inherit=True). Both ways are tested on every interpreter."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from typing import Any, List
 
 import pytest
 
-from execnet_channel._source import _compile
+from execnet_channel import _startup
+from execnet_channel._startup import compile_source as _compile
+
+
+@pytest.fixture(autouse=True, params=["by-exec", "builtin"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    by_exec = request.param == "by-exec"
+    if by_exec and sys.implementation.name != "cpython":
+        pytest.skip("the exec() way is for CPython")
+    monkeypatch.setattr(_startup, "_BY_EXEC", by_exec)
+    return str(request.param)
+
 
 SOURCE = (
     "import os\n"

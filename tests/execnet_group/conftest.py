@@ -72,7 +72,7 @@ def group():  # type: ignore[no-untyped-def]
 
     made = Group()
     yield made
-    pids = [gw._pid for gw in made if gw._pid is not None]
+    pids = [gw.child_pid for gw in made if gw.child_pid is not None]
     made.terminate(timeout=5)
     assert not [pid for pid in pids if alive(pid)], "children left alive after terminate"
 

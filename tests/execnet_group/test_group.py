@@ -212,7 +212,7 @@ def test_makegateway_from_many_threads(group: Group, barrier) -> None:  # type: 
 def test_via_a_proxy_in_the_group(group: Group) -> None:
     proxy = group.makegateway("popen//id=proxy")
     sub = group.makegateway("popen//via=proxy//id=sub")
-    assert sub._via is proxy
+    assert sub.via_gateway is proxy
     ppid = sub.remote_exec("import os; channel.send(os.getppid())").receive()
     assert ppid == proxy.remote_exec("import os; channel.send(os.getpid())").receive()
     report = group.terminate(5)
@@ -222,7 +222,7 @@ def test_via_a_proxy_in_the_group(group: Group) -> None:
 def test_via_in_one_makegateways_call(group: Group) -> None:
     gateways = group.makegateways(["popen//id=p", "popen//via=p", "popen//via=p"])
     assert [gw.id for gw in gateways] == ["p", "gw0", "gw1"]
-    assert all(gw._via is gateways[0] for gw in gateways[1:])
+    assert all(gw.via_gateway is gateways[0] for gw in gateways[1:])
 
 
 def test_via_unknown_id_is_a_clear_error(group: Group) -> None:
@@ -238,13 +238,27 @@ def test_via_itself_is_refused(group: Group) -> None:
 
 def test_gateway_exit_removes_it_from_the_group(group: Group, procs) -> None:  # type: ignore[no-untyped-def]
     gw = group.makegateway()
-    pid = gw._pid
+    pid = gw.child_pid
     gw.exit()
     assert gw not in group
     assert len(group) == 0
     report = group.terminate(5)  # still waits for the exited gateway's process
     assert report.exited == [gw.id]
     assert not procs.alive(pid)
+
+
+def test_module_level_set_execmodel_in_a_fresh_interpreter() -> None:
+    """set_execmodel's docstring example, where the default group has no gateway yet."""
+    code = (
+        "from execnet_group import default_group, makegateway, set_execmodel\n"
+        "set_execmodel('thread', 'main_thread_only')\n"
+        "gw = makegateway('popen')\n"
+        "print(default_group.remote_execmodel.backend, gw.remote_status().execmodel)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.stdout.split() == ["main_thread_only", "main_thread_only"], out.stderr
 
 
 def test_module_level_default_group() -> None:
@@ -273,7 +287,7 @@ def test_installvia_starts_a_socket_server_through_a_group_member(group: Group) 
     proxy = group.makegateway("popen//id=proxy")
     gw = group.makegateway("socket//installvia=proxy//id=sock")
     assert gw.id == "sock"
-    assert gw._pid is None  # a socket gateway has no local child
+    assert gw.child_pid is None  # a socket gateway has no local child
     server_pid = proxy.remote_exec("import os; channel.send(os.getpid())").receive(30)
     remote_pid = gw.remote_exec("import os; channel.send(os.getpid())").receive(30)
     assert remote_pid != server_pid
@@ -298,14 +312,14 @@ assert backends == [sys.argv[1]] * 2, backends
 gateways[1].remote_exec(
     "import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)"
 ).receive()
-while "T (stopped)" not in open("/proc/%d/status" % gateways[1]._pid).read():
+while "T (stopped)" not in open("/proc/%d/status" % gateways[1].child_pid).read():
     pass
 # gw0 exits cleanly before terminate, however slow the machine: within terminate's 0.5 s
 # a loaded machine may not get it done, and then it is killed (a correct outcome too)
 gateways[0].exit()
-gateways[0]._wait_process(None)
+gateways[0].wait_child(None)
 report = group.terminate(0.5)
-print(report.exited, report.killed, [gw._pid for gw in gateways])
+print(report.exited, report.killed, [gw.child_pid for gw in gateways])
 """
 
 
@@ -330,7 +344,7 @@ def test_exited_gateways_are_not_kept_forever(group: Group) -> None:
     first = group.makegateway()
     first.exit()
     first.join(30)
-    assert first._wait_process(30) is not None
+    assert first.wait_child(30) is not None
     group.makegateway()  # making another forgets the ended one
     assert first not in group._exited
     assert group.terminate(5).exited == ["gw1"]

@@ -18,9 +18,16 @@ import pytest
 
 from execnet_group import Group, TerminateReport
 
-ENDLESS_LOOP = """
+# How long the hung remotes below hang at most: longer than any test may run (pytest's
+# timeout is 120 s), so only terminate ends them in time; bounded, so that a test that
+# fails leaves no process spinning on a shared machine.
+HANG_SECONDS = 300
+
+ENDLESS_LOOP = f"""
+import time
 channel.send("running")
-while True:
+deadline = time.monotonic() + {HANG_SECONDS}
+while time.monotonic() < deadline:
     pass
 """
 
@@ -38,12 +45,13 @@ channel.send("running")
 os.kill(os.getpid(), signal.SIGSTOP)
 """
 
-IGNORES_SIGINT_AND_SIGTERM = """
+IGNORES_SIGINT_AND_SIGTERM = f"""
 import signal, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 channel.send("running")
-while True:
+deadline = time.monotonic() + {HANG_SECONDS}
+while time.monotonic() < deadline:
     time.sleep(0.01)
 """
 
@@ -56,7 +64,7 @@ def _start_hung(group: Group, source: str, count: int = 1) -> list[int]:
         # one task, so it runs in the remote's main thread (signal handlers need that)
         channel = gw.remote_exec("import os; channel.send(os.getpid())\n" + source)
         pid = channel.receive(30)
-        assert pid == gw._pid
+        assert pid == gw.child_pid
         pids.append(pid)
         assert channel.receive(30) == "running"
         if source is STOPPED:
@@ -66,7 +74,7 @@ def _start_hung(group: Group, source: str, count: int = 1) -> list[int]:
 
 def test_clean_exit_is_reported_as_exited(procs) -> None:  # type: ignore[no-untyped-def]
     group = Group(["popen", "popen"])
-    pids = [gw._pid for gw in group]
+    pids = [gw.child_pid for gw in group]
     report = group.terminate(timeout=None)  # no kill, however slow the machine is
     assert isinstance(report, TerminateReport)
     assert report.exited == ["gw0", "gw1"]
@@ -107,7 +115,7 @@ def test_hung_remote_ends(source: str, procs) -> None:  # type: ignore[no-untype
 def test_remote_that_already_died(procs) -> None:  # type: ignore[no-untyped-def]
     group = Group()
     gw = group.makegateway()
-    pid = gw._pid
+    pid = gw.child_pid
     channel = gw.remote_exec("import os; os._exit(3)")
     with pytest.raises(EOFError):
         channel.receive(30)
@@ -121,7 +129,7 @@ def test_sixteen_gateways_at_once(procs) -> None:  # type: ignore[no-untyped-def
     group = Group()
     pids = _start_hung(group, STOPPED, count=4)
     group.makegateways(["popen"] * 12)
-    pids += [gw._pid for gw in list(group)[4:]]
+    pids += [gw.child_pid for gw in list(group)[4:]]
     assert len(set(pids)) == 16
     report = group.terminate(timeout=1.0)
     # the stopped ones only a kill ends; an idle one exits, or on a loaded machine may
@@ -163,9 +171,9 @@ def test_a_kill_that_hangs_does_not_hold_terminate(procs) -> None:  # type: igno
     group = Group()
     (pid,) = _start_hung(group, STOPPED)
     gw = group[0]
-    real_kill = gw._kill_process
+    real_kill = gw.kill_child
     blocker = threading.Event()
-    gw._kill_process = lambda: blocker.wait()  # type: ignore[method-assign]
+    gw.kill_child = lambda: blocker.wait()  # type: ignore[method-assign]
     # the kill blocks until the blocker is set, which only happens below: that terminate
     # returns at all proves it does not wait for a kill that hangs
     report = group.terminate(timeout=0.5)
@@ -190,7 +198,7 @@ def test_proxies_end_after_the_gateways_behind_them(procs) -> None:  # type: ign
     assert sub.remote_exec(ENDLESS_LOOP).receive(30) == "running"
     report = group.terminate(timeout=1.0)
     assert sorted(report.exited + report.killed) == ["proxy", "sub"]
-    assert not procs.alive(proxy._pid)
+    assert not procs.alive(proxy.child_pid)
     assert procs.wait_gone([sub_pid], timeout=60) == []
 
 
@@ -200,7 +208,7 @@ def test_terminate_without_timeout_waits_for_a_clean_exit(procs) -> None:  # typ
     gw.remote_exec("import time; time.sleep(0.3)")
     report = group.terminate()
     assert report.exited == ["gw0"]
-    assert not procs.alive(gw._pid)
+    assert not procs.alive(gw.child_pid)
 
 
 def test_unused_groups_are_not_kept_alive() -> None:
@@ -219,7 +227,7 @@ import atexit, execnet_group
 group = execnet_group.Group()
 gw = group.makegateway()
 gw.remote_exec("import os, signal; channel.send(1); os.kill(os.getpid(), signal.SIGSTOP)").receive()
-while "T (stopped)" not in open("/proc/%d/status" % gw._pid).read():
+while "T (stopped)" not in open("/proc/%d/status" % gw.child_pid).read():
     pass
 """
 
@@ -249,7 +257,7 @@ def test_interpreter_exit_terminates_every_group(procs) -> None:  # type: ignore
         procs,
         """
         idle = execnet_group.makegateway()
-        print(gw._pid, idle._pid, flush=True)
+        print(gw.child_pid, idle.child_pid, flush=True)
         """,
     )
 
@@ -262,7 +270,7 @@ def test_terminate_from_an_atexit_handler(procs) -> None:  # type: ignore[no-unt
             report = group.terminate(0.5)
             print("report", report.killed, flush=True)
         atexit.register(end)
-        print(gw._pid, flush=True)
+        print(gw.child_pid, flush=True)
         """,
     )
     assert lines[1] == "report ['gw0']"
@@ -278,7 +286,7 @@ def test_interpreter_exit_on_other_pythons(version: str, procs) -> None:  # type
         procs,
         """
         idle = execnet_group.makegateway()
-        print(gw._pid, idle._pid, flush=True)
+        print(gw.child_pid, idle.child_pid, flush=True)
         """,
         python=interpreter(version),
         PYTHONPATH=sources,
@@ -329,7 +337,7 @@ def test_ssh_gateways_end_with_their_remotes(sshd, procs) -> None:  # type: igno
     remote_pids = [
         gw.remote_exec("import os; channel.send(os.getpid())").receive(30) for gw in (busy, idle)
     ]
-    local_pids = [busy._pid, idle._pid]
+    local_pids = [busy.child_pid, idle.child_pid]
     assert busy.remote_exec(ENDLESS_LOOP).receive(30) == "running"
     report = group.terminate(timeout=1.0)
     assert sorted(report.exited + report.killed) == ["gw0", "gw1"], report

@@ -367,7 +367,7 @@ def test_no_targets(tree: Path) -> None:
 
 
 def _pid(gateway: Any) -> int:
-    pid = gateway._pid
+    pid = gateway.child_pid
     assert isinstance(pid, int)
     return pid
 

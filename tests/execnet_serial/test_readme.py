@@ -1,15 +1,11 @@
-"""The README's first example works when pasted, and its docstring examples run."""
+"""The README's first example works when pasted (docstring examples: tests/test_doctests.py)."""
 
 from __future__ import annotations
 
-import doctest
 import re
 
 import pytest
 from parts import ROOT
-
-import execnet_serial
-from execnet_serial import _decoder, _encoder, _errors, _hook
 
 
 def test_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -20,10 +16,3 @@ def test_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert len([line for line in example.splitlines() if line.strip()]) == 5
     exec(compile(example, "README.md", "exec"), {})
     assert capsys.readouterr().out == "{'answer': [42, 1.5, None], 'key': ('a', b'b', {1, 2})}\n"
-
-
-@pytest.mark.parametrize("module", [execnet_serial, _decoder, _encoder, _errors, _hook])
-def test_docstring_examples(module: object) -> None:
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
-    assert result.failed == 0
-    assert result.attempted > 0

@@ -32,6 +32,6 @@ def makegw() -> Iterator[MakeGateway]:
         gateway.exit()
     for gateway in reversed(made):
         gateway.join(10)
-        if gateway._wait_process(10) is None:
-            gateway._kill_process()
-            gateway._wait_process(10)
+        if gateway.wait_child(10) is None:
+            gateway.kill_child()
+            gateway.wait_child(10)

@@ -14,14 +14,13 @@ import pytest
 
 from execnet_transport import TRAVELLING_PACKAGES
 from execnet_transport._bootstrap import (
-    INSTALL,
-    _package_modules,
-    bundle,
     first_stage,
     frame,
     new_marker,
     read_until_marker,
+    stage_source,
 )
+from execnet_transport._bundle import bundle, package_modules
 
 
 def test_travelling_packages_in_order() -> None:
@@ -53,7 +52,7 @@ def _make_package(root: Path) -> None:
 def test_package_modules_walks_subpackages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _make_package(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    modules = _package_modules("travelpkg")
+    modules = package_modules("travelpkg")
     assert [(name, is_pkg) for name, is_pkg, _ in modules] == [
         ("travelpkg", True),
         ("travelpkg._impl", False),
@@ -62,12 +61,14 @@ def test_package_modules_walks_subpackages(tmp_path: Path, monkeypatch: pytest.M
     ]
 
 
-# Runs INSTALL on a bundle read from stdin in an empty directory (nothing to import
-# from disk), then uses the package: relative imports, tracebacks with source lines.
+# Installs a bundle read from stdin with the second stage's install_bundle, in an empty
+# directory (nothing to import from disk), then uses the package: relative imports,
+# tracebacks with source lines.
 _CHECK = (
-    "import sys,marshal,traceback\n"
-    "c={}\n"
-    "m=sys.stdin.buffer.read()\n" + INSTALL + "import travelpkg\n"
+    "import sys,traceback\n"
+    f"stage={{}}\nexec({stage_source()!r},stage)\n"
+    "stage['install_bundle'](sys.stdin.buffer.read(),None)\n"
+    "import travelpkg\n"
     "assert 'travelpkg' in sys.modules and not hasattr(travelpkg, '__file__')\n"
     "try:\n    travelpkg.deep()\n"
     "except RuntimeError:\n    tb=traceback.format_exc()\n"

@@ -25,8 +25,8 @@ def _open(spec: str, **kwargs: Any) -> Iterator[Gateway]:
     yield gateway
     gateway.exit()
     gateway.join(10)
-    if gateway._wait_process(10) is None:
-        gateway._kill_process()
+    if gateway.wait_child(10) is None:
+        gateway.kill_child()
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_rinfo_is_cached_and_updates(makegw: MakeGateway) -> None:
     gw = makegw("popen")
     first = gw._rinfo()
     assert gw._rinfo() is first
-    assert first.pid == gw._pid
+    assert first.pid == gw.child_pid
     assert first["platform"] == sys.platform
     assert first.cwd == os.getcwd()
     gw.remote_exec("import os; os.chdir('/')").waitclose(10)
@@ -96,7 +96,7 @@ def test_rinfo_and_status_answer_while_the_main_thread_is_busy(makegw: MakeGatew
     gw = makegw("popen//execmodel=main_thread_only")
     busy = gw.remote_exec("channel.send('busy'); channel.receive()")
     assert busy.receive(10) == "busy"
-    assert gw._rinfo().pid == gw._pid
+    assert gw._rinfo().pid == gw.child_pid
     assert gw.remote_status().numexecuting == 1
     busy.send("done")
     busy.waitclose(10)
@@ -254,13 +254,13 @@ def test_death_is_reported_with_status_and_stderr(makegw: MakeGateway) -> None:
     assert "last words of the child" in text
     gw.join(10)
     assert "exit status 3" in repr(gw)
-    assert gw._wait_process(10) == 3
+    assert gw.wait_child(10) == 3
     # pytest-xdist's hook: not an EOFError (xdist would replace it by a fixed text)
     died = waiter._getremoteerror()
     assert isinstance(died, NotProperlyTerminated)
     assert not isinstance(died, EOFError)
     assert str(died).startswith("Not properly terminated: ")
-    assert f"exit status 3 (pid {gw._pid})" in str(died)
+    assert f"exit status 3 (pid {gw.child_pid})" in str(died)
     assert "last words of the child" in str(died)
     assert died.eof is info.value
     with pytest.raises(EOFError):  # every public path still raises the EOFError
@@ -270,13 +270,13 @@ def test_death_is_reported_with_status_and_stderr(makegw: MakeGateway) -> None:
 def test_kill_is_reported_as_a_signal(makegw: MakeGateway) -> None:
     gw = makegw("popen")
     waiter = gw.remote_exec("channel.receive()")
-    assert gw._pid is not None
-    os.kill(gw._pid, signal.SIGKILL)
+    assert gw.child_pid is not None
+    os.kill(gw.child_pid, signal.SIGKILL)
     with pytest.raises(EOFError, match="killed by signal SIGKILL"):
         waiter.receive(10)
     died = waiter._getremoteerror()
     assert isinstance(died, NotProperlyTerminated)
-    assert f"killed by signal SIGKILL (pid {gw._pid})" in str(died)
+    assert f"killed by signal SIGKILL (pid {gw.child_pid})" in str(died)
 
 
 def test_an_orderly_exit_is_no_death(makegw: MakeGateway) -> None:
@@ -292,10 +292,10 @@ def test_an_orderly_exit_is_no_death(makegw: MakeGateway) -> None:
 def test_kill_process_and_wait(makegw: MakeGateway) -> None:
     gw = makegw("popen")
     gw.remote_exec("import time; time.sleep(60)")
-    assert gw._wait_process(0.01) is None
-    gw._kill_process()
-    assert gw._wait_process(10) == -signal.SIGKILL
-    gw._kill_process()  # again: harmless
+    assert gw.wait_child(0.01) is None
+    gw.kill_child()
+    assert gw.wait_child(10) == -signal.SIGKILL
+    gw.kill_child()  # again: harmless
 
 
 def test_exit_ends_the_process(makegw: MakeGateway) -> None:
@@ -304,24 +304,34 @@ def test_exit_ends_the_process(makegw: MakeGateway) -> None:
     gw.exit()
     gw.join(10)
     assert not gw.hasreceiver()
-    assert gw._wait_process(10) == 0
+    assert gw.wait_child(10) == 0
     assert "not-receiving" in repr(gw)
 
 
-def test_exit_unregisters_from_the_group(makegw: MakeGateway) -> None:
+def test_exit_tells_the_group_once(makegw: MakeGateway) -> None:
     class Group:
         def __init__(self) -> None:
             self.gone: list[Gateway] = []
 
-        def _unregister(self, gateway: Gateway) -> None:
+        def gateway_exited(self, gateway: Gateway) -> None:
             self.gone.append(gateway)
 
     gw = makegw("popen")
     group = Group()
-    gw._group = group
+    gw.group = group
     gw.exit()
     gw.exit()
     assert group.gone == [gw]
+    assert gw.group is None
+
+
+def test_group_keeps_its_earlier_name(makegw: MakeGateway) -> None:
+    gw = makegw("popen")
+    sentinel = object()
+    gw._group = sentinel  # type: ignore[assignment]
+    assert gw.group is sentinel
+    assert gw._group is sentinel
+    gw._group = None
 
 
 def test_stderr_stays_visible(makegw: MakeGateway, capfd: pytest.CaptureFixture[str]) -> None:
@@ -329,7 +339,7 @@ def test_stderr_stays_visible(makegw: MakeGateway, capfd: pytest.CaptureFixture[
     gw.remote_exec("import sys; sys.stderr.write('visible on stderr\\n')").waitclose(10)
     gw.exit()
     gw.join(10)
-    gw._wait_process(10)
+    gw.wait_child(10)
     assert gw._child is not None
     gw._child.stderr_tail(wait=5)  # the tee has copied everything
     assert "visible on stderr" in capfd.readouterr().err
@@ -362,14 +372,14 @@ def test_compiled_bundle_is_reused_for_the_same_interpreter(
 ) -> None:
     from execnet_transport import _bootstrap
 
-    monkeypatch.setattr(_bootstrap, "_code_cache", {})
+    monkeypatch.setattr(_bootstrap, "_compiled", {})
     other = parts.other_interpreter()
     first = makegw(f"popen//python={other}")
-    assert len(_bootstrap._code_cache) == 1
-    ((key, (magic, code)),) = _bootstrap._code_cache.items()
-    assert other in key
-    assert magic
-    assert code
+    assert len(_bootstrap._compiled) == 1
+    ((command, compiled),) = _bootstrap._compiled.items()
+    assert other in command
+    assert compiled.magic
+    assert compiled.modules
     second = makegw(f"popen//python={other}")  # gets the code objects, compiles nothing
     for gw in (first, second):
         ch = gw.remote_exec("import execnet_channel; channel.send(execnet_channel.__spec__.origin)")
@@ -385,8 +395,9 @@ def test_code_with_a_foreign_magic_number_is_not_used(
     from execnet_transport import _bootstrap
 
     other = parts.other_interpreter()
-    key = tuple(popen_args(XSpec(f"popen//python={other}"), _bootstrap.first_stage("stdio")))
-    monkeypatch.setattr(_bootstrap, "_code_cache", {key: (b"XX\r\n", b"not marshal at all")})
+    command = tuple(popen_args(XSpec(f"popen//python={other}"), _bootstrap.first_stage("stdio")))
+    bogus = _bootstrap.CompiledCode(b"XX\r\n", b"not marshal at all", b"nor this")
+    monkeypatch.setattr(_bootstrap, "_compiled", {command: bogus})
     gw = makegw(f"popen//python={other}")
     assert gw.remote_exec("channel.send(2)").receive(10) == 2
 
@@ -396,9 +407,9 @@ def test_this_interpreter_gets_no_code(
 ) -> None:
     from execnet_transport import _bootstrap
 
-    monkeypatch.setattr(_bootstrap, "_code_cache", {})
+    monkeypatch.setattr(_bootstrap, "_compiled", {})
     makegw("popen")
-    assert _bootstrap._code_cache == {}
+    assert _bootstrap._compiled == {}
 
 
 _PATCHED = """

@@ -1,7 +1,7 @@
 """A remote's start: the short first stage, the code sent along, the end.
 
 What makes a popen gateway start fast, and that none of it changes what the remote runs:
-the `-c` program only reads the frame and runs the stage (as a code object when it is
+the `-c` program only reads the frame and runs the second stage (as a code object when it is
 for the child's interpreter), a child of this interpreter gets the code of the modules
 it imports (from the .pyc files the import system would use), and the opener sees the
 end of a terminated remote before that process's shutdown (whose atexit handlers still
@@ -17,14 +17,13 @@ import os
 import subprocess
 import sys
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Callable
 
 import parts
 import pytest
 
-from execnet_transport import Gateway, _bootstrap
+from execnet_transport import Gateway, _bootstrap, _connect, _own_code, _stage
 from execnet_transport._process import ChildProcess
 
 MakeGateway = Callable[..., Gateway]
@@ -32,31 +31,27 @@ MakeGateway = Callable[..., Gateway]
 # -- the first stage and the stage ----------------------------------------------------
 
 
-def test_the_command_line_program_is_short() -> None:
-    assert len(_bootstrap.first_stage("stdio")) < 600
-    assert _bootstrap.STAGE in _bootstrap.first_stage("socket")
-
-
 def test_this_interpreter_gets_the_stage_compiled() -> None:
     magic, code, source = _bootstrap.stage_entry(("x",), True)
     assert magic == importlib.util.MAGIC_NUMBER
-    assert source == _bootstrap.STAGE
-    assert marshal.loads(code).co_filename == "<string>"
-    assert _bootstrap.stage_entry(("never-seen",), False) == _bootstrap.STAGE
+    assert source == _bootstrap.stage_source()
+    assert marshal.loads(code).co_filename == str(Path(_stage.__file__).resolve())
+    assert _bootstrap.stage_entry(("never-seen",), False) == _bootstrap.stage_source()
 
 
 @pytest.mark.parametrize("target", parts.TRAVELLING_TARGETS)
 def test_stage_and_first_stage_compile_on_every_target(target: str) -> None:
     python = parts.target_interpreter(target)
-    for text in (_bootstrap.first_stage("stdio"), _bootstrap.STAGE):
+    stages = ("stdio", "socket")
+    for text in (*map(_bootstrap.first_stage, stages), _bootstrap.stage_source()):
         subprocess.run([python, "-c", f"compile({text!r}, 'stage', 'exec')"], check=True)
 
 
 def test_a_stage_for_another_interpreter_falls_back_to_the_source(
     makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bogus = (b"XX\r\n", b"not marshal at all", _bootstrap.STAGE)
-    monkeypatch.setattr(_bootstrap, "stage_entry", lambda key, same: bogus)
+    bogus = (b"XX\r\n", b"not marshal at all", _bootstrap.stage_source())
+    monkeypatch.setattr(_bootstrap, "stage_entry", lambda command, same: bogus)
     gw = makegw("popen")
     assert gw.remote_exec("channel.send(5)").receive(10) == 5
 
@@ -64,16 +59,15 @@ def test_a_stage_for_another_interpreter_falls_back_to_the_source(
 def test_another_interpreter_sends_its_stage_code_once(
     makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_bootstrap, "_code_cache", {})
-    monkeypatch.setattr(_bootstrap, "_stage_cache", {})
+    monkeypatch.setattr(_bootstrap, "_compiled", {})
     other = parts.other_interpreter()
     first = makegw(f"popen//python={other}")
-    ((key, (magic, code)),) = _bootstrap._stage_cache.items()
-    assert other in key
-    assert magic
-    assert code
-    entry = _bootstrap.stage_entry(key, False)
-    assert entry == (magic, code, _bootstrap.STAGE)
+    ((command, compiled),) = _bootstrap._compiled.items()
+    assert other in command
+    assert compiled.magic
+    assert compiled.stage
+    entry = _bootstrap.stage_entry(command, False)
+    assert entry == (compiled.magic, compiled.stage, _bootstrap.stage_source())
     second = makegw(f"popen//python={other}")  # runs the stage from the code object
     for gw in (first, second):
         assert gw.remote_exec("channel.send(7)").receive(10) == 7
@@ -82,10 +76,10 @@ def test_another_interpreter_sends_its_stage_code_once(
 # -- the code of this interpreter's modules --------------------------------------------
 
 _LOADERS = """
-import sys, weakref, execnet_channel, execnet_serial._decoder
+import sys, execnet_channel, execnet_serial._decoder
 channel.send([
     (name, type(sys.modules[name].__spec__.loader).__name__, sys.modules[name].__file__)
-    for name in ("execnet_channel", "execnet_serial._decoder", "weakref")
+    for name in ("execnet_channel", "execnet_serial._decoder")
 ] + [list(execnet_channel.__path__), [getattr(f, "__name__", "") for f in sys.meta_path]])
 """
 
@@ -98,14 +92,12 @@ def test_this_interpreter_imports_its_packages_with_the_code_sent(
 
     gw = makegw("popen")
     *modules, path, finders = gw.remote_exec(_LOADERS).receive(10)
-    assert modules[:2] == [
-        ("execnet_channel", "G", execnet_channel.__file__),
-        ("execnet_serial._decoder", "G", execnet_serial._decoder.__file__),
+    assert modules == [
+        ("execnet_channel", "OwnCodeLoader", execnet_channel.__file__),
+        ("execnet_serial._decoder", "OwnCodeLoader", execnet_serial._decoder.__file__),
     ]
-    # (a site hook of this environment may have imported weakref before the stage ran)
-    assert modules[2][0::2] == ("weakref", weakref.__file__)
     assert path == list(execnet_channel.__path__)
-    assert "h" not in finders  # the finder is gone once the start is over
+    assert "OwnCodeFinder" not in finders  # the finder is gone once the start is over
 
 
 def test_the_code_sent_is_dropped_after_the_start_and_reloads_read_the_files(
@@ -115,24 +107,25 @@ def test_the_code_sent_is_dropped_after_the_start_and_reloads_read_the_files(
 
     gw = makegw("popen")
     ch = gw.remote_exec(
-        "import importlib, __main__, execnet_channel._frames as frames\n"
+        "import importlib, execnet_channel._frames as frames\n"
+        "own = frames.__spec__.loader.own\n"
         "importlib.reload(frames)\n"
-        "channel.send((__main__.Q, __main__.O, frames.HEADER_SIZE))\n"
+        "channel.send((own.index, own.data, frames.HEADER_SIZE))\n"
     )
-    assert ch.receive(10) == (None, None, _frames.HEADER_SIZE)
+    assert ch.receive(10) == ({}, b"", _frames.HEADER_SIZE)
 
 
 def test_code_with_a_foreign_magic_number_is_read_and_left(
     makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (magic, index, length), tail = _bootstrap.own_entry() or ((b"", {}, 0), b"")
+    (magic, index, length), tail = _own_code.own_entry() or ((b"", {}, 0), b"")
     assert magic == importlib.util.MAGIC_NUMBER
     assert length == len(tail) > 0
     entry = ((b"XX\r\n", index, length), tail)
-    monkeypatch.setattr(_bootstrap, "own_entry", lambda: entry)
+    monkeypatch.setattr(_connect, "own_entry", lambda: entry)
     gw = makegw("popen")
     *modules, _, _ = gw.remote_exec(_LOADERS).receive(10)
-    assert [loader for _, loader, _ in modules] == ["SourceFileLoader"] * 3
+    assert [loader for _, loader, _ in modules] == ["SourceFileLoader"] * 2
     ch = gw.remote_exec("channel.send(channel.receive() * 2)")
     ch.send(21)
     assert ch.receive(10) == 42
@@ -151,8 +144,8 @@ def test_own_code_follows_edits_and_ignores_stale_pyc(
     _package(tmp_path, 1)
     monkeypatch.syspath_prepend(str(tmp_path))
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(tmp_path)], check=True)
-    first = _bootstrap.own_code(("ownpkg",))
-    assert {"ownpkg", "ownpkg._impl", "weakref"} <= set(first)
+    first = _own_code.own_code(("ownpkg",))
+    assert set(first) == {"ownpkg", "ownpkg._impl"}
     namespace: dict[str, Any] = {}
     exec(marshal.loads(first["ownpkg._impl"][1]), namespace)
     assert namespace["value"] == 1
@@ -160,19 +153,45 @@ def test_own_code_follows_edits_and_ignores_stale_pyc(
     impl.write_text("value = 22\n")  # a different size: the .pyc is stale now
     later = time.time() + 5
     os.utime(impl, (later, later))
-    second = _bootstrap.own_code(("ownpkg",))
+    second = _own_code.own_code(("ownpkg",))
     exec(marshal.loads(second["ownpkg._impl"][1]), namespace)
     assert namespace["value"] == 22
     assert second["ownpkg"] == first["ownpkg"]
     assert "ownpkg.extra" not in second
     (tmp_path / "ownpkg" / "extra.py").write_text("more = 3\n")  # a new module
     os.utime(tmp_path / "ownpkg", (later, later))  # (whatever the mtime granularity)
-    third = _bootstrap.own_code(("ownpkg",))
+    third = _own_code.own_code(("ownpkg",))
     exec(marshal.loads(third["ownpkg.extra"][1]), namespace)
     assert namespace["more"] == 3
 
 
 # -- writing the frame -----------------------------------------------------------------
+
+
+@pytest.fixture
+def high_descriptors() -> Any:
+    """Descriptors 0-1099 taken, so what is opened next is numbered 1100 or above."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit is {hard}; this test needs 1200")
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    taken = [os.dup(null) for _ in range(1100)]
+    taken.append(null)
+    yield
+    for fd in taken:
+        os.close(fd)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("high_descriptors")
+def test_a_child_whose_pipes_are_numbered_above_1024_starts(makegw: MakeGateway) -> None:
+    gw = makegw("popen")  # select() would fail here: ValueError, filedescriptor out of range
+    assert gw._io.read_fd >= 1024  # type: ignore[attr-defined]
+    assert gw.remote_exec("channel.send(1024)").receive(10) == 1024
 
 
 def test_a_child_that_never_reads_its_input_times_out() -> None:
@@ -212,9 +231,9 @@ def test_the_opener_sees_the_end_before_the_remote_shuts_down(
     gw.exit()
     gw.join(10)
     assert not gw.hasreceiver()
-    assert gw._wait_process(0) is None  # still in its atexit handler
+    assert gw.wait_child(0) is None  # still in its atexit handler
     go.touch()
-    assert gw._wait_process(30) == 0
+    assert gw.wait_child(30) == 0
     assert flag.exists()  # user atexit handlers still run
 
 
@@ -231,13 +250,13 @@ def test_own_code_takes_a_current_pyc_of_any_kind(
     invalidation = getattr(py_compile.PycInvalidationMode, mode)
     py_compile.compile(str(impl), cfile=pyc, invalidation_mode=invalidation, doraise=True)
     payload = Path(pyc).read_bytes()[16:]
-    assert _bootstrap.own_code(("ownpkg",))["ownpkg._impl"][1] == payload
+    assert _own_code.own_code(("ownpkg",))["ownpkg._impl"][1] == payload
     if mode == "CHECKED_HASH":  # a changed source of the same size and mtime is seen
         stat = impl.stat()
         impl.write_text("value = 6\n")
         os.utime(impl, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        _bootstrap._own_cache.clear()
-        code = _bootstrap.own_code(("ownpkg",))["ownpkg._impl"][1]
+        _own_code._code_cache.clear()
+        code = _own_code.own_code(("ownpkg",))["ownpkg._impl"][1]
         assert code != payload
         namespace: dict[str, Any] = {}
         exec(marshal.loads(code), namespace)

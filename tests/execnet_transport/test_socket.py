@@ -34,7 +34,7 @@ def test_socket_gateway(servers: Callable[..., Server], makegw: MakeGateway) -> 
     server = servers()
     gw = makegw(f"socket={server.address}")
     assert gw.remoteaddress == server.address
-    assert gw._pid is None
+    assert gw.child_pid is None
     info = gw._rinfo()
     assert info.pid not in (os.getpid(), server.process.pid)  # a child of the server
     ch = gw.remote_exec("import execnet_channel; channel.send(execnet_channel.__spec__.origin)")

@@ -26,7 +26,7 @@ def test_raw_args(sshd: SshServer, makegw: MakeGateway) -> None:
     assert gw.remoteaddress == sshd.raw_args
     info = gw._rinfo()
     assert info.pid != os.getpid()
-    assert gw._pid is not None  # the local ssh client
+    assert gw.child_pid is not None  # the local ssh client
     ch = gw.remote_exec("import execnet_channel; channel.send(execnet_channel.__spec__.origin)")
     assert ch.receive(10).startswith("<execnet bundle>/")
 
@@ -101,8 +101,8 @@ def test_missing_remote_python(sshd: SshServer, makegw: MakeGateway) -> None:
 def test_via_an_ssh_gateway(sshd: SshServer, makegw: MakeGateway) -> None:
     hop = makegw(f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={_python()}")
     gw = makegw("popen//env:EXECNET_VIA=1", via=hop)
-    assert gw._via is hop
-    assert gw._pid is None
+    assert gw.via_gateway is hop
+    assert gw.child_pid is None
     ch = gw.remote_exec("import os; channel.send((os.getppid(), os.environ['EXECNET_VIA']))")
     parent, flag = ch.receive(10)
     assert parent == hop._rinfo().pid  # started by the ssh gateway's interpreter
@@ -138,7 +138,7 @@ def test_execnet_debug_reaches_the_ssh_remote(
     assert ch.receive(10) == "2"
     gw.exit()
     gw.join(10)
-    gw._wait_process(10)
+    gw.wait_child(10)
     assert gw._child is not None
     gw._child.stderr_tail(wait=5)  # the tee has copied everything
     assert "gateway traced" in capfd.readouterr().err  # the remote's trace, via its stderr

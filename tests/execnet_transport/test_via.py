@@ -17,8 +17,8 @@ MakeGateway = Callable[..., Gateway]
 def test_popen_via_popen(makegw: MakeGateway) -> None:
     hop = makegw("popen")
     gw = makegw("popen//via=hop", via=hop)
-    assert gw._via is hop
-    assert gw._pid is None
+    assert gw.via_gateway is hop
+    assert gw.child_pid is None
     info = gw._rinfo()
     assert info.pid not in (os.getpid(), hop._rinfo().pid)
     ch = gw.remote_exec("import os; channel.send(os.getppid())")
@@ -45,7 +45,7 @@ def test_via_exit(makegw: MakeGateway) -> None:
     gw.exit()
     gw.join(10)
     assert not gw.hasreceiver()
-    assert gw._wait_process(10) == 0
+    assert gw.wait_child(10) == 0
     assert hop.remote_exec("channel.send(1)").receive(10) == 1  # the hop lives on
 
 
@@ -67,8 +67,8 @@ def test_via_kill(makegw: MakeGateway) -> None:
     hop = makegw("popen")
     gw = makegw("popen", via=hop)
     gw.remote_exec("import time; time.sleep(60)")
-    gw._kill_process()
-    assert gw._wait_process(10) == -9
+    gw.kill_child()
+    assert gw.wait_child(10) == -9
 
 
 def test_via_bad_python(makegw: MakeGateway) -> None:
@@ -82,6 +82,6 @@ def test_via_hop_death_is_reported(makegw: MakeGateway) -> None:
     hop = makegw("popen//id=hop")
     gw = makegw("popen//id=behindhop", via=hop)
     waiter = gw.remote_exec("channel.receive()")
-    hop._kill_process()
+    hop.kill_child()
     with pytest.raises(EOFError, match="connection through the via gateway ended"):
         waiter.receive(10)

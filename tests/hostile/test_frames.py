@@ -425,7 +425,7 @@ def test_a_bad_frame_ends_only_that_gateway(group: Group) -> None:
     text = str(info.value)
     assert text.startswith(f"gateway {liar.id!r}: connection closed, corrupt stream")
     assert "declares 4294967295 bytes (4.0 GiB), over the maximum frame size" in text
-    assert liar._wait_process(TIMEOUT) is not None  # its pipes were closed: it ended
+    assert liar.wait_child(TIMEOUT) is not None  # its pipes were closed: it ended
     with pytest.raises(OSError):
         liar.remote_exec("pass")
     channel = honest.remote_exec("channel.send(channel.receive() + 1)")
@@ -442,7 +442,7 @@ def test_via_a_bad_frame_ends_the_via_gateway_not_its_hop(group: Group) -> None:
     with pytest.raises(EOFError, match=r"'far': connection closed, corrupt stream .* kind 238"):
         waiting.receive(TIMEOUT)
     # the child behind the hop ends, and its exit status still comes back
-    assert gw._wait_process(TIMEOUT) is not None
+    assert gw.wait_child(TIMEOUT) is not None
     assert hop.remote_exec("channel.send('hop still works')").receive(TIMEOUT) == (
         "hop still works"
     )

@@ -1,7 +1,28 @@
 """execnet's channel protocol: execution models, framing, channels and the gateway endpoint.
 
 Both ends of every gateway run this package: the opener through a transport's Gateway
-(a BaseGateway subclass), the other side through ``serve()``.
+(a BaseGateway subclass), the other side through ``serve()``: see ``BaseGateway`` for
+both ends in one process.
+
+The constants:
+
+- ``EXECMODEL_NAMES``: the names ``get_execmodel`` (and a spec's ``execmodel=``) takes.
+- ``DEFAULT_MAX_FRAME``: the largest frame payload a gateway sends or accepts unless
+  given ``max_frame=`` (1 GiB); ``MIN_MAX_FRAME`` (1 MiB) and ``MAX_PAYLOAD`` (4 GiB - 1,
+  the format's ceiling) bound what ``max_frame=`` takes.
+- ``NO_ENDMARKER``: ``Channel.setcallback``'s default endmarker: no call at the end.
+- ``IO`` and ``BufferedIO``: the Protocols a transport's byte stream meets (they load
+  ``typing`` on first use; a remote never needs them).
+
+>>> EXECMODEL_NAMES
+('thread', 'main_thread_only', 'eventlet', 'gevent')
+>>> DEFAULT_MAX_FRAME == 1 << 30, MIN_MAX_FRAME == 1 << 20, MAX_PAYLOAD == (1 << 32) - 1
+(True, True, True)
+>>> import execnet_channel, os
+>>> io = FdIO(*os.pipe())
+>>> isinstance(io, execnet_channel.BufferedIO)
+True
+>>> io.close_read(); io.close_write()
 """
 
 from __future__ import annotations
@@ -20,10 +41,10 @@ from ._frames import DEFAULT_MAX_FRAME, MAX_PAYLOAD, MIN_MAX_FRAME, FrameError, 
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
+from ._startup import TYPE_CHECKING
 from ._tls import TLSConnection, TLSSocketIO
 from ._trace import trace
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._protocols import IO, BufferedIO
 

@@ -8,10 +8,10 @@ import sys
 from . import _frames
 from ._errors import ChannelCallbackError, ChannelClosedError, RemoteError, TimeoutError
 from ._receiving import ROLE_FREE
+from ._startup import TYPE_CHECKING
 
 _TimeoutError = TimeoutError  # the class attribute of Channel shadows the name there
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import (
         Any,
@@ -23,12 +23,15 @@ if TYPE_CHECKING:
         Optional,
         Tuple,
         Type,
+        TypeVar,
         Union,
         overload,
     )
 
     from ._gateway import BaseGateway
     from ._protocols import EventLike, QueueLike
+
+    _File = TypeVar("_File", bound="_ChannelFile")
 
 
 __all__ = ["NO_ENDMARKER", "Channel", "ChannelFileRead", "ChannelFileWrite"]
@@ -50,9 +53,42 @@ _ENDMARKER: Any = _Marker("ENDMARKER")  # in a channel's queue: nothing follows
 class Channel:
     """One ordered stream of items to and from the other end of a gateway.
 
-    >>> channel = gateway.remote_exec("channel.send(channel.receive() + 1)")  # doctest: +SKIP
-    >>> channel.send(1); channel.receive()                                      # doctest: +SKIP
+    Made by ``gateway.remote_exec`` (the remote code's global ``channel`` is its other
+    end) or ``gateway.newchannel()`` (sent through another channel). Both ends in one
+    process here:
+
+    >>> import os, threading
+    >>> from execnet_channel import BaseGateway, FdIO, serve
+    >>> (r1, w1), (r2, w2) = os.pipe(), os.pipe()
+    >>> remote = threading.Thread(
+    ...     target=serve, args=(FdIO(r2, w1), "remote"), kwargs={"exit_process": False}
+    ... )
+    >>> remote.start()
+    >>> gateway = BaseGateway(FdIO(r1, w2), "gw0", opener=True)
+    >>> channel = gateway.remote_exec(
+    ...     "for item in channel:\\n"
+    ...     "    channel.send(item + 1)\\n"
+    ... )
+    >>> channel.send(1); channel.receive(10)
     2
+    >>> channel.close(); channel.waitclose(10)
+    >>> channel.receive(10)
+    Traceback (most recent call last):
+    ...
+    EOFError: channel 1 is closed
+
+    Files over channels (``makefile``): what is written goes as items, lines are read
+    back from them:
+
+    >>> channel = gateway.remote_exec(
+    ...     "lines = channel.makefile('r')\\n"
+    ...     "channel.send(lines.readline() + 'second')\\n"
+    ... )
+    >>> print("first", file=channel.makefile("w"))  # sends "first" and "\\n"
+    >>> answer = channel.makefile("r")
+    >>> answer.readline(), answer.read()
+    ('first\\n', 'second')
+    >>> gateway.exit(); gateway.join(10); remote.join(10)
     """
 
     RemoteError = RemoteError
@@ -118,13 +154,11 @@ class Channel:
         """
         if self._callback is not None:
             raise ChannelCallbackError(f"cannot receive(): {self!r} has a callback")
-        if self.gateway._lendable:
-            item = self.gateway._receive_item(self, timeout)
-        else:
-            try:
-                item = self._items.get(True, timeout)
-            except self._empty:
-                raise self._timed_out(timeout) from None
+        watch = self.gateway._watch_wait
+        if watch is None or self._items.qsize():
+            item = self._next_item(timeout)
+        else:  # a main_thread_only task is about to wait for the other side
+            item = watch(self._next_item, timeout)
         if item is _ENDMARKER:
             self._ended()
         return item
@@ -138,6 +172,15 @@ class Channel:
             self._error_seen = True
             raise error
         raise EOFError(f"channel {self.id} is closed")
+
+    def _next_item(self, timeout: Optional[float]) -> Any:
+        """The next thing in the queue (an item or _ENDMARKER), waiting for it."""
+        if self.gateway._lendable:
+            return self.gateway._receive_item(self, timeout)
+        try:
+            return self._items.get(True, timeout)
+        except self._empty:
+            raise self._timed_out(timeout) from None
 
     def _timed_out(self, timeout: Optional[float]) -> _TimeoutError:
         return self.TimeoutError(f"no item after {timeout} seconds on channel {self.id}")
@@ -193,7 +236,7 @@ class Channel:
 
     def _callback_failed(self, exc: BaseException) -> None:
         self._callback_failed_already = True
-        from ._source import install_lines
+        from ._startup import install_lines
 
         install_lines()
         import traceback
@@ -285,7 +328,12 @@ class Channel:
         Channel.TimeoutError if that takes longer than ``timeout`` seconds.
         """
         self.gateway._give_back()  # the close comes through the receiver
-        if not self._closed_event.wait(timeout):
+        watch = self.gateway._watch_wait
+        if watch is None or self._closed_event.is_set():
+            closed = self._closed_event.wait(timeout)
+        else:  # a main_thread_only task is about to wait for the other side
+            closed = watch(self._closed_event.wait, timeout)
+        if not closed:
             raise self.TimeoutError(f"{self!r} not closed after {timeout} seconds")
         error = self._remoteerror
         if error is not None:
@@ -343,68 +391,69 @@ class Channel:
         self._on_remote_close(error, sendonly=False)
 
 
-class ChannelFileWrite:
-    """``channel.makefile('w')``: each write() sends its argument as one item.
-
-    >>> out = channel.makefile("w")            # doctest: +SKIP
-    >>> print("hello", file=out)               # sends "hello" and "\\n"  # doctest: +SKIP
-    """
+class _ChannelFile:
+    """What both channel files share: the channel, proxyclose, close, a with block."""
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
         self.channel = channel
         self._proxyclose = proxyclose
 
     def __repr__(self) -> str:
-        return f"<ChannelFileWrite {self.channel!r}>"
-
-    @property
-    def closed(self) -> bool:
-        return self.channel.isclosed()
+        return f"<{self.__class__.__name__} {self.channel!r}>"
 
     def isatty(self) -> bool:
+        """False: not a terminal (``print`` and loggers ask)."""
         return False
 
-    def write(self, data: Union[str, bytes]) -> int:
-        self.channel.send(data)
-        return len(data)
-
-    def writelines(self, lines: List[Union[str, bytes]]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        """Items are sent at once: nothing to flush."""
-
     def close(self) -> None:
+        """Close the channel if the file was made with ``proxyclose=True``."""
         if self._proxyclose:
             self.channel.close()
 
-    def __enter__(self) -> ChannelFileWrite:
+    def __enter__(self: _File) -> _File:
         return self
 
     def __exit__(self, *args: object) -> None:
         self.close()
 
 
-class ChannelFileRead:
+class ChannelFileWrite(_ChannelFile):
+    """``channel.makefile('w')``: each write() sends its argument as one item.
+
+    ``print(..., file=f)`` works, and so does ``sys.stdout = f`` in remote code (see the
+    example of ``Channel``).
+    """
+
+    @property
+    def closed(self) -> bool:
+        """True once the channel is closed (then writes fail)."""
+        return self.channel.isclosed()
+
+    def write(self, data: Union[str, bytes]) -> int:
+        """Send ``data`` as one item; the number of characters or bytes written."""
+        self.channel.send(data)
+        return len(data)
+
+    def writelines(self, lines: List[Union[str, bytes]]) -> None:
+        """write() each of ``lines`` (no newlines are added)."""
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Items are sent at once: nothing to flush."""
+
+
+class ChannelFileRead(_ChannelFile):
     """``channel.makefile('r')``: read(n) and readline() over the items received.
 
-    >>> lines = channel.makefile("r", proxyclose=True)   # doctest: +SKIP
-    >>> lines.readline()                                 # doctest: +SKIP
-    'first line\\n'
+    The items must be str (or bytes, all of one kind); iterating gives lines until the
+    channel closes (see the example of ``Channel``).
     """
 
     def __init__(self, channel: Channel, proxyclose: bool = False) -> None:
-        self.channel = channel
-        self._proxyclose = proxyclose
+        super().__init__(channel, proxyclose)
         self._buffer: Any = None  # str or bytes, the type of the first item
         self._eof = False
-
-    def __repr__(self) -> str:
-        return f"<ChannelFileRead {self.channel!r}>"
-
-    def isatty(self) -> bool:
-        return False
 
     def _fill(self) -> bool:
         if self._eof:
@@ -452,13 +501,3 @@ class ChannelFileRead:
             if not line:
                 return
             yield line
-
-    def close(self) -> None:
-        if self._proxyclose:
-            self.channel.close()
-
-    def __enter__(self) -> ChannelFileRead:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()

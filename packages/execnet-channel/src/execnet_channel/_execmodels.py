@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False
+from ._startup import TYPE_CHECKING, LockEvent, queue_module
+
 if TYPE_CHECKING:
     from types import ModuleType
-    from typing import IO, Any, Callable, Dict, Optional, Tuple, Union
+    from typing import IO, Any, Callable, Dict, Tuple, Union
 
     from ._protocols import EventLike, LockLike, QueueLike
 
@@ -55,12 +56,31 @@ class ExecModel:
         raise NotImplementedError
 
     def Lock(self) -> LockLike:
+        """A new lock of the model (``threading.Lock``, a greenlet semaphore).
+
+        >>> lock = get_execmodel("thread").Lock()
+        >>> with lock:
+        ...     lock.acquire(False)
+        False
+        """
         raise NotImplementedError
 
     def RLock(self) -> LockLike:
+        """A new reentrant lock of the model: its holder may acquire it again.
+
+        >>> lock = get_execmodel("thread").RLock()
+        >>> with lock, lock:
+        ...     pass
+        """
         raise NotImplementedError
 
     def Event(self) -> EventLike:
+        """A new event of the model (``threading.Event`` for threads): set, is_set, wait.
+
+        >>> event = get_execmodel("thread").Event()
+        >>> event.wait(0), event.set(), event.wait(5)
+        (False, None, True)
+        """
         raise NotImplementedError
 
     def start(self, func: Callable[..., object], args: Tuple[Any, ...] = ()) -> None:
@@ -68,6 +88,10 @@ class ExecModel:
         raise NotImplementedError
 
     def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds the model's way (greenlet models let others run).
+
+        >>> get_execmodel("thread").sleep(0)
+        """
         raise NotImplementedError
 
     def get_ident(self) -> int:
@@ -130,9 +154,8 @@ class ThreadExecModel(ExecModel):
 
         return socket
 
-    # A remote's start must not pay for importing threading and queue (~3 ms): while
-    # they are not imported, nothing can have patched them (gevent's monkey-patching
-    # imports what it patches), and their C primitives are what they would return.
+    # A remote's start does not import threading and queue: while they are not
+    # imported, their C primitives stand in (_startup).
 
     def Lock(self) -> LockLike:
         threading: Any = sys.modules.get("threading")
@@ -174,15 +197,15 @@ class ThreadExecModel(ExecModel):
         return _thread.get_ident()
 
     def _queue(self) -> QueueLike:
-        return _queue_module().SimpleQueue()  # type: ignore[no-any-return]
+        return queue_module().SimpleQueue()  # type: ignore[no-any-return]
 
     def _queue_empty(self) -> type[BaseException]:
-        return _queue_module().Empty  # type: ignore[no-any-return]
+        return queue_module().Empty  # type: ignore[no-any-return]
 
     def _event(self) -> EventLike:
         if "threading" in sys.modules:
             return self.Event()
-        return _LockEvent()
+        return LockEvent()
 
 
 class MainThreadOnlyExecModel(ThreadExecModel):
@@ -380,64 +403,3 @@ def get_execmodel(name_or_model: Union[str, ExecModel]) -> ExecModel:
         )
     model = _cache[name_or_model] = factory()
     return model
-
-
-def _main_thread_ident() -> int:
-    import threading
-
-    return threading.main_thread().ident or 0
-
-
-def _queue_module() -> Any:
-    """queue, or while it is not imported _queue (the same SimpleQueue and Empty, without
-    importing threading)."""
-    module = sys.modules.get("queue")
-    if module is None:
-        try:
-            module = __import__("_queue")
-        except ImportError:  # an interpreter without _queue
-            module = __import__("queue")
-    return module
-
-
-class _LockEvent:
-    """threading.Event's set/is_set/wait on one _thread lock, held while unset.
-
-    For the thread models while threading is not imported (a remote's start). Every
-    waiter that gets the lock releases it again, so once set it stays released.
-    """
-
-    __slots__ = ("_flag", "_lock")
-
-    def __init__(self) -> None:
-        import _thread
-
-        self._flag = False
-        self._lock = _thread.allocate_lock()
-        self._lock.acquire()
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def set(self) -> None:
-        self._flag = True
-        self._release()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        if self._flag:
-            return True
-        if timeout is None:
-            got = self._lock.acquire()
-        elif timeout > 0:
-            got = self._lock.acquire(True, timeout)
-        else:
-            got = self._lock.acquire(False)
-        if got:
-            self._release()
-        return self._flag
-
-    def _release(self) -> None:
-        try:  # noqa: SIM105 (contextlib is slow to import on a remote)
-            self._lock.release()
-        except RuntimeError:
-            pass  # released already (set twice, or a waiter's release crossed a set)

@@ -9,18 +9,25 @@ A frame is a 9-byte header followed by its payload::
     9       n     payload     (an execnet_serial payload without the version byte, or empty)
 
 A header is judged by ``check_header`` alone, on every receive path (the receiver's
-loop, a thread reading for itself, IOs without ``readinto``; ``pending_frame_size`` and
-``decode_frames`` call it too): an unknown kind, or a length over the gateway's maximum
-frame size, is a FrameError as soon as the 9 header bytes are there, before any payload
-is read or any memory is set aside for it. ``decode_frames`` gives every whole frame in
-a buffer plus how many bytes those used; the rest waits for more input.
+loop, a thread reading for itself, IOs without ``readinto``: all of them go through
+``_receiving.Receiving._pump``, directly or through ``pending_frame_size``): an unknown
+kind, or a length over the gateway's maximum frame size, is a FrameError as soon as the
+9 header bytes are there, before any payload is read or any memory is set aside for it.
+(The receiver skips the call for a CHANNEL_DATA frame that lies whole in its buffer:
+that one cannot fail it, its kind being known and the buffer smaller than the smallest
+maximum, ``MIN_MAX_FRAME``.)
+
+The receiver parses frames where they sit in its buffer (``_pump``); ``decode_frames``,
+every whole frame of a buffer plus how many bytes those used, is for readers of a
+captured stream (tests, tools).
 """
 
 from __future__ import annotations
 
 import struct
 
-TYPE_CHECKING = False
+from ._startup import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from typing import List, Optional, Tuple, Union
 
@@ -146,7 +153,8 @@ def check_header(kind: int, channel_id: int, length: int, max_frame: int, at: in
     frame starts in the stream (named in the error).
 
     Every receive path judges headers with this function alone (directly, or through
-    ``pending_frame_size``), so a bad frame has the same outcome on all of them.
+    ``pending_frame_size``), so a bad frame has the same outcome on all of them (see the
+    module's docstring for the one frame the receiver need not ask about).
 
     >>> check_header(CHANNEL_DATA, 1, 10, DEFAULT_MAX_FRAME, 0)
     >>> try:

@@ -22,9 +22,9 @@ from ._execmodels import ExecModel
 from ._io import _is_buffered
 from ._receiving import Receiving
 from ._source import ExecSpec, make_spec
+from ._startup import TYPE_CHECKING
 from ._trace import trace, trace_enabled
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -96,14 +96,30 @@ class BaseGateway(Receiving):
     EOFError that says why. Both ends should use the same limit (transports hand it to
     the remote side with the bootstrap).
 
-    >>> gateway = BaseGateway(io, "gw0", opener=True)                  # doctest: +SKIP
-    >>> gateway.remote_exec("channel.send(42)").receive()              # doctest: +SKIP
+    Both ends in one process (normally a transport starts the other interpreter, which
+    runs ``serve``):
+
+    >>> import socket, threading
+    >>> from execnet_channel import BaseGateway, SocketIO, serve
+    >>> here, there = socket.socketpair()
+    >>> kwargs = {"exit_process": False}
+    >>> remote = threading.Thread(target=serve, args=(SocketIO(there), "remote"), kwargs=kwargs)
+    >>> remote.start()
+    >>> gateway = BaseGateway(SocketIO(here), "gw0", opener=True)
+    >>> gateway.remote_exec("channel.send(42)").receive(10)
     42
+    >>> gateway.remote_status().numexecuting
+    0
+    >>> gateway.exit(); gateway.join(10); remote.join(10)
+    >>> here.close(); there.close()
     """
 
     _receiver_name = "receiver"
     _aio_room: Any = None  # execnet_channel.aio's writer state, made on its first send
     _aio_reader: Any = None  # and its reading state (False: coroutines never read)
+    #: ``watch(wait, timeout)``, when set, runs every wait of a channel for the other
+    #: side (serve() under main_thread_only sets it, to see its task wait)
+    _watch_wait: Optional[Callable[[Callable[[Optional[float]], Any], Optional[float]], Any]] = None
 
     def __init__(
         self, io: IO, id: str, *, opener: bool, max_frame: int = _frames.DEFAULT_MAX_FRAME
@@ -227,7 +243,7 @@ class BaseGateway(Receiving):
                 while self._pending_last:
                     channel_id = self._pending_last.pop()
                     header = _frames.HEADER.pack(_frames.CHANNEL_LAST_MESSAGE, channel_id, 0)
-                    try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+                    try:
                         self._io.write(header)
                     except OSError:
                         pass
@@ -335,7 +351,7 @@ class BaseGateway(Receiving):
         """
         spec = make_spec(source, kwargs)
         channel = self.newchannel()
-        self._send(_frames.CHANNEL_EXEC, channel.id, self._dumps(tuple(spec)))
+        self._send(_frames.CHANNEL_EXEC, channel.id, self._dumps(spec.payload()))
         return channel
 
     def remote_status(self) -> RemoteStatus:
@@ -398,7 +414,7 @@ class BaseGateway(Receiving):
             if trace_enabled():
                 trace(f"gateway {self.id}: exit")
             if self._lost is None:
-                try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the other side is gone already
+                try:  # the other side is gone already
                     self._io.write(_frames.HEADER.pack(_frames.GATEWAY_TERMINATE, 0, 0))
                 except OSError:
                     pass
@@ -579,7 +595,7 @@ class BaseGateway(Receiving):
         return False
 
     def _answer(self, kind: int, channel_id: int, answer: Dict[str, Any]) -> None:
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the asker is gone
+        try:  # the asker is gone
             self._send(kind, channel_id, self._dumps(answer))
         except OSError:
             pass

@@ -14,8 +14,8 @@ import os
 import sys
 
 from ._execmodels import ExecModel, get_execmodel
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["FdIO", "SocketIO", "StdioIO"]
 
 F_SETPIPE_SZ = 1031  # Linux fcntl; not in the fcntl module before 3.10
-_READ_CHUNK = 256 * 1024
+_READ_CHUNK = 256 * 1024  # read(n) asks the OS for at least this much: a frame header or
+# a small frame then comes with what follows it in one call (the rest stays pending)
 
 
 _HAVE_WRITEV = hasattr(os, "writev")
@@ -39,7 +40,38 @@ F_GETPIPE_SZ = 1032
 # the pipes one process raises stay within this many bytes; closing one gives its share
 # back (32 MiB: 16 gateways at the usual 1 MiB pipe-max-size; later ones keep 64 KiB).
 PIPE_BUDGET = 32 * 1024 * 1024
-_pipe_budget = [PIPE_BUDGET]
+
+
+class _PipeBudget:
+    """The bytes of raised pipe buffer this process may still set aside.
+
+    Taken and given back under a lock: makegateways bootstraps gateways in threads,
+    each raising its pipes, and a check and a decrement apart would let two threads
+    spend the same bytes (the fcntl calls between them release the GIL).
+    """
+
+    def __init__(self, size: int) -> None:
+        import _thread
+
+        self.left = size
+        self._lock = _thread.allocate_lock()
+
+    def take(self, size: int) -> bool:
+        """Set ``size`` bytes aside if that many are left."""
+        with self._lock:
+            if size > self.left:
+                return False
+            self.left -= size
+            return True
+
+    def give(self, size: int) -> None:
+        """Give back bytes taken before (0: nothing)."""
+        if size:
+            with self._lock:
+                self.left += size
+
+
+_pipe_budget = _PipeBudget(PIPE_BUDGET)
 _pipe_max_size: List[int] = []
 
 
@@ -53,17 +85,23 @@ def _raise_pipe_size(fd: int) -> int:
             with open("/proc/sys/fs/pipe-max-size") as f:
                 _pipe_max_size.append(int(f.read()))
         size = _pipe_max_size[0]
-        if size > _pipe_budget[0] or fcntl.fcntl(fd, F_GETPIPE_SZ) >= size:
+        if fcntl.fcntl(fd, F_GETPIPE_SZ) >= size:
             return 0
-        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
     except (OSError, ValueError, ImportError, IndexError):
-        return 0  # the default buffer works too
-    _pipe_budget[0] -= size
+        return 0  # not a pipe, or not Linux: the default buffer works too
+    budget = _pipe_budget
+    if not budget.take(size):
+        return 0
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+    except OSError:  # over pipe-user-pages-hard, or the fd closed meanwhile
+        budget.give(size)
+        return 0
     return size
 
 
 def _release_pipe_size(charged: int) -> None:
-    _pipe_budget[0] += charged
+    _pipe_budget.give(charged)
 
 
 def _poller(fd: int) -> Optional[Callable[[Optional[float]], bool]]:
@@ -233,12 +271,15 @@ class FdIO(_ReadBuffer):
             written = 0
 
     def close_read(self) -> None:
+        """Close the reading descriptor (idempotent); its share of the pipe budget is
+        given back."""
         if not self._read_closed:
             self._read_closed = True
             _release_pipe_size(self._charged.pop(self.read_fd, 0))
             _close(self.read_fd)
 
     def close_write(self) -> None:
+        """Close the writing descriptor (idempotent): the other side reads EOF."""
         if not self._write_closed:
             self._write_closed = True
             _release_pipe_size(self._charged.pop(self.write_fd, 0))
@@ -253,7 +294,7 @@ class FdIO(_ReadBuffer):
 
 
 def _close(fd: int) -> None:
-    try:  # noqa: SIM105 (contextlib: slow to import on a remote) # already closed: closing is idempotent
+    try:  # already closed: closing is idempotent
         os.close(fd)
     except OSError:
         pass
@@ -326,6 +367,7 @@ class SocketIO(_ReadBuffer):
         return self.sock.fileno()
 
     def readinto(self, buffer: memoryview) -> int:
+        """Read at least one byte into ``buffer``; EOFError when the peer closed."""
         if self._pending:
             return self._take_pending(buffer)
         try:
@@ -337,34 +379,39 @@ class SocketIO(_ReadBuffer):
         return n
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Send all of ``data``; OSError once the connection is gone."""
         self.sock.sendall(data)
 
     def writev(self, buffers: Sequence[Union[bytes, bytearray, memoryview]]) -> None:
+        """Send all ``buffers`` in order (``sendall`` each: no copy of a big one)."""
         for buf in buffers:
             self.sock.sendall(buf)
 
     def close_read(self) -> None:
+        """Shut the reading direction (idempotent); the socket closes with both."""
         if not self._read_closed:
             self._read_closed = True
             self._shutdown(0)
 
     def close_write(self) -> None:
+        """Shut the writing direction (idempotent): the peer reads EOF."""
         if not self._write_closed:
             self._write_closed = True
             self._shutdown(1)
 
     def _shutdown(self, how: int) -> None:
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote) # the other side is gone already
+        try:  # the other side is gone already
             self.sock.shutdown(how)
         except OSError:
             pass
         if self._read_closed and self._write_closed:
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+            try:
                 self.sock.close()
             except OSError:
                 pass
 
     def wait(self) -> Optional[int]:
+        """No process behind a socket: None."""
         return None
 
     def kill(self) -> None:

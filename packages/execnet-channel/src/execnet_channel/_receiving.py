@@ -37,9 +37,9 @@ from __future__ import annotations
 from execnet_serial import loads_payload_at as _decode  # frames decode in place
 
 from . import _frames
+from ._startup import TYPE_CHECKING
 from ._trace import trace, trace_enabled
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import weakref
     from typing import Any, Callable, Dict, List, Optional
@@ -146,7 +146,7 @@ class Receiving:
         """Make the receiver read again (it is lending the role, or about to)."""
         if self._lent:
             self._lent = False
-            try:  # noqa: SIM105 (contextlib is slow to import on a remote)
+            try:
                 self._wake.release()
             except RuntimeError:
                 pass  # woken already
@@ -165,33 +165,20 @@ class Receiving:
         which must not wait for a big frame's bytes) before a frame bigger than the
         receive buffer.
         """
-        view = self._view
         start = self._start
         end = self._end
-        if end - start < _frames.HEADER_SIZE:  # the usual case between messages: nothing
-            need = _frames.HEADER_SIZE
-        else:
-            need = _frames.pending_frame_size(view, start, end, self.max_frame, self._at)
-        if need > end - start:
-            if need > _CHUNK:
-                if lent and (not big or not self._queued_item(start)):
-                    return _LEAVE
-                return self._receive_big()
-            if _CHUNK - start < need:
-                self._buf[: end - start] = self._buf[start:end]
-                end -= start
-                start = self._start = 0
-                self._end = end
-            if self._plain:
-                end += self._read_plain(view[end : start + need])
-            else:
-                end += self._io.readinto(view[end:])  # type: ignore[attr-defined]
-            self._end = end
-            if _frames.pending_frame_size(view, start, end, self.max_frame, self._at) > end - start:
-                return _MORE
+        if end - start < _frames.HEADER_SIZE or (
+            _frames.pending_frame_size(self._view, start, end, self.max_frame, self._at)
+            > end - start
+        ):
+            outcome = self._read_more(lent, big)
+            if outcome is not None:
+                return outcome
+            start = self._start
+            end = self._end
         # At least one whole frame: copy what was read to bytes once, and decode every
         # frame where it sits (no copy and no memoryview per message).
-        chunk = bytes(view[start:end])
+        chunk = bytes(self._view[start:end])
         size = end - start
         pos = 0
         outcome = _MORE
@@ -202,6 +189,7 @@ class Receiving:
         hook = self._hook
         decode = _decode
         tracing = trace_enabled()
+        describe = _frames.describe_frame
         with self._receivelock:
             while size - pos >= header_size:
                 kind, channel_id, length = unpack(chunk, pos)
@@ -212,21 +200,15 @@ class Receiving:
                     if lent:
                         outcome = _LEAVE
                         break
-                    # (a whole frame here fits _buf, so it is within max_frame)
-                    at = self._at + pos
-                    _frames.check_header(kind, channel_id, length, self.max_frame, at)
-                    payload = memoryview(chunk)[pos + header_size : stop]
+                    stopped = self._dispatch_in(chunk, pos, stop, kind, channel_id)
                     pos = stop
-                    if self._dispatch(kind, channel_id, payload, at):
+                    if stopped:
                         outcome = _STOP
                         break
                     continue
                 # CHANNEL_DATA, the hot path: _dispatch inlined
                 if tracing:
-                    trace(
-                        f"gateway {self.id}: received "
-                        f"{_frames.describe_frame(data_kind, channel_id, length)}"
-                    )
+                    trace(f"gateway {self.id}: received {describe(data_kind, channel_id, length)}")
                 ref = refs.get(channel_id)
                 channel = ref() if ref is not None else None
                 if channel is None:
@@ -258,6 +240,42 @@ class Receiving:
         self._start = start
         self._end = end
         return outcome
+
+    def _dispatch_in(self, chunk: bytes, pos: int, stop: int, kind: int, channel_id: int) -> bool:
+        """Judge and dispatch the control frame at ``chunk[pos:stop]``; True: stop."""
+        at = self._at + pos
+        header_size = _frames.HEADER_SIZE
+        # (a whole frame here fits _buf, so it is within max_frame)
+        _frames.check_header(kind, channel_id, stop - pos - header_size, self.max_frame, at)
+        return self._dispatch(kind, channel_id, memoryview(chunk)[pos + header_size : stop], at)
+
+    def _read_more(self, lent: bool, big: bool = True) -> Optional[int]:
+        """Read once toward the frame at ``_start`` (its header judged first, when it is
+        there); None when a whole frame is buffered now, else the pass's outcome."""
+        view = self._view
+        start = self._start
+        end = self._end
+        if end - start < _frames.HEADER_SIZE:  # the usual case between messages: nothing
+            need = _frames.HEADER_SIZE
+        else:
+            need = _frames.pending_frame_size(view, start, end, self.max_frame, self._at)
+        if need > _CHUNK:
+            if lent and (not big or not self._queued_item(start)):
+                return _LEAVE
+            return self._receive_big()
+        if _CHUNK - start < need:
+            self._buf[: end - start] = self._buf[start:end]
+            end -= start
+            start = self._start = 0
+            self._end = end
+        if self._plain:
+            end += self._read_plain(view[end : start + need])
+        else:
+            end += self._io.readinto(view[end:])  # type: ignore[attr-defined]
+        self._end = end
+        if _frames.pending_frame_size(view, start, end, self.max_frame, self._at) > end - start:
+            return _MORE
+        return None
 
     def _read_plain(self, buffer: memoryview) -> int:
         """Fill ``buffer`` from an IO without readinto (never past the frame at hand)."""
@@ -326,7 +344,7 @@ class Receiving:
         old, self._bigbuf = self._bigbuf, b""
         close = getattr(old, "close", None)
         if close is not None:
-            try:  # noqa: SIM105 (contextlib is slow to import on a remote)
+            try:
                 close()  # unmapped now, not at the next garbage collection (PyPy)
             except BufferError:
                 pass  # a view is still alive somewhere: unmapped when it goes

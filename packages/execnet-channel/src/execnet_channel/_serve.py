@@ -9,11 +9,11 @@ from ._channel import Channel
 from ._frames import DEFAULT_MAX_FRAME
 from ._gateway import BaseGateway
 from ._source import ExecSpec, compile_spec, format_failure
+from ._startup import TYPE_CHECKING, in_main_thread
 from ._trace import trace, trace_enabled
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
     from ._protocols import IO, QueueLike
 
@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["serve"]
 
-EXIT_GRACE = 2.0
-# main_thread_only: how long a second remote_exec waits for the running one to end
-MAIN_THREAD_ONLY_GRACE = 1.0  # seconds a terminating process gives hung user code before os._exit
+EXIT_GRACE = 2.0  # seconds a terminating process gives hung user code before os._exit
 
 
 class _ServingGateway(BaseGateway):
@@ -39,10 +37,14 @@ class _ServingGateway(BaseGateway):
         self._state = model.Lock()
         self._main_busy: Optional[Channel] = None
         self._waiting: List[Tuple[Channel, ExecSpec]] = []  # a few at most
+        self._main_ident = 0  # the thread serve_main runs tasks in
+        self._main_blocked = False  # main_thread_only: its task waits for the opener
         self._executing = 0
         self._stopping = False
-        self._in_main_thread = not model.cooperative and _in_main_thread()
+        self._in_main_thread = not model.cooperative and in_main_thread()
         super().__init__(io, id, opener=False, max_frame=max_frame)
+        if self._main_only:
+            self._watch_wait = self._main_task_waits
 
     def _numexecuting(self) -> int:
         return self._executing
@@ -56,35 +58,52 @@ class _ServingGateway(BaseGateway):
                 self._executing += 1
                 self._tasks.put((channel, spec))
                 return
-            elif self._main_only:
-                # The running task may be just about to end (its last item is sent,
-                # its close not yet): wait a little before calling this a deadlock.
+            elif self._main_only and not self._main_blocked:
+                # The running task may be about to end (its last item sent, its close
+                # not yet): this one runs after it, unless it starts waiting for the
+                # opener (_main_task_waits), which may be waiting for this one.
                 self._waiting.append((channel, spec))
-                self.execmodel.start(self._refuse_if_still_waiting, (channel,))
                 return
+            elif self._main_only:
+                refuse = True
             else:
                 self._executing += 1
                 refuse = False
         if refuse:
-            channel._close(f"gateway {self.id!r} is terminating; remote_exec refused")
+            if self._stopping:
+                channel._close(f"gateway {self.id!r} is terminating; remote_exec refused")
+            else:
+                self._refuse_concurrent(channel)
             return
         self.execmodel.start(self._run_in_task, (channel, spec))
 
-    def _refuse_if_still_waiting(self, channel: Channel) -> None:
-        self.execmodel.sleep(MAIN_THREAD_ONLY_GRACE)
+    def _main_task_waits(
+        self, wait: Callable[[Optional[float]], Any], timeout: Optional[float]
+    ) -> Any:
+        """``wait(timeout)`` for a channel of a main_thread_only task (Channel calls it
+        when an item or a close is to come from the opener). While the main thread's task
+        waits for the opener, the opener may be waiting for a task queued behind it: such
+        a task is refused (one queued now, and any arriving until the wait ends)."""
+        if self.execmodel.get_ident() != self._main_ident:
+            return wait(timeout)  # a thread the task started: the main thread goes on
         with self._state:
-            for index, (waiting, _) in enumerate(self._waiting):
-                if waiting is channel:
-                    del self._waiting[index]
-                    busy = self._main_busy
-                    break
-            else:
-                return
+            self._main_blocked = True
+            queued = [channel for channel, _ in self._waiting]
+            self._waiting.clear()
+        for channel in queued:
+            self._refuse_concurrent(channel)
+        try:
+            return wait(timeout)
+        finally:
+            self._main_blocked = False
+
+    def _refuse_concurrent(self, channel: Channel) -> None:
+        busy = self._main_busy
         running = f"channel {busy.id}" if busy is not None else "another task"
         channel._close(
-            f"main_thread_only execmodel: gateway {self.id!r} is still executing {running} "
-            f"after {MAIN_THREAD_ONLY_GRACE} seconds; running a second remote_exec "
-            "concurrently would deadlock, so it is refused (wait for the first to finish)"
+            f"main_thread_only execmodel: gateway {self.id!r} is executing {running}, "
+            "which waits for the other side; running a second remote_exec concurrently "
+            "would deadlock, so it is refused (wait for the first to finish)"
         )
 
     def _run_in_task(self, channel: Channel, spec: ExecSpec) -> None:
@@ -95,6 +114,7 @@ class _ServingGateway(BaseGateway):
 
     def serve_main(self) -> None:
         """Run tasks in this (the main) thread until the connection ends."""
+        self._main_ident = self.execmodel.get_ident()
         while True:
             try:
                 task: _Task = self._tasks.get()
@@ -183,16 +203,6 @@ _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE (inspect is slow to import): an `as
 
 def _finish(channel: Channel, error: Optional[str]) -> None:
     channel._close(error)
-
-
-def _in_main_thread() -> bool:
-    import _thread
-
-    if "threading" not in sys.modules and getattr(_thread, "_count", lambda: 1)() == 0:
-        return True  # no other thread exists (and importing threading costs a start ~3 ms)
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _interrupt_main() -> None:

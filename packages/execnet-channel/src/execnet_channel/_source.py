@@ -1,71 +1,61 @@
 """What remote_exec sends (a source and where it came from) and how the remote runs it."""
 
-# No `from __future__ import annotations` here: exec() compiles with the future flags of
-# the frame that calls it, and _compiled_by_exec must give user code none of them
-# (as compile(..., dont_inherit=True) does). Annotations naming typing-only names are
-# written as strings.
+from __future__ import annotations
 
 import _thread
-import sys
+import types
 
-TYPE_CHECKING = False
+from ._startup import TYPE_CHECKING, compile_source, defer_lines, install_lines
+from ._trace import trace
+
 if TYPE_CHECKING:
-    import types
-    from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+    from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["REMOTE_EXEC_FILENAME", "ExecSpec", "compile_spec", "format_failure", "make_spec"]
 
-
-if TYPE_CHECKING:
-    _FunctionType = types.FunctionType
-    _ModuleType = types.ModuleType
-    _CodeType = types.CodeType
-else:  # the same without importing types on a remote's start
-
-    def _function():
-        pass
-
-    _FunctionType = type(_function)
-    _ModuleType = type(sys)
-    _CodeType = type(_function.__code__)
-
 # The remote side only compiles: inspect, dis, re and textwrap are imported by the sender
-# (make_spec), linecache when a traceback needs lines; they are slow to import.
+# (make_spec), linecache when a traceback needs lines (_startup); they are slow to import.
 
 
-if TYPE_CHECKING:
+class ExecSpec:
+    """The payload of an exec frame: what remote_exec sends and serve() runs.
 
-    class ExecSpec(NamedTuple):
-        """The payload of an exec frame."""
+    >>> spec = ExecSpec("channel.send(1)", "", 1, None, {})
+    >>> spec.payload()
+    ('channel.send(1)', '', 1, None, {})
+    >>> ExecSpec(*spec.payload()).source
+    'channel.send(1)'
+    """
 
-        source: str
-        filename: str  # "" for a string source: the remote names it "<remote exec>"
-        firstlineno: int
-        callname: Optional[str]  # a function's name: called as f(channel, **kwargs)
-        kwargs: Dict[str, Any]
+    __slots__ = ("callname", "filename", "firstlineno", "kwargs", "source")
 
-else:
-    # The same as a NamedTuple without importing typing (or collections) at run time.
-    class ExecSpec(tuple):
-        """The payload of an exec frame."""
+    def __init__(
+        self,
+        source: str,
+        filename: str,
+        firstlineno: int,
+        callname: Optional[str],
+        kwargs: Dict[str, Any],
+    ) -> None:
+        self.source = source
+        self.filename = filename  # "" for a string source: the remote names it "<remote exec>"
+        self.firstlineno = firstlineno
+        self.callname = callname  # a function's name: called as f(channel, **kwargs)
+        self.kwargs = kwargs
 
-        __slots__ = ()
+    def payload(self) -> Tuple[str, str, int, Optional[str], Dict[str, Any]]:
+        """The tuple a CHANNEL_EXEC frame carries; ``ExecSpec(*payload)`` reads it back."""
+        return (self.source, self.filename, self.firstlineno, self.callname, self.kwargs)
 
-        def __new__(cls, source, filename, firstlineno, callname, kwargs):
-            return tuple.__new__(cls, (source, filename, firstlineno, callname, kwargs))
-
-        source = property(lambda self: self[0])
-        filename = property(lambda self: self[1])
-        firstlineno = property(lambda self: self[2])
-        callname = property(lambda self: self[3])
-        kwargs = property(lambda self: self[4])
+    def __repr__(self) -> str:
+        return f"ExecSpec{self.payload()!r}"
 
 
-def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
+def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
     """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
     import textwrap
 
-    if isinstance(source, _FunctionType):
+    if isinstance(source, types.FunctionType):
         import inspect
         import re
 
@@ -90,7 +80,7 @@ def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
             f"remote_exec keyword arguments need a function source, not a "
             f"{type(source).__name__} (got {sorted(kwargs)})"
         )
-    if isinstance(source, _ModuleType):
+    if isinstance(source, types.ModuleType):
         filename, text = _module_source(source)
         return ExecSpec(text, filename, 1, None, {})
     if isinstance(source, str):
@@ -103,10 +93,10 @@ def make_spec(source: object, kwargs: "Dict[str, Any]") -> ExecSpec:
 # The source of each module sent so far, so that a module whose file is deleted (or
 # moved) after its import still travels as it did before (WeakKeyDictionary, made on
 # first use: the remote side never sends modules).
-_module_sources: "Any" = None
+_module_sources: Any = None
 
 
-def _module_source(module: "types.ModuleType") -> "Tuple[str, str]":
+def _module_source(module: types.ModuleType) -> Tuple[str, str]:
     """(file name, source) of a module for remote_exec.
 
     Read from its file; if that is gone, the source this process already had: the one
@@ -129,8 +119,11 @@ def _module_source(module: "types.ModuleType") -> "Tuple[str, str]":
     except (OSError, TypeError) as exc:
         known = _module_sources.get(module)
         if known is not None:
+            trace(f"remote_exec: {exc}; sending the source of {module.__name__} sent before")
             return known  # type: ignore[no-any-return]
+        # a linecache entry: (size, mtime, lines, name)
         if cached_lines is not None and len(cached_lines) == 4 and cached_lines[2]:
+            trace(f"remote_exec: {exc}; sending the lines linecache held for {filename}")
             text = "".join(cached_lines[2])
         else:
             raise OSError(
@@ -141,7 +134,7 @@ def _module_source(module: "types.ModuleType") -> "Tuple[str, str]":
     return filename, text
 
 
-def _check_function(func: "types.FunctionType") -> None:
+def _check_function(func: types.FunctionType) -> None:
     import builtins
 
     name = func.__name__
@@ -161,14 +154,14 @@ def _check_function(func: "types.FunctionType") -> None:
             )
 
 
-def _global_names(code: "types.CodeType") -> "Iterator[str]":
+def _global_names(code: types.CodeType) -> Iterator[str]:
     import dis
 
     for instruction in dis.get_instructions(code):
         if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"):
             yield str(instruction.argval)
     for const in code.co_consts:
-        if isinstance(const, _CodeType):
+        if isinstance(const, types.CodeType):
             yield from _global_names(const)
 
 
@@ -177,7 +170,7 @@ def _global_names(code: "types.CodeType") -> "Iterator[str]":
 REMOTE_EXEC_FILENAME = "<remote exec>"
 
 
-def compile_spec(spec: ExecSpec) -> "types.CodeType":
+def compile_spec(spec: ExecSpec) -> types.CodeType:
     """The code object for ``spec``, with the real file name and line numbers.
 
     When that file does not exist here, its lines are put in linecache so tracebacks
@@ -186,94 +179,17 @@ def compile_spec(spec: ExecSpec) -> "types.CodeType":
     """
     filename = spec.filename or REMOTE_EXEC_FILENAME
     text = "\n" * (spec.firstlineno - 1) + spec.source
-    code = _compile(text, filename)
+    code = compile_source(text, filename)
     if not spec.filename:
         return code
     lines = text.splitlines(True)
     if not _same_lines(filename, lines, spec.firstlineno):
         # the file is not here (or differs): tracebacks show the lines that ran
-        entry = (len(text), None, lines, filename)
-        # (another thread may be importing linecache: a module without `cache` yet)
-        cache = getattr(sys.modules.get("linecache"), "cache", None)
-        if cache is None:
-            _pending_lines[filename] = entry  # see install_lines
-        else:
-            cache[filename] = entry
+        defer_lines(filename, (len(text), None, lines, filename))
     return code
 
 
-def _compile(text: str, filename: str) -> "types.CodeType":
-    """``compile(text, filename, "exec", dont_inherit=True)``, fast on a fresh interpreter.
-
-    The builtin compile() first makes the ``ast`` module's ~120 node classes (it checks
-    whether its argument is an AST), about 1 ms that a remote's first remote_exec would
-    pay; exec() of a string compiles the same way without them. So, on CPython and while
-    no trace or profile function is set, the code object exec() compiled is taken from
-    its first frame before any of it runs, and given the right file name.
-    """
-    if _BY_EXEC and sys.gettrace() is None and sys.getprofile() is None:
-        code = _compiled_by_exec(text)
-        if code is not None:
-            import _imp
-
-            _imp._fix_co_filename(code, filename)  # type: ignore[attr-defined] # nested too
-            return code
-    return compile(text, filename, "exec", dont_inherit=True)
-
-
-_BY_EXEC = sys.implementation.name == "cpython"
-
-
-class _Compiled(BaseException):
-    """Stops the exec() in _compiled_by_exec at its first frame."""
-
-
-def _compiled_by_exec(text: str) -> "Optional[types.CodeType]":
-    """The code object exec() compiles for ``text`` (named "<string>"); none of it runs.
-
-    The trace function sees the call of the module-level frame (the only frame whose
-    globals are the fresh dict given to exec; other calls, such as a weakref callback
-    run by the garbage collector meanwhile, are let be) and raises before its first
-    line. None when that did not happen: a SyntaxError (compile() then raises it with
-    the right file name), or anything odd. Without builtins, even code that somehow ran
-    could not reach anything.
-    """
-    namespace: Dict[str, Any] = {"__builtins__": {}}
-    found: List[types.CodeType] = []
-
-    def grab(frame: "types.FrameType", event: str, arg: object) -> None:
-        if event == "call" and frame.f_globals is namespace and not found:
-            found.append(frame.f_code)
-            raise _Compiled
-
-    sys.settrace(grab)
-    try:
-        exec(text, namespace)
-    except _Compiled:
-        pass
-    except Exception:
-        return None
-    finally:
-        sys.settrace(None)
-    return found[0] if found else None
-
-
-# linecache entries of compiled specs, kept here until a traceback is formatted:
-# importing linecache (tokenize, re, enum) would cost every remote ~3 ms at its start.
-_pending_lines: "Dict[str, Any]" = {}
-
-
-def install_lines() -> None:
-    """Put the lines of the specs compiled so far in linecache (before a traceback is
-    formatted, so it shows them)."""
-    import linecache
-
-    while _pending_lines:
-        filename, entry = _pending_lines.popitem()
-        linecache.cache[filename] = entry
-
-
-def _same_lines(filename: str, lines: "List[str]", firstlineno: int) -> bool:
+def _same_lines(filename: str, lines: List[str], firstlineno: int) -> bool:
     try:
         with open(filename, encoding="utf-8") as file:
             on_disk = file.readlines()
@@ -286,6 +202,7 @@ def _same_lines(filename: str, lines: "List[str]", firstlineno: int) -> bool:
 
 # Held while a failed string task's lines stand in linecache under the shared name.
 _format_lock = _thread.allocate_lock()
+_FORMAT_WAIT = 2.0  # seconds; formatting takes milliseconds, so only a stuck holder waits this
 
 
 def format_failure(spec: ExecSpec, error: BaseException) -> str:
@@ -305,7 +222,12 @@ def format_failure(spec: ExecSpec, error: BaseException) -> str:
     entry = (len(text), None, text.splitlines(True), REMOTE_EXEC_FILENAME)
     # A bounded wait: under gevent/eventlet a task switch while the lock is held
     # (nothing here should switch) must not hang the thread.
-    locked = _format_lock.acquire(True, 2.0)
+    locked = _format_lock.acquire(True, _FORMAT_WAIT)
+    if not locked:
+        trace(
+            f"format_failure: another failure's lines held {REMOTE_EXEC_FILENAME!r} for "
+            f"{_FORMAT_WAIT} s; formatting this one anyway (its frames may show those lines)"
+        )
     previous = linecache.cache.get(REMOTE_EXEC_FILENAME)
     linecache.cache[REMOTE_EXEC_FILENAME] = entry
     try:

@@ -29,8 +29,8 @@ import sys
 
 from ._execmodels import ExecModel
 from ._io import SocketIO
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     import ssl
@@ -80,8 +80,10 @@ def _poller(fd: int, readable: bool) -> Callable[[Optional[float]], bool]:
 class TLSConnection:
     """A TLS connection over a connected socket (see the module docstring).
 
-    >>> conn = TLSConnection.client(sock, context, "host.example", timeout=60)
-    >>> conn.sendall(b"ping"); conn.recv(4)
+    >>> conn = TLSConnection.client(sock, context, "host.example", timeout=60)  # doctest: +SKIP
+    >>> conn.sendall(b"ping"); conn.recv(4)                                     # doctest: +SKIP
+
+    (Not run as a doctest: it needs a TLS peer; tests/execnet_channel/test_tls.py has one.)
 
     A server drives ``TLSConnection.server(sock, context)`` with ``do_handshake()``
     (non-blocking: it raises SSLWantReadError/SSLWantWriteError until done).
@@ -140,7 +142,7 @@ class TLSConnection:
         try:
             conn._waiting(conn.do_handshake)
         except ssl.SSLError:
-            try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+            try:
                 conn._flush()  # our alert (a certificate that does not verify): best effort
             except OSError:
                 pass
@@ -216,7 +218,7 @@ class TLSConnection:
             return 0
         taken = int(self._tls.write(data))
         self._queue_output()
-        try:  # noqa: SIM105 (contextlib: slow to import on a remote)
+        try:
             self._flush()
         except self._WantWrite:
             pass  # taken all the same; the next send() goes on with it
@@ -259,12 +261,16 @@ class TLSConnection:
     # -- socket-like, waiting (the bootstrap and the first stage use these) -----------
 
     def settimeout(self, timeout: Optional[float]) -> None:
+        """Limit the waits of ``recv``, ``sendall`` and ``do_handshake`` to ``timeout``
+        seconds (``socket.timeout`` then); None: no limit."""
         self._timeout = timeout
 
     def gettimeout(self) -> Optional[float]:
+        """The limit ``settimeout`` set (None: none)."""
         return self._timeout
 
     def setblocking(self, blocking: bool) -> None:
+        """``settimeout(None)`` if ``blocking``, else ``settimeout(0.0)`` (as a socket)."""
         self._timeout = None if blocking else 0.0
 
     def _waiting(self, operation: Callable[[], Any]) -> Any:
@@ -291,6 +297,7 @@ class TLSConnection:
         return bytes(buffer[:count])
 
     def sendall(self, data: Buffer) -> None:
+        """Encrypt and send all of ``data``, waiting while the socket takes no more."""
         view = memoryview(data).cast("B")
         while view:
             view = view[self._waiting(TLSSocketIO._sender(self.send, view[:_WRITE_CHUNK])) :]
@@ -299,21 +306,27 @@ class TLSConnection:
     # -- the rest of a socket ----------------------------------------------------------
 
     def fileno(self) -> int:
+        """The raw socket's descriptor (to poll it; never read or write it directly)."""
         return self._sock.fileno()
 
     def setsockopt(self, *args: Any) -> None:
+        """``socket.setsockopt`` on the raw socket (TCP_NODELAY and the like)."""
         self._sock.setsockopt(*args)
 
     def getpeername(self) -> Any:
+        """The peer's address, as ``socket.getpeername``."""
         return self._sock.getpeername()
 
     def getpeercert(self, binary_form: bool = False) -> Any:
+        """The peer's certificate, as ``ssl.SSLSocket.getpeercert``."""
         return self._tls.getpeercert(binary_form)
 
     def version(self) -> Optional[str]:
+        """The TLS version agreed on, such as ``"TLSv1.3"``."""
         return self._tls.version()
 
     def cipher(self) -> Any:
+        """(name, protocol, secret bits) of the cipher agreed on."""
         return self._tls.cipher()
 
     def shutdown(self, how: int) -> None:
@@ -342,7 +355,7 @@ class TLSSocketIO(SocketIO):
     Safe for one reader and one writer at the same time (the gateway's receiver and its
     senders); works with every execution model (greenlet models wait through their hub).
 
-    >>> io = TLSSocketIO(TLSConnection.client(sock, context, "host"), "thread")
+    >>> io = TLSSocketIO(TLSConnection.client(sock, context, "host"), "thread")  # doctest: +SKIP
     """
 
     def __init__(self, sock: TLSConnection, execmodel: Union[str, ExecModel] = "thread") -> None:

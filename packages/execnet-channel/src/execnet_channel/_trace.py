@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False
+from ._startup import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from typing import IO, Optional
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import weakref
@@ -21,7 +22,7 @@ from typing import (
 )
 
 from execnet_channel import get_execmodel, trace
-from execnet_transport import XSpec, make_gateway
+from execnet_transport import Terminable, XSpec, make_gateway
 
 from ._multichannel import MultiChannel
 from ._termination import TerminateReport, _left, terminate_gateways
@@ -58,7 +59,8 @@ class Group:
     (True, True, 1)
     >>> group.remote_exec("channel.send(42)").receive_each()
     [42]
-    >>> group.terminate(timeout=5)
+    >>> print(group.terminate(timeout=30))
+    terminated: exited ['worker']
 
     `defaultspec` ('popen') is used when makegateway gets no spec. Gateways get ids
     gw0, gw1, ... unless their spec names one. Every group is terminated (with a short
@@ -125,6 +127,13 @@ class Group:
 
         `remote_execmodel` defaults to `execmodel`; a spec's own `execmodel=` wins.
         Only possible while the group has no gateway: a ValueError after.
+
+        >>> group = Group()
+        >>> group.set_execmodel("thread", "main_thread_only")
+        >>> gw = group.makegateway("popen")
+        >>> gw.remote_status().execmodel
+        'main_thread_only'
+        >>> _ = group.terminate(timeout=30)
         """
         with self._lock:
             if self._gateways or self._pending:
@@ -232,7 +241,7 @@ class Group:
             if gateway is None:
                 assert pending.error is not None
                 raise pending.error
-            gateway._group = self
+            gateway.group = self
             self._seqs[id(gateway)] = pending.seq
             index = len(self._gateways)
             while index and self._seqs[id(self._gateways[index - 1])] > pending.seq:
@@ -335,6 +344,8 @@ class Group:
         deadline = None if timeout is None else time.monotonic() + timeout
         for pending, _ in entries:
             pending.done.wait(_left(deadline))
+            if pending.error is not None:  # failed ahead, and nobody asked for it since
+                trace(f"group: bootstrapping {pending.spec} ahead failed: {pending.error!r}")
             with self._lock:
                 self._pending.pop(str(pending.spec.id), None)
             if pending.gateway is not None:
@@ -377,6 +388,8 @@ class Group:
             except BaseException as exc:
                 if failure is None:
                     failure = exc
+                elif exc is not failure:  # raised is the first failure; this one is told
+                    trace(f"group: makegateways: {pending.spec} failed too: {exc!r}")
         if failure is not None:
             raise failure
         return made
@@ -399,8 +412,9 @@ class Group:
         """Forget exited gateways that have ended (a program may make and exit many)."""
         self._exited = [gw for gw in self._exited if not _has_ended(gw)]
 
-    def _unregister(self, gateway: Gateway) -> None:
-        """Called by Gateway.exit(): the gateway leaves the group (terminate still ends it)."""
+    def gateway_exited(self, gateway: Gateway) -> None:
+        """Called by Gateway.exit() (the GatewayRegistry protocol): the gateway leaves the
+        group; terminate still reaps it."""
         with self._lock:
             if gateway in self._gateways:
                 self._gateways.remove(gateway)
@@ -424,9 +438,10 @@ class Group:
         as it takes. Returns after about twice `timeout` at most, even if a kill
         hangs. Calling it again (or with no gateways) does nothing.
 
-        >>> report = group.terminate(timeout=3)
+        >>> group = Group(["popen", "popen"])
+        >>> report = group.terminate(timeout=30)
         >>> report.exited, report.killed
-        (['gw0'], [])
+        (['gw0', 'gw1'], [])
         """
         unclaimed = self._take_prefetched(timeout)
         with self._lock:
@@ -442,10 +457,11 @@ class Group:
         return report
 
 
-def _has_ended(gateway: Gateway) -> bool:
+def _has_ended(gateway: Terminable) -> bool:
+    """Whether the gateway's receiver and its local child (if any) have both ended."""
     if gateway.hasreceiver():
         return False
-    return gateway._pid is None or gateway._wait_process(0) is not None
+    return gateway.child_pid is None or gateway.wait_child(0) is not None
 
 
 # Groups to end at interpreter exit. Weak: a group nobody uses any more (no references,
@@ -457,8 +473,8 @@ def _terminate_all(timeout: float = ATEXIT_TIMEOUT) -> None:
     for group in list(_live_groups):
         try:
             group.terminate(timeout)
-        except Exception as exc:
-            trace(f"atexit: terminating {group!r} failed: {exc!r}")
+        except Exception as exc:  # a bug: said where a user sees it, and the next group ends
+            sys.stderr.write(f"execnet: at exit, terminating {group!r} failed: {exc!r}\n")
 
 
 atexit.register(_terminate_all)
@@ -467,10 +483,25 @@ default_group = Group()
 
 
 def makegateway(spec: SpecLike | None = None) -> Gateway:
-    """Open a gateway in `default_group`: `execnet.makegateway("popen")`."""
+    """Open a gateway in `default_group` (see Group.makegateway).
+
+    >>> from execnet_group import default_group, makegateway
+    >>> gw = makegateway("popen")
+    >>> gw in default_group, gw.remote_exec("channel.send(7)").receive()
+    (True, 7)
+    >>> gw.exit()
+    """
     return default_group.makegateway(spec)
 
 
 def set_execmodel(execmodel: str, remote_execmodel: Optional[str] = None) -> None:
-    """Set the execution models of `default_group` (before its first gateway)."""
+    """Set the execution models of `default_group` (before its first gateway; see
+    Group.set_execmodel). Not run as a doctest, which may follow gateways made in the
+    default group: tests/execnet_group/test_group.py runs it in a fresh interpreter.
+
+    >>> from execnet_group import default_group, set_execmodel
+    >>> set_execmodel("thread", "main_thread_only")  # doctest: +SKIP
+    >>> default_group.remote_execmodel.backend  # doctest: +SKIP
+    'main_thread_only'
+    """
     default_group.set_execmodel(execmodel, remote_execmodel)

@@ -14,11 +14,14 @@ _NO_ENDMARKER: Any = object()
 class MultiChannel:
     """A list of channels with helpers that act on each of them.
 
+    >>> from execnet_group import Group
+    >>> group = Group(["popen", "popen"])
     >>> mch = group.remote_exec("channel.send(channel.receive() + 1)")
     >>> mch.send_each(41)
     >>> mch.receive_each()
     [42, 42]
     >>> mch.waitclose()
+    >>> _ = group.terminate(timeout=30)
     """
 
     def __init__(self, channels: Iterable[Channel]) -> None:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from execnet_channel import trace
-
-if TYPE_CHECKING:
-    from execnet_transport import Gateway
+from execnet_transport import Terminable
 
 EXITED = "exited"
 KILLED = "killed"
@@ -33,7 +31,13 @@ class GatewayTermination:
     the via host, killed by its proxy). 'closed': it was still running after the
     timeout and its connection was closed from this side, but its process is out of
     reach (a socket gateway: the server's process may live on). 'unresponsive': it was
-    still running when terminate gave up (a kill that did not take).
+    still running when terminate gave up (a kill that did not take). `pid` and `status`:
+    the local child process and its exit status, where there is one.
+
+    >>> from execnet_group import Group
+    >>> (ending,) = Group(["popen"]).terminate(timeout=30).gateways
+    >>> ending.id, ending.outcome, ending.status, ending.pid > 0
+    ('gw0', 'exited', 0, True)
     """
 
     id: str
@@ -46,11 +50,14 @@ class GatewayTermination:
 class TerminateReport:
     """What Group.terminate had to do, gateway by gateway.
 
-    >>> report = group.terminate(timeout=2)
-    >>> report.killed
-    []
-    >>> bool(report)        # True when every gateway is gone (exited or killed)
+    >>> from execnet_group import Group
+    >>> report = Group(["popen", "popen"]).terminate(timeout=30)
+    >>> report.exited, report.killed
+    (['gw0', 'gw1'], [])
+    >>> bool(report)        # True when no gateway is unresponsive
     True
+    >>> print(report)
+    terminated: exited ['gw0', 'gw1']
     """
 
     gateways: Tuple[GatewayTermination, ...] = ()
@@ -91,10 +98,20 @@ class TerminateReport:
         return "terminated: " + ("; ".join(parts) if parts else "no gateways")
 
 
-def _depth(gateway: Gateway) -> int:
-    depth, via = 0, getattr(gateway, "_via", None)
-    while via is not None and depth < 100:
-        depth, via = depth + 1, getattr(via, "_via", None)
+# Seconds the kill phase gets beyond its `timeout`, so that even terminate(0) waits long
+# enough for a SIGKILL'd child to be reaped.
+_KILL_PHASE_MINIMUM = 0.2
+
+# via= chains longer than this are not followed (a cycle cannot be made, but a bound
+# costs nothing): their gateways count as this deep.
+_MAX_VIA_DEPTH = 100
+
+
+def _depth(gateway: Terminable) -> int:
+    """How many via= hops lie between this process and the gateway's remote."""
+    depth, via = 0, gateway.via_gateway
+    while via is not None and depth < _MAX_VIA_DEPTH:
+        depth, via = depth + 1, via.via_gateway
     return depth
 
 
@@ -126,33 +143,22 @@ def _bounded(what: str, func: Callable[[], object], deadline: float | None) -> N
         trace(f"terminate: {what} still blocked at the deadline; giving up on it")
 
 
-def _cutter(gateway: Gateway) -> Callable[[], None]:
-    """Close both directions of a gateway's stream (and kill what its IO can reach): a
-    blocked read then sees the end."""
-
-    def cut() -> None:
-        io = gateway._io
-        io.kill()
-        io.close_read()
-        io.close_write()
-
-    return cut
-
-
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _killable(gateway: Gateway) -> bool:
+def _killable(gateway: Terminable) -> bool:
     """Whether cutting the connection also ends the remote process: a via gateway's
     proxy kills the child it started; a socket server's process is out of reach."""
-    return getattr(gateway, "_via", None) is not None or getattr(gateway, "_pid", None) is not None
+    return gateway.via_gateway is not None or gateway.child_pid is not None
 
 
 class _State:
-    def __init__(self, gateway: Gateway) -> None:
+    """One gateway on its way out: has it ended (receiver and child), with what status."""
+
+    def __init__(self, gateway: Terminable) -> None:
         self.gateway = gateway
-        self.pid: int | None = getattr(gateway, "_pid", None)
+        self.pid: int | None = gateway.child_pid
         self.status: int | None = None
         self.ended = False
 
@@ -165,14 +171,14 @@ class _State:
         if gateway.hasreceiver():
             return False
         if self.pid is not None:
-            self.status = gateway._wait_process(_left(deadline))
+            self.status = gateway.wait_child(_left(deadline))
             if self.status is None:
                 return False
         self.ended = True
         return True
 
 
-def terminate_gateways(gateways: Sequence[Gateway], timeout: float | None) -> TerminateReport:
+def terminate_gateways(gateways: Sequence[Terminable], timeout: float | None) -> TerminateReport:
     """Exit every gateway, proxies after those that go through them; see Group.terminate.
 
     Phase one tells each gateway to exit, deepest `via=` level first, and waits for
@@ -183,7 +189,7 @@ def terminate_gateways(gateways: Sequence[Gateway], timeout: float | None) -> Te
         return TerminateReport()
     start = time.monotonic()
     clean_deadline = None if timeout is None else start + timeout
-    hard_deadline = None if timeout is None else start + 2 * timeout + 0.2
+    hard_deadline = None if timeout is None else start + 2 * timeout + _KILL_PHASE_MINIMUM
     states = [_State(gw) for gw in gateways]
     levels = sorted({_depth(gw) for gw in gateways}, reverse=True)
     for level in levels:
@@ -200,10 +206,10 @@ def terminate_gateways(gateways: Sequence[Gateway], timeout: float | None) -> Te
             trace(
                 f"terminate: {gateway.id} still running after {timeout}s; killing pid {state.pid}"
             )
-            _bounded(f"kill of {gateway.id}", gateway._kill_process, hard_deadline)
+            _bounded(f"kill of {gateway.id}", gateway.kill_child, hard_deadline)
         else:  # socket or via: no process of ours to kill; cut the connection instead
             trace(f"terminate: {gateway.id} still running after {timeout}s; cutting its connection")
-            _bounded(f"cut of {gateway.id}", _cutter(gateway), hard_deadline)
+            _bounded(f"cut of {gateway.id}", gateway.cut_connection, hard_deadline)
     for state in stuck:
         if not state.wait(hard_deadline):
             outcomes[id(state)] = UNRESPONSIVE

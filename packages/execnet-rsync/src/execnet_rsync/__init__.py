@@ -1,8 +1,10 @@
 """Directory synchronisation to any number of execnet gateways.
 
-rsync = RSync("src/mypkg")
-rsync.add_target(gateway, "/tmp/mypkg", delete=True)
-rsync.send()
+    rsync = RSync("src/mypkg")
+    rsync.add_target(gateway, "/tmp/mypkg", delete=True)
+    rsync.send()
+
+(``RSync``'s docstring has the same as an example that runs.)
 """
 
 from __future__ import annotations

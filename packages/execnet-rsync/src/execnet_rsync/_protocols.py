@@ -14,6 +14,13 @@ class SupportsRemoteExec(Protocol):
 
     RSync sends its receiving half as a module (``remote_exec(module)``) and talks to it
     over the channel it returns; it needs nothing else from a gateway.
+
+    >>> import execnet
+    >>> gateway: SupportsRemoteExec = execnet.makegateway("popen")
+    >>> gateway.remote_exec("channel.send('ok')").receive()
+    'ok'
+    >>> execnet.default_group.terminate(30).killed
+    []
     """
 
     def remote_exec(self, source: str | ModuleType, **kwargs: Any) -> Channel: ...

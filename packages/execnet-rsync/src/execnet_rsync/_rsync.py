@@ -35,6 +35,18 @@ class RSyncError(OSError):
     """Some targets of RSync.send() failed; the others completed.
 
     ``failures`` holds ``(gateway, destdir, exception)`` per failed target.
+
+    >>> import execnet, tempfile
+    >>> source = tempfile.TemporaryDirectory()
+    >>> gateway = execnet.makegateway("popen")
+    >>> rsync = RSync(source.name, verbose=False)
+    >>> rsync.add_target(gateway, "/dev/null/not-a-directory")
+    >>> try:
+    ...     rsync.send()
+    ... except RSyncError as error:
+    ...     print(len(error.failures), error.failures[0][1])
+    1 /dev/null/not-a-directory
+    >>> gateway.exit(); source.cleanup()
     """
 
     def __init__(self, failures: list[tuple[SupportsRemoteExec, str, BaseException]]) -> None:
@@ -188,8 +200,8 @@ class _Run:
     def close(self) -> None:
         """Close an unfinished channel so the remote half stops waiting and cleans up."""
         if self.channel is not None and not self.finished:
-            # the gateway may be gone already; then there is nobody left to tell
-            with contextlib.suppress(Exception):
+            # the connection may be gone already (OSError); then nobody is left to tell
+            with contextlib.suppress(OSError):
                 self.channel.close()
 
 
@@ -210,10 +222,17 @@ def _rounds(targets: list[_Target]) -> list[list[_Target]]:
 class RSync:
     """Send a directory tree to any number of gateways, transferring only what changed.
 
-    >>> import execnet                                                # doctest: +SKIP
-    >>> rsync = RSync("src/mypkg", verbose=False)
-    >>> rsync.add_target(execnet.makegateway("popen"), "/tmp/mypkg")  # doctest: +SKIP
-    >>> rsync.send()                                                  # doctest: +SKIP
+    >>> import os, tempfile, execnet
+    >>> source, dest = tempfile.TemporaryDirectory(), tempfile.TemporaryDirectory()
+    >>> with open(os.path.join(source.name, "hello.txt"), "w") as file:
+    ...     _ = file.write("hello")
+    >>> gateway = execnet.makegateway("popen")
+    >>> rsync = RSync(source.name, verbose=False)
+    >>> rsync.add_target(gateway, os.path.join(dest.name, "copy"))
+    >>> rsync.send()
+    >>> os.listdir(os.path.join(dest.name, "copy"))
+    ['hello.txt']
+    >>> gateway.exit(); source.cleanup(); dest.cleanup()
 
     Subclasses may override ``filter(path)`` (False skips the path, and a directory's
     whole subtree) and ``_report_send_file(gateway, modified_rel_path)``.

@@ -18,8 +18,8 @@ from ._decoder import as_bytes, decode, loads_payload
 from ._encoder import dumps_payload, dumps_payload_parts, encode
 from ._errors import DataFormatError, DumpError, LoadError
 from ._opcodes import VERSION_BYTE
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Union
 
@@ -99,6 +99,11 @@ def load(file: BinaryIO, py2str_as_py3str: bool = False, py3str_as_py2str: bool 
 
     EOFError if the file ends before the value's STOP (or holds no value at all);
     LoadError for invalid data.
+
+    >>> import io
+    >>> f = io.BytesIO(dumps([1, 2]) + dumps("next"))
+    >>> load(f), f.read() == dumps("next")
+    ([1, 2], True)
     """
     from ._files import read_value  # first use: a remote's start skips it
 

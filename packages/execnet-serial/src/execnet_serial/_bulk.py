@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from ._records import read_runs
 from ._shapes import read_shapes
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Tuple, Union
 

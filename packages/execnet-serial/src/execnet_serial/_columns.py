@@ -21,6 +21,7 @@ import struct
 from itertools import chain, repeat
 
 from ._encoder import encode_any
+from ._startup import TYPE_CHECKING
 from ._writers import (
     CACHED,
     EMPTY_LIST,
@@ -33,7 +34,6 @@ from ._writers import (
     pack_ci,
 )
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 

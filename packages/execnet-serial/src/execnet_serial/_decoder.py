@@ -71,8 +71,8 @@ from ._readers import (
 )
 from ._readers import unpack_d as _unpack_d
 from ._readers import unpack_i as _unpack_i
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple, Union
 

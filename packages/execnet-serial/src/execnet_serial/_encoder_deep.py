@@ -17,6 +17,7 @@ from itertools import chain, repeat
 
 from ._encoder import encode_any
 from ._errors import DumpError
+from ._startup import TYPE_CHECKING
 from ._writers import (
     EMPTY_LIST,
     FIRST_INDEX,
@@ -29,7 +30,6 @@ from ._writers import (
     write_scalar_list,
 )
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, Iterator, List, Optional, Set
 

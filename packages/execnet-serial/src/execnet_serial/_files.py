@@ -14,8 +14,8 @@ import struct
 from ._decoder import decode
 from ._errors import LoadError
 from ._opcodes import NAMES, VERSION_BYTE
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 

@@ -28,6 +28,11 @@ class ChannelHook(Protocol):
 
     channel_type: type
 
-    def channel_id(self, channel: Any) -> int: ...
+    def channel_id(self, channel: Any) -> int:
+        """The id to write for ``channel`` (an int4); raise DumpError to refuse it (a
+        channel of another gateway)."""
+        ...
 
-    def channel_from_id(self, channel_id: int) -> Any: ...
+    def channel_from_id(self, channel_id: int) -> Any:
+        """The channel to load for an id read from the other side (an untrusted int4)."""
+        ...

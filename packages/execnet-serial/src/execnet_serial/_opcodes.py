@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+from ._startup import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from typing import Dict, Final
 

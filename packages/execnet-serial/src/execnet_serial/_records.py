@@ -19,7 +19,8 @@ from __future__ import annotations
 import struct
 from itertools import repeat
 
-TYPE_CHECKING = False
+from ._startup import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple, Union
 

@@ -26,8 +26,8 @@ from itertools import repeat
 from operator import itemgetter
 
 from ._records import CONSTANTS, str_size
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple, Union
 

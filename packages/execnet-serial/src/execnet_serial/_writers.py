@@ -11,8 +11,8 @@ import struct
 from itertools import chain, repeat
 
 from ._errors import DumpError
+from ._startup import TYPE_CHECKING
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterator, List, Optional
 

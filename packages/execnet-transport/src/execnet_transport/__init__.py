@@ -8,18 +8,26 @@ Also the bootstrap that starts the remote half, and the socket server
     >>> gw.remote_exec("channel.send(1 + 1)").receive()
     2
     >>> gw.exit()
+
+``TRAVELLING_PACKAGES`` names the packages whose source is sent to a remote that cannot
+import them, in the order it installs them:
+
+    >>> TRAVELLING_PACKAGES
+    ('execnet_serial', 'execnet_channel')
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .__about__ import __version__
-from ._bootstrap import TRAVELLING_PACKAGES
+from ._bundle import TRAVELLING_PACKAGES
 from ._connect import make_gateway
 from ._errors import BootstrapError, HostNotFound, SshError
 from ._gateway import Gateway, RInfo
+from ._protocols import GatewayRegistry, Terminable
 from ._xspec import XSpec
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .socketserver import serve_socket
 
@@ -28,6 +36,8 @@ __all__ = [
     "make_gateway",
     "Gateway",
     "RInfo",
+    "Terminable",
+    "GatewayRegistry",
     "BootstrapError",
     "HostNotFound",
     "SshError",
@@ -38,7 +48,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The socket server loads on first use: most programs never run one (PEP 562).
+    # The socket server loads on first use (PEP 562): most programs never run one, and its
+    # imports would cost a program's first gateway about 4 ms (benchmarks/README.md,
+    # "Start-up tricks we keep").
     if name == "serve_socket":
         from .socketserver import serve_socket
 

@@ -1,22 +1,30 @@
-"""The bootstrap: the first stage on the child's command line and the one frame it reads.
+"""The bootstrap: the first stage a new interpreter runs and the one frame it reads.
 
-Every gateway starts the same way. The child runs FIRST_STAGE (a short `-c` program, or
-the source a socket server execs); it reads ONE frame: 4 bytes big-endian length, then a
-marshal'd ``(config, bundle)`` where bundle is b"" when the child can import the
-installed packages (popen on this very interpreter) or else the zlib-compressed,
-marshal'd list of the travelling modules' sources. A `-c` child then runs the rest of
-the stage, STAGE, from the config: as source, or as the code object compiled for its
-interpreter when this process has one (this very interpreter, or what an earlier child
-of the same command line sent back), so the interpreter compiles almost nothing before
-it runs. The child installs the bundle's modules in memory under their real names (an
-import finder: relative imports work, nothing is written to disk) or, on this very
-interpreter, imports the installed packages with the code objects of their .pyc files
-sent along (config own: no search of sys.path, no file reads); applies the options
-(nice, chdir, env), writes the marker the parent chose, and enters the serve loop.
-Noise the interpreter printed before the marker (a sitecustomize, a .pth file) is
-discarded by the parent. A child asked for it (config want_code) sends the code objects
-it compiled after the marker; the parent passes them, unread, to the next child of the
-same command line (config code, and the stage's own code).
+Every gateway starts the same way:
+
+1. The child runs the first stage (``first_stage``): for popen, ssh, vagrant_ssh and via
+   a short ``python -c`` program; a socket server execs the socket variant with the
+   accepted socket bound to ``clientsock``.
+2. The first stage reads ONE frame (``frame``): 4 bytes big-endian length, then the
+   marshal'd ``(config, bundle)``. The config (``make_config``) holds the spec's options,
+   a marker, and the second stage (``stage_entry``): the source of ``_stage.py``, with
+   the code object compiled for the child's interpreter when this process has one. The
+   bundle is b"" when the child can import the installed packages (popen on this very
+   interpreter: their code then follows the frame, see ``_own_code``), else the
+   travelling modules' sources (``_bundle``).
+3. The second stage (``_stage.start``) installs the bundle or the code, imports
+   execnet_channel, applies nice, chdir and env, writes the marker and serves.
+4. The parent reads through the marker (``read_until_marker``), discarding whatever the
+   interpreter printed before it. A child asked for it (config["want_code"]) sends the
+   code it compiled after the marker (``read_code_answer``); the next child of the same
+   command line gets it in its config and compiles nothing.
+
+The package's start-up tricks, each kept for what it saves (benchmarks/README.md, "Start-up
+tricks we keep"), are these and no others: the second stage as a code object
+(``stage_entry``) and compiled code passed on per command line (``read_code_answer``);
+the travelling packages' code sent to a child of this interpreter (``_own_code``) through
+a grown pipe (``_process``); no ``typing`` in ``_stage.py``; and the socket server
+imported on first use (``__init__``).
 """
 
 from __future__ import annotations
@@ -24,446 +32,279 @@ from __future__ import annotations
 import marshal
 import os
 import secrets
-import sys
-import zlib
 from functools import lru_cache
-from importlib.util import MAGIC_NUMBER, cache_from_source, find_spec, source_hash
-from typing import Any, Callable, Dict, Final, List, Optional, Tuple
+from importlib.util import MAGIC_NUMBER
+from typing import Any, Callable, Dict, Final, List, NamedTuple, Optional, Tuple, Union
+
+from ._bundle import MARSHAL_VERSION, bundle
+from ._max_frame import max_frame_of
+from ._xspec import XSpec
 
 __all__ = [
-    "INSTALL",
-    "STAGE",
-    "TRAVELLING_PACKAGES",
-    "bundle",
+    "SEND_BUNDLE",
     "first_stage",
     "frame",
+    "make_config",
     "new_marker",
-    "own_code",
+    "read_code_answer",
+    "read_exactly",
     "read_until_marker",
     "stage_entry",
+    "stage_source",
 ]
 
-# The modules that travel to interpreters that cannot import the installed packages,
-# in the order they are installed there. Declared here and nowhere else.
-TRAVELLING_PACKAGES: Final = ("execnet_serial", "execnet_channel")
+# -- the first stage ---------------------------------------------------------------------
+#
+# It runs on every supported interpreter (CPython 3.8+, PyPy3), so it uses nothing newer.
+# Each transport defines how to receive and send bytes, the channel layer's IO over them,
+# and whether the process ends with the gateway; the rest is the same for all.
 
-# marshal format 2 holds only the plain values we send and is read by every CPython 3
-# and PyPy3, whatever their own marshal version.
-_MARSHAL_VERSION: Final = 2
-
-Module = Tuple[str, bool, str]  # (dotted name, is a package, source text)
-
-
-# package root -> ((package directory, mtime_ns)...), what _package_files found there
-_files_cache: Dict[str, Tuple[Tuple[Tuple[str, int], ...], List[Tuple[str, bool, str]]]] = {}
+_STDIO_TRANSPORT = """\
+import marshal, os
 
 
-def _mtime_ns(path: str) -> int:
+def receive(size):
+    return os.read(0, size)
+
+
+def write_all(data):
+    while data:
+        data = data[os.write(1, data) :]
+
+
+def make_io(execnet_channel, execmodel):
+    return execnet_channel.StdioIO.from_process(execmodel)
+
+
+exit_process = True
+"""
+
+# A socket server (ours, or execnet 2.1.2's, which keeps running after we return: no
+# exit) execs this with the accepted socket bound to `clientsock`: under a TLS server an
+# execnet_channel.TLSConnection. Such a server may have read past the source line, so
+# the client sends the frame only once this code asks for it (SEND_BUNDLE).
+SEND_BUNDLE: Final = b"\x00execnet-send-bundle\x00"
+_SOCKET_TRANSPORT = """\
+import marshal
+
+clientsock.sendall(SEND_BUNDLE)
+receive = clientsock.recv
+write_all = clientsock.sendall
+
+
+def make_io(execnet_channel, execmodel):
+    if hasattr(clientsock, "getpeercert"):
+        return execnet_channel.TLSSocketIO(clientsock, execmodel)
+    return execnet_channel.SocketIO(clientsock, execmodel)
+
+
+exit_process = False
+""".replace("SEND_BUNDLE", repr(SEND_BUNDLE))
+
+# The frame, then the second stage: its code object when it was compiled for this
+# interpreter, else its source. Its read_exactly is the child's copy of ours (below):
+# nothing can be imported before the stage runs.
+_RUN_STAGE = """
+def read_exactly(size):
+    data = b""
+    while len(data) < size:
+        chunk = receive(size - len(data))
+        if not chunk:
+            raise EOFError("execnet bootstrap: the stream ended before the bundle arrived")
+        data += chunk
+    return data
+
+
+config, bundle = marshal.loads(read_exactly(int.from_bytes(read_exactly(4), "big")))
+stage = config.pop("stage")
+if type(stage) is tuple:
+    magic, code, stage = stage
     try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1
+        import _frozen_importlib_external
+
+        if magic == _frozen_importlib_external.MAGIC_NUMBER:
+            stage = marshal.loads(code)
+    except (ImportError, ValueError, EOFError, TypeError):
+        pass
+if type(stage) is str:
+    stage = compile(stage, "<execnet stage>", "exec")
+namespace = {"__name__": "__execnet_stage__"}
+exec(stage, namespace)
+namespace["start"](
+    config,
+    bundle,
+    stage,
+    read_exactly=read_exactly,
+    write_all=write_all,
+    make_io=make_io,
+    exit_process=exit_process,
+)
+"""
 
 
-def _package_files(package: str) -> List[Tuple[str, bool, str]]:
-    """(dotted name, is a package, path of the .py file) of every module of `package`.
+def first_stage(kind: str) -> str:
+    """The first-stage program for `kind` 'stdio' (popen, ssh, vagrant_ssh, via: the
+    ``python -c`` program) or 'socket' (what a socket server execs).
 
-    Walked again only when one of its package directories changed (a module added,
-    removed or renamed changes its directory's mtime).
+    >>> compile(first_stage("stdio"), "<first stage>", "exec").co_filename
+    '<first stage>'
     """
-    spec = find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"travelling package {package!r} is not installed as a package")
-    root = next(iter(spec.submodule_search_locations))
-    cached = _files_cache.get(root)
-    if cached is not None and all(_mtime_ns(d) == mtime for d, mtime in cached[0]):
-        return cached[1]
-    found: List[Tuple[str, bool, str]] = []
-    directories: List[Tuple[str, int]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d.isidentifier())
-        relative = os.path.relpath(dirpath, root)
-        prefix = package if relative == "." else package + "." + relative.replace(os.sep, ".")
-        if "__init__.py" not in filenames:
-            continue  # not a package directory (e.g. __pycache__)
-        directories.append((dirpath, _mtime_ns(dirpath)))
-        for filename in sorted(filenames, key=lambda f: (f != "__init__.py", f)):
-            if not filename.endswith(".py"):
-                continue
-            stem = filename[:-3]
-            is_package = stem == "__init__"
-            name = prefix if is_package else f"{prefix}.{stem}"
-            found.append((name, is_package, os.path.join(dirpath, filename)))
-    _files_cache[root] = (tuple(directories), found)
-    return found
+    if kind == "stdio":
+        return _STDIO_TRANSPORT + _RUN_STAGE
+    if kind == "socket":
+        return _SOCKET_TRANSPORT + _RUN_STAGE
+    raise ValueError(f"unknown first stage kind {kind!r}: 'stdio' or 'socket'")
 
 
-def _package_modules(package: str) -> List[Module]:
-    found: List[Module] = []
-    for name, is_package, path in _package_files(package):
-        with open(path, encoding="utf-8") as source:
-            found.append((name, is_package, source.read()))
-    return found
+# -- the second stage ----------------------------------------------------------------------
+
+_STAGE_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_stage.py")
 
 
 @lru_cache(maxsize=None)
-def bundle(packages: Tuple[str, ...] = TRAVELLING_PACKAGES) -> bytes:
-    """The packages' installed sources, marshal'd and zlib-compressed.
-
-    Read from the installed packages (declared order, then file order) once per process.
-    """
-    modules: List[Module] = []
-    for package in packages:
-        modules.extend(_package_modules(package))
-    return zlib.compress(marshal.dumps(modules, _MARSHAL_VERSION), 6)
-
-
-# Standard library modules the travelling packages import at a remote's start: a child
-# of this interpreter gets their code with ours (the same files, found without a search;
-# a name that is not a plain .py module here, or not imported, is simply left out, and
-# one missing from this list is imported as usual: only a little slower).
-_STDLIB_AT_START: Final = ("__future__", "types", "_weakrefset", "weakref", "struct")
-
-# path -> (mtime_ns, size, marshal'd code): what own_code read or compiled for a source.
-_own_cache: Dict[str, Tuple[int, int, bytes]] = {}
-# The last own_entry() and the (path, mtime_ns, size) of every file it was made from.
-_own_last: List[Any] = [None, None]
-
-
-def _code_from_pyc(path: str, stat: os.stat_result) -> Optional[bytes]:
-    """The marshal'd code of `path`'s .pyc (optimization level 0), if it is current.
-
-    Checked as the import system checks it: the magic number, then the source's mtime
-    and size (a timestamp .pyc) or, for a hash-based one that asks for it, the source's
-    hash. None when there is no such .pyc or it is stale: the source is compiled instead.
-    """
-    try:
-        with open(cache_from_source(path, optimization=""), "rb") as file:
-            data = file.read()
-    except (OSError, NotImplementedError, ValueError):
-        return None
-    if len(data) < 16 or data[:4] != MAGIC_NUMBER:
-        return None
-    flags = int.from_bytes(data[4:8], "little")
-    if flags == 0:
-        if (
-            int.from_bytes(data[8:12], "little") != int(stat.st_mtime) & 0xFFFFFFFF
-            or int.from_bytes(data[12:16], "little") != stat.st_size & 0xFFFFFFFF
-        ):
-            return None
-    elif flags & ~0b11:
-        return None
-    else:
-        import _imp
-
-        check = getattr(_imp, "check_hash_based_pycs", "default")
-        if check == "always" or (check != "never" and flags & 0b10):
-            try:
-                with open(path, "rb") as file:
-                    source = file.read()
-            except OSError:
-                return None
-            if source_hash(source) != data[8:16]:
-                return None
-    return data[16:]
-
-
-def own_code(packages: Tuple[str, ...] = TRAVELLING_PACKAGES) -> Dict[str, Tuple[str, bytes]]:
-    """{module name: (source path, marshal'd code)} of the installed travelling packages
-    (and of the few standard library modules they import at a remote's start).
-
-    For a child of this very interpreter: it imports these modules from their files as
-    usual, but takes each module's code from here (the .pyc this interpreter's import
-    system would use, or the source compiled here when there is none), skipping the
-    search of sys.path and the file reads. Every call re-checks each source's mtime and
-    size, so an edited module is what the next child runs, as with a plain import.
-    """
-    found: Dict[str, Tuple[str, bytes]] = {}
-    files = [(name, path) for package in packages for name, _, path in _package_files(package)]
-    for name in _STDLIB_AT_START:
-        module = sys.modules.get(name)
-        spec = getattr(module, "__spec__", None)
-        origin = getattr(spec, "origin", None)
-        if getattr(spec, "has_location", False) and str(origin).endswith(".py"):
-            files.append((name, str(origin)))
-    for name, path in files:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            continue  # gone since the walk: the child finds what is there
-        cached = _own_cache.get(path)
-        if cached is None or cached[:2] != (stat.st_mtime_ns, stat.st_size):
-            code = _code_from_pyc(path, stat)
-            if code is None:
-                with open(path, "rb") as file:
-                    source = file.read()
-                code = marshal.dumps(compile(source, path, "exec", dont_inherit=True))
-            cached = _own_cache[path] = (stat.st_mtime_ns, stat.st_size, code)
-        found[name] = (path, cached[2])
-    return found
-
-
-OwnEntry = Tuple[bytes, Dict[str, Tuple[str, int, int]], int]
-
-
-def own_entry() -> Optional[Tuple[OwnEntry, bytes]]:
-    """(config['own'], the bytes sent right after the frame) for a child of this very
-    interpreter: (magic number, {name: (path, start, end)}, length) and all the
-    marshal'd code in one piece, which the child reads without another copy. None: the
-    child imports from the files alone (e.g. a module cannot be read here)."""
-    try:
-        code = own_code()
-    except (OSError, ImportError, ValueError, SyntaxError):
-        return None
-    key = [(path, _own_cache[path][:2]) for path, _ in code.values()]
-    if _own_last[0] != key:
-        index: Dict[str, Tuple[str, int, int]] = {}
-        parts: List[bytes] = []
-        position = 0
-        for name, (path, data) in code.items():
-            index[name] = (path, position, position + len(data))
-            parts.append(data)
-            position += len(data)
-        _own_last[:] = [key, ((MAGIC_NUMBER, index, position), b"".join(parts))]
-    entry: Tuple[OwnEntry, bytes] = _own_last[1]
-    return entry
-
-
-def new_marker() -> bytes:
-    """A marker no interpreter noise will contain by chance."""
-    return b"\x00execnet-ready-" + secrets.token_hex(12).encode("ascii") + b"\x00"
-
-
-# Code objects compiled by earlier children, per command line: (magic number, marshal'd
-# {module name: code}). A later child of the same interpreter skips compiling the bundle.
-_code_cache: Dict[Tuple[str, ...], Tuple[bytes, bytes]] = {}
-
-
-def cached_code(key: Tuple[str, ...]) -> Optional[Tuple[bytes, bytes]]:
-    """What an earlier child started by this command line compiled, if any."""
-    return _code_cache.get(key)
-
-
-def read_code_answer(key: Tuple[str, ...], read_exactly: Callable[[int], bytes]) -> None:
-    """Read what a child asked for its code sends after the marker, and keep it.
-
-    The answer: 1 byte n, the n-byte magic number, then twice 4 bytes length and
-    marshal'd code: the modules' ``{name: code}``, then the stage's code (made by the
-    child's interpreter: never unmarshalled here, only passed on).
-    """
-    magic = read_exactly(read_exactly(1)[0])
-    code = read_exactly(int.from_bytes(read_exactly(4), "big"))
-    stage = read_exactly(int.from_bytes(read_exactly(4), "big"))
-    if magic and code:
-        _code_cache[key] = (magic, code)
-    if magic and stage:
-        _stage_cache[key] = (magic, stage)
-
-
-# The stage's code object per command line, from the first child of an interpreter
-# that is not this one: (magic number, marshal'd code).
-_stage_cache: Dict[Tuple[str, ...], Tuple[bytes, bytes]] = {}
+def stage_source() -> str:
+    """The source of the second stage: the installed ``_stage.py``, read once."""
+    with open(_STAGE_PATH, encoding="utf-8") as file:
+        return file.read()
 
 
 @lru_cache(maxsize=None)
 def _own_stage_code() -> bytes:
-    return marshal.dumps(compile(STAGE, "<string>", "exec", dont_inherit=True))
+    return marshal.dumps(compile(stage_source(), _STAGE_PATH, "exec", dont_inherit=True))
 
 
-def stage_entry(key: Tuple[str, ...], same_interpreter: bool) -> Any:
-    """What config['stage'] holds for a `-c` child: STAGE, or (magic, code, STAGE).
+class CompiledCode(NamedTuple):
+    """What the first child of a command line compiled, for the next ones (marshal'd)."""
 
-    The child runs the code when its magic number matches, else the source.
+    magic: bytes  # the bytecode magic number of the child's interpreter
+    modules: bytes  # {module name: code} of the bundle's modules
+    stage: bytes  # the second stage's code
+
+
+# Per command line (popen python=, ssh host and python): what its first child compiled.
+_compiled: Dict[Tuple[str, ...], CompiledCode] = {}
+
+StageEntry = Union[str, Tuple[bytes, bytes, str]]
+
+
+def stage_entry(command: Optional[Tuple[str, ...]], same_interpreter: bool) -> StageEntry:
+    """What config["stage"] holds: the source, or (magic number, code, source).
+
+    The code is this interpreter's own for a child of it, or what the first child of
+    `command` sent back; the child runs it when the magic number is its own.
     """
     if same_interpreter:
-        return (MAGIC_NUMBER, _own_stage_code(), STAGE)
-    cached = _stage_cache.get(key)
-    if cached is not None:
-        return (cached[0], cached[1], STAGE)
-    return STAGE
+        return (MAGIC_NUMBER, _own_stage_code(), stage_source())
+    compiled = _compiled.get(command) if command is not None else None
+    if compiled is not None and compiled.stage:
+        return (compiled.magic, compiled.stage, stage_source())
+    return stage_source()
+
+
+def read_code_answer(command: Tuple[str, ...], read_some: Callable[[int], bytes]) -> None:
+    """Read what a child asked for its code sends after the marker, and keep it for the
+    next child of `command` (format: ``_stage.code_answer``; never unmarshalled here)."""
+
+    def read(size: int) -> bytes:
+        return read_exactly(read_some, size)
+
+    magic = read(read(1)[0])
+    modules = read(int.from_bytes(read(4), "big"))
+    stage = read(int.from_bytes(read(4), "big"))
+    if magic:
+        _compiled[command] = CompiledCode(magic, modules, stage)
+
+
+# -- the frame -------------------------------------------------------------------------------
+
+
+def _travelling_paths() -> List[str]:
+    """Where this interpreter found the travelling packages: a child of the same
+    interpreter imports them from there even when they came from a path it lacks."""
+    import execnet_channel
+    import execnet_serial
+
+    paths: List[str] = []
+    for module in (execnet_serial, execnet_channel):
+        path = os.path.dirname(os.path.dirname(os.path.abspath(str(module.__file__))))
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+def make_config(
+    spec: XSpec,
+    marker: bytes,
+    *,
+    same_interpreter: bool = False,
+    command: Optional[Tuple[str, ...]] = None,
+) -> Dict[str, Any]:
+    """The config a new remote gets in its frame (read by ``_stage.start``).
+
+    `command`: the command line that started the child (its compiled code is kept per
+    command line); `same_interpreter`: the child imports the installed packages.
+    """
+    env = {str(k): str(v) for k, v in spec.env.items()}
+    debug = os.environ.get("EXECNET_DEBUG")
+    if debug and "EXECNET_DEBUG" not in env:
+        env["EXECNET_DEBUG"] = debug  # reaches ssh, socket and via remotes too
+    config: Dict[str, Any] = {
+        "id": str(spec.id),
+        "execmodel": spec.execmodel or "thread",
+        "nice": str(spec.nice) if spec.nice is not None else "",
+        "chdir": str(spec.chdir) if spec.chdir else "",
+        "env": env,
+        "marker": marker,
+        "path": _travelling_paths() if same_interpreter else [],
+        "stage": stage_entry(command, same_interpreter),
+        "max_frame": max_frame_of(spec),  # the remote holds our frames to it too
+    }
+    if command is not None and not same_interpreter:
+        compiled = _compiled.get(command)
+        config["code"] = (compiled.magic, compiled.modules) if compiled else None
+        config["want_code"] = compiled is None
+    return config
 
 
 def frame(config: Dict[str, Any], with_bundle: bool) -> bytes:
     """The one frame the first stage reads: length, then marshal'd (config, bundle).
 
-    With config['own'], the code it indexes is written right after the frame.
+    >>> data = frame({"id": "gw0"}, with_bundle=False)
+    >>> int.from_bytes(data[:4], "big") == len(data) - 4
+    True
     """
-    body = marshal.dumps((config, bundle() if with_bundle else b""), _MARSHAL_VERSION)
+    body = marshal.dumps((config, bundle() if with_bundle else b""), MARSHAL_VERSION)
     return len(body).to_bytes(4, "big") + body
 
 
-# The first stage. It runs on every supported interpreter (CPython 3.8+, PyPy3), so it
-# uses nothing newer. `R(n)` reads exactly n bytes; the prefix defines it and the
-# channel-layer IO for the transport (stdio pipes or the socket a server accepted).
-_STDIO_PREFIX = """\
-import os,sys,marshal
-def R(n):
-    b=b''
-    while len(b)<n:
-        c=os.read(0,n-len(b))
-        if not c:raise SystemExit('execnet bootstrap: input closed before the bundle arrived')
-        b+=c
-    return b
-def W(b):
-    while b:b=b[os.write(1,b):]
-def IO(C,m):return C.StdioIO.from_process(m)
-X=True
-"""
-
-# A socket server execs this with the accepted socket bound to `clientsock` (an
-# execnet_channel.TLSConnection behind a TLS server); the server may be execnet 2.1.2's, which keeps
-# running after we return: no exit. Such a server may also have read past the source
-# line, so the client sends the frame only once this code asks for it (SEND_BUNDLE).
-SEND_BUNDLE: Final = b"\x00execnet-send-bundle\x00"
-_SOCKET_PREFIX = """\
-import os,sys,marshal
-clientsock.sendall(SEND_BUNDLE)
-def R(n):
-    b=b''
-    while len(b)<n:
-        c=clientsock.recv(n-len(b))
-        if not c:raise EOFError('execnet bootstrap: connection closed before the bundle arrived')
-        b+=c
-    return b
-W=clientsock.sendall
-def IO(C,m):
-    T=C.TLSSocketIO if hasattr(clientsock,'getpeercert') else C.SocketIO
-    return T(clientsock,m)
-X=False
-""".replace("SEND_BUNDLE", repr(SEND_BUNDLE))
-
-_READ = """\
-c,m=marshal.loads(R(int.from_bytes(R(4),'big')))
-"""
-
-# A `-c` child runs the rest from the config: the code object when it is for this
-# interpreter (compiling STAGE here would cost about as much as the rest of the start).
-_RUN_STAGE = """\
-s=c.pop('stage')
-if type(s) is tuple:
-    try:
-        import _frozen_importlib_external as E
-        s=marshal.loads(s[1]) if s[0]==E.MAGIC_NUMBER else s[2]
-    except Exception:s=s[2]
-exec(s)
-"""
-
-_PATHS = """\
-for p in c['path']:
-    if p not in sys.path:sys.path.append(p)
-"""
-
-# Installs the modules of bundle `m` (if any) as an import finder. The code objects it
-# compiles collect in D (and stay there: a module imported later, execnet_channel.aio,
-# compiles into it too); c['code'] may bring them from an earlier child of the same
-# interpreter (used only if the bytecode magic number M matches).
-INSTALL = """\
-D={}
-M=None
-if m:
-    import zlib
-    from importlib.machinery import ModuleSpec
-    try:
-        import _frozen_importlib_external as E;M=E.MAGIC_NUMBER
-    except Exception:pass
-    S={n:(p,s) for n,p,s in marshal.loads(zlib.decompress(m))}
-    K=c.get('code')
-    if K and M and K[0]==M:D=marshal.loads(K[1])
-    def F(n):return '<execnet bundle>/'+n.replace('.','/')+('/__init__.py' if S[n][0] else '.py')
-    class L:
-        @classmethod
-        def find_spec(k,n,p=None,t=None):
-            if n in S:return ModuleSpec(n,k,origin=F(n),is_package=S[n][0])
-        @classmethod
-        def create_module(k,s):return None
-        @classmethod
-        def exec_module(k,o):
-            n=o.__name__
-            if n not in D:D[n]=compile(S[n][1],F(n),'exec')
-            exec(D[n],o.__dict__)
-        @classmethod
-        def get_source(k,n):return S[n][1]
-    sys.meta_path.insert(0,L)
-    del m
-"""
-
-# This very interpreter: c['own'] = (magic, {name: (path, start, end)}, length), the
-# code itself follows the frame (read in any case: it must not reach the protocol).
-# The modules import from their files (spec, __file__, __path__ as usual) but each
-# one's code comes from here, once; anything else (a reload, a module imported later)
-# comes from the files. The code is dropped once the start is over.
-_OWN = """\
-O=c.pop('own',None)
-h=None
-if O:
-    Q=memoryview(R(O[2]))
-    try:
-        import _frozen_importlib_external as E,_imp
-        if O[0]==E.MAGIC_NUMBER:
-            O=O[1]
-            class G(E.SourceFileLoader):
-                def get_code(k,n):
-                    o=O.pop(n,None) if O else None
-                    if o is None or o[0]!=k.path:return super().get_code(n)
-                    x=marshal.loads(Q[o[1]:o[2]]);_imp._fix_co_filename(x,o[0]);return x
-            class h:
-                @classmethod
-                def find_spec(k,n,p=None,t=None):
-                    o=O.get(n)
-                    if o:return E.spec_from_file_location(n,o[0],loader=G(n,o[0]))
-            sys.meta_path.insert(0,h)
-    except Exception:h=None
-"""
-
-# env: is applied before the import (EXECNET_DEBUG is read then), chdir after it (a
-# module in the new directory must not shadow ours). serve() closes the protocol's
-# write end when it ends (the opener sees the end now, not after this interpreter's
-# shutdown: atexit, threads, module teardown); the close here covers a serve() that
-# failed to start. The cyclic garbage collector is paused for the import: what it
-# makes (modules, classes, functions) stays alive, so its runs there would find
-# nothing to free (~0.6 ms of a start).
-_START = """\
-os.environ.update(c['env'])
-import gc
-g=gc.isenabled()
-gc.disable()
-try:import execnet_channel as C
-finally:
-    if g:gc.enable()
-if h:sys.meta_path.remove(h)
-O=Q=None
-if c['nice']:os.nice(int(c['nice']))
-if c['chdir']:
-    os.makedirs(c['chdir'],exist_ok=True)
-    os.chdir(c['chdir'])
-e=C.get_execmodel(c['execmodel'])
-if c.get('want_code'):
-    if not(M and D):M=Z=b''
-    else:Z=marshal.dumps(D)
-    s=marshal.dumps(sys._getframe().f_code) if M else b''
-    W(c['marker']+bytes([len(M)])+M+len(Z).to_bytes(4,'big')+Z+len(s).to_bytes(4,'big')+s)
-else:W(c['marker'])
-i=IO(C,e)
-try:C.serve(i,c['id'],exit_process=X,max_frame=c.get('max_frame'))
-finally:
-    if X:i.close_write()
-"""
-
-# What a `-c` child runs after reading the frame (see _RUN_STAGE).
-STAGE: Final = _PATHS + INSTALL + _OWN + _START
+# -- the answer ------------------------------------------------------------------------------
 
 
-def first_stage(kind: str) -> str:
-    """The first-stage program for `kind` 'stdio' (popen, ssh, vagrant, via) or 'socket'.
+def new_marker() -> bytes:
+    """A marker no interpreter noise will contain by chance (96 random bits)."""
+    return b"\x00execnet-ready-" + secrets.token_hex(12).encode("ascii") + b"\x00"
 
-    'stdio' is the short `-c` program that reads the frame and runs config['stage']
-    (see stage_entry); 'socket' is the whole stage as source.
+
+def read_exactly(read_some: Callable[[int], bytes], size: int) -> bytes:
+    """`size` bytes from `read_some(n)`, which returns at most n bytes (b"" at the end);
+    EOFError if the stream ends first.
+
+    >>> import io
+    >>> stream = io.BytesIO(b"abcdef")
+    >>> read_exactly(stream.read, 4), read_exactly(stream.read, 2)
+    (b'abcd', b'ef')
+    >>> read_exactly(stream.read, 1)
+    Traceback (most recent call last):
+    ...
+    EOFError: the stream ended after 0 of 1 bytes
     """
-    if kind == "stdio":
-        return _STDIO_PREFIX + _READ + _RUN_STAGE
-    if kind == "socket":
-        return _SOCKET_PREFIX + _READ + STAGE
-    raise ValueError(f"unknown first stage kind {kind!r}")
+    data = b""
+    while len(data) < size:
+        chunk = read_some(size - len(data))
+        if not chunk:
+            raise EOFError(f"the stream ended after {len(data)} of {size} bytes")
+        data += chunk
+    return data
 
 
 def read_until_marker(read_some: Callable[[int], bytes], marker: bytes) -> bytes:
@@ -472,6 +313,10 @@ def read_until_marker(read_some: Callable[[int], bytes], marker: bytes) -> bytes
     Never reads past the marker: while the buffer ends with k bytes of the marker's
     start, the marker cannot end sooner than len(marker) - k bytes later, so that is
     what is asked for. Raises EOFError, carrying the noise, if the stream ends first.
+
+    >>> chunks = [b"hello from sitecustomize\\n", b"<ready>", b"PROTOCOL"]
+    >>> read_until_marker(lambda size: chunks.pop(0), b"<ready>")
+    b'hello from sitecustomize\\n'
     """
     buffer = bytearray()
     need = len(marker)

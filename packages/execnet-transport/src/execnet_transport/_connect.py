@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 from execnet_channel import ExecModel, FdIO, get_execmodel, trace
 
@@ -13,6 +12,7 @@ from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, v
 from ._errors import BootstrapError, HostNotFound, SshError
 from ._gateway import Gateway
 from ._max_frame import max_frame_of
+from ._own_code import own_entry
 from ._process import ChildProcess, describe_status
 from ._via import VIA_PROXY, ViaIO
 from ._xspec import GATEWAY_TYPES, SOCKET_KEYS, XSpec
@@ -21,6 +21,12 @@ __all__ = ["BOOTSTRAP_TIMEOUT", "make_gateway"]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
 BOOTSTRAP_TIMEOUT = 60.0
+# After a failed start: how long the ended (or killed) child gets to be reaped, and its
+# last stderr bytes to arrive (the tee thread copies them), for the error's post-mortem.
+_REAP_WAIT = 10.0
+_STDERR_WAIT = 2.0
+# What a BootstrapError quotes of what a child printed on stdout instead of answering.
+_NOISE_QUOTED = 2000
 EXECMODELS = ("thread", "main_thread_only", "eventlet", "gevent")
 
 # ssh's own words when the host cannot be resolved or reached (exit status 255).
@@ -105,37 +111,6 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
     return kind
 
 
-def _travelling_paths() -> List[str]:
-    # Where this interpreter found the travelling packages: a child of the same
-    # interpreter imports them from there even when they came from a path it lacks.
-    import execnet_channel
-    import execnet_serial
-
-    paths: List[str] = []
-    for module in (execnet_serial, execnet_channel):
-        path = os.path.dirname(os.path.dirname(os.path.abspath(str(module.__file__))))
-        if path not in paths:
-            paths.append(path)
-    return paths
-
-
-def _config(spec: XSpec, marker: bytes, same_interpreter: bool) -> Dict[str, Any]:
-    env = {str(k): str(v) for k, v in spec.env.items()}
-    debug = os.environ.get("EXECNET_DEBUG")
-    if debug and "EXECNET_DEBUG" not in env:
-        env["EXECNET_DEBUG"] = debug  # reaches ssh/socket/via remotes too
-    return {
-        "id": str(spec.id),
-        "execmodel": spec.execmodel or "thread",
-        "nice": str(spec.nice) if spec.nice is not None else "",
-        "chdir": str(spec.chdir) if spec.chdir else "",
-        "env": env,
-        "marker": marker,
-        "path": _travelling_paths() if same_interpreter else [],
-        "max_frame": max_frame_of(spec),  # the remote holds our frames to it too
-    }
-
-
 def make_gateway(
     spec: Union[XSpec, str],
     *,
@@ -148,6 +123,7 @@ def make_gateway(
     `execmodel` is the local model; the remote runs `spec.execmodel` (default thread).
     The spec's id must be set (a Group does that, and resolves via=/installvia= ids):
 
+        >>> import os
         >>> gw = make_gateway(XSpec("popen//id=gw0"))
         >>> gw.remote_exec("import os; channel.send(os.getpid())").receive() != os.getpid()
         True
@@ -197,17 +173,13 @@ def _process_gateway(
         # Everything up to the write overlaps the child's interpreter start.
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         marker = _bootstrap.new_marker()
-        config = _config(spec, marker, same)
-        key = tuple(args)
-        config["stage"] = _bootstrap.stage_entry(key, same)
+        command = tuple(args)
+        config = _bootstrap.make_config(spec, marker, same_interpreter=same, command=command)
         own = b""
         if same:  # imports the installed packages, with the code objects from here
-            entry = _bootstrap.own_entry()
+            entry = own_entry()
             if entry is not None:
                 config["own"], own = entry
-        else:  # the child compiles the bundle: or reuses what an earlier one did
-            config["code"] = _bootstrap.cached_code(key)
-            config["want_code"] = config["code"] is None
         # A BrokenPipeError means it ended already: its stdout's end and stderr tell why.
         try:
             child.write_all(_bootstrap.frame(config, not same), deadline)
@@ -228,15 +200,17 @@ def _process_gateway(
         _handshake(spec, read_some, marker, child, kind)
         if config.get("want_code"):
             try:
-                _bootstrap.read_code_answer(key, lambda n: _read_exactly(read_some, n))
+                _bootstrap.read_code_answer(command, read_some)
             except (EOFError, TimeoutError) as exc:
                 raise BootstrapError(
-                    spec, f"the remote's ready answer broke off ({exc})", child.stderr_tail(1.0)
+                    spec,
+                    f"the remote's ready answer broke off ({exc})",
+                    child.stderr_tail(_STDERR_WAIT),
                 ) from None
     except BaseException:
         child.kill()
         child.close_fds()
-        child.wait(5)
+        child.wait(_REAP_WAIT)
         raise
     io = ProcessIO(child, model)  # owns the pipe ends from here on
     try:
@@ -267,24 +241,14 @@ def _handshake(
         ) from None
     except EOFError as exc:
         noise = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
-        status = child.wait(10) if child is not None else None
-        tail = child.stderr_tail(wait=2.0) if child is not None else ""
+        status = child.wait(_REAP_WAIT) if child is not None else None
+        tail = child.stderr_tail(_STDERR_WAIT) if child is not None else ""
         if noise.strip() and not tail.strip():
-            tail = noise.decode("utf-8", "replace")[-2000:]
+            tail = noise.decode("utf-8", "replace")[-_NOISE_QUOTED:]
         reason = f"the remote ended before the bootstrap finished ({describe_status(status)})"
         if kind in ("ssh", "vagrant_ssh"):
             raise _ssh_error(spec, reason, tail, status) from None
         raise BootstrapError(spec, reason, tail, status) from None
-
-
-def _read_exactly(read_some: Callable[[int], bytes], numbytes: int) -> bytes:
-    data = b""
-    while len(data) < numbytes:
-        chunk = read_some(numbytes - len(data))
-        if not chunk:
-            raise EOFError("the child ended during the bootstrap")
-        data += chunk
-    return data
 
 
 def _ssh_error(spec: XSpec, reason: str, stderr: str, status: Optional[int]) -> BootstrapError:
@@ -309,8 +273,7 @@ def _via_gateway(
     try:
         channel.send((args, default_python))
         marker = _bootstrap.new_marker()
-        config = _config(spec, marker, False)
-        config["stage"] = _bootstrap.STAGE
+        config = _bootstrap.make_config(spec, marker)
         io.write(_bootstrap.frame(config, with_bundle=True))
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         try:
@@ -322,13 +285,13 @@ def _via_gateway(
                 io.stderr_tail(),
             ) from None
         except EOFError:
-            io.wait(10)
+            io.wait(_REAP_WAIT)
             raise BootstrapError(
                 spec,
                 f"the child started via {via.id!r} ended before the bootstrap finished "
-                f"({io._end_text()})",
+                f"({io.describe_end()})",
                 io.stderr_tail(),
-                io._status,
+                io.status,
             ) from None
         return Gateway(io, spec, child=io, via=via, remoteaddress=None)
     except BaseException:

@@ -10,6 +10,7 @@ __all__ = ["BootstrapError", "HostNotFound", "SshError"]
 class BootstrapError(Exception):
     """A gateway could not be started; the message names the spec and the remote's stderr.
 
+    >>> from execnet_transport import XSpec, make_gateway
     >>> try:
     ...     make_gateway(XSpec("popen//python=/bin/false//id=gw0"))
     ... except BootstrapError as exc:
@@ -35,9 +36,25 @@ class BootstrapError(Exception):
 
 
 class HostNotFound(BootstrapError):
-    """ssh could not resolve or reach the host (ssh exit status 255 before the handshake)."""
+    """ssh could not resolve or reach the host (ssh exit status 255 before the handshake).
+
+    (Not run as a doctest: it needs ssh. tests/execnet_transport/test_ssh.py's
+    test_host_not_found runs it, with OpenSSH's client.)
+
+    >>> make_gateway(XSpec("ssh=no-such-host.invalid//id=gw0"))  # doctest: +SKIP
+    Traceback (most recent call last):
+    execnet_transport._errors.HostNotFound: gateway 'ssh=...': ssh could not reach the host; ...
+    """
 
 
 class SshError(BootstrapError):
     """ssh reached the host but the interpreter did not start: "Permission denied", or no
-    such remote python. `stderr` holds ssh's own message."""
+    such remote python. `stderr` holds ssh's own message. (Not run as a doctest: it needs
+    an ssh server; test_ssh.py's test_missing_remote_python runs it against a real one.)
+
+    >>> try:                                              # doctest: +SKIP
+    ...     make_gateway(XSpec("ssh=localhost//python=no-such-python//id=gw0"))
+    ... except SshError as exc:
+    ...     print(exc.returncode)
+    127
+    """

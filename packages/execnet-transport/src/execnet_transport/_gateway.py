@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 from execnet_channel import IO, BaseGateway
 
 from ._max_frame import max_frame_of
+from ._protocols import GatewayRegistry
 from ._xspec import XSpec
 
 __all__ = ["Gateway", "RInfo"]
@@ -23,10 +24,18 @@ class Child(Protocol):
 
 
 class RInfo:
-    """Facts about the remote interpreter, read as attributes or keys.
+    """Facts about the remote interpreter, read as attributes or keys: what
+    ``Gateway._rinfo()`` returns (the name execnet's API gives it; pytest-xdist calls it).
 
-    >>> info = gateway._rinfo()
-    >>> info.version_info[:3], info["platform"], info.cwd, info.pid, info.executable
+    >>> import os, sys
+    >>> from execnet_transport import XSpec, make_gateway
+    >>> gw = make_gateway(XSpec("popen//id=gw0"))
+    >>> info = gw._rinfo()
+    >>> info.version_info[:3] == tuple(sys.version_info[:3]), info["cwd"] == os.getcwd()
+    (True, True)
+    >>> info.pid == gw.child_pid, "executable" in info
+    (True, True)
+    >>> gw.exit()
     """
 
     executable: str
@@ -63,13 +72,18 @@ class RInfo:
 class Gateway(BaseGateway):
     """A gateway to an interpreter this process started or reached (see make_gateway).
 
+    >>> from execnet_transport import XSpec, make_gateway
     >>> gw = make_gateway(XSpec("popen//id=gw0"))
     >>> gw.remote_exec("channel.send(6 * 7)").receive()
     42
     >>> gw.exit()
+    >>> gw.join(10)
+    >>> gw.wait_child(10)
+    0
     """
 
-    _group: Any  # the Group that holds this gateway (set by the group), or None
+    #: What holds this gateway and hears when it exits (a Group sets itself), or None.
+    group: Optional[GatewayRegistry]
     # What _rinfo() returns; absent until its first call. execnet 2.1.2 keeps it under
     # this name and code written against it reads, assigns and deletes it.
     _cache_rinfo: Any
@@ -88,8 +102,8 @@ class Gateway(BaseGateway):
         self.spec = spec
         self.remoteaddress = remoteaddress
         self._child = child
-        self._via = via
-        self._group = None
+        self.via_gateway = via
+        self.group = None
         self._lost_connection = lost_connection
         self._postmortem: Optional[str] = None
         self._exit_requested = False
@@ -111,28 +125,49 @@ class Gateway(BaseGateway):
         return self._cache_rinfo  # type: ignore[no-any-return]
 
     @property
-    def _pid(self) -> Optional[int]:
-        """The local child process id; None for socket gateways and via-proxied ones."""
+    def _group(self) -> Optional[GatewayRegistry]:
+        """The earlier name of ``group``, kept for code that reads or sets it."""
+        return self.group
+
+    @_group.setter
+    def _group(self, group: Optional[GatewayRegistry]) -> None:
+        self.group = group
+
+    # -- what ending it for sure needs (the Terminable protocol) --------------------
+
+    @property
+    def child_pid(self) -> Optional[int]:
+        """The local child process's id (popen: the interpreter; ssh, vagrant_ssh: the
+        client); None for socket gateways and via-proxied ones."""
         return self._child.pid if self._child is not None else None
 
-    def _wait_process(self, timeout: Optional[float]) -> Optional[int]:
-        """The process's exit status, or None if it still runs after `timeout` seconds."""
+    def wait_child(self, timeout: Optional[float]) -> Optional[int]:
+        """The child's exit status, or None if it still runs after `timeout` seconds
+        (None at once for a socket gateway: no child of ours)."""
         if self._child is None:
             return None
         return self._child.wait(timeout)
 
-    def _kill_process(self) -> None:
-        """Kill the process behind the gateway, if any; never blocks."""
+    def kill_child(self) -> None:
+        """SIGKILL the child (a via gateway's: through its proxy), if any; never blocks."""
         if self._child is not None:
             self._child.kill()
+
+    def cut_connection(self) -> None:
+        """Close both directions of the connection now: a receiver blocked on it sees
+        the end (a via gateway's proxy also kills its child; a socket server's process
+        is out of reach). For a gateway that does not exit when asked."""
+        self._io.kill()
+        self._io.close_read()
+        self._io.close_write()
 
     def exit(self) -> None:
         """Tell the remote to terminate and close our side; idempotent."""
         self._exit_requested = True
         super().exit()
-        group, self._group = self._group, None
+        group, self.group = self.group, None
         if group is not None:
-            group._unregister(self)
+            group.gateway_exited(self)
 
     def _after_connection_lost(self) -> None:
         # The receiver has ended: nothing more will be read or written, so release the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import math
 import os
 import select
 import signal
@@ -17,8 +18,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from execnet_channel import trace
+
 __all__ = ["ChildProcess", "describe_status"]
 
+# What a post-mortem shows of a dead child's stderr: the last lines of the last bytes
+# (enough for a traceback's end, short enough for an error message).
 STDERR_TAIL_BYTES = 8192
 STDERR_TAIL_LINES = 15
 
@@ -42,20 +47,40 @@ def _start_os_thread(func: Callable[..., None], args: Tuple[Any, ...]) -> None:
 
 F_SETPIPE_SZ = 1031  # Linux; not in the fcntl module before 3.10
 F_GETPIPE_SZ = 1032
+DEFAULT_PIPE_SIZE = 65536  # what a Linux pipe holds unless grown
 
 
 def _fit_pipe(fd: int, size: int) -> None:
     """Grow the pipe behind fd to hold `size` bytes, if the system lets us (else the
-    writer waits for the reader, as with any pipe)."""
-    if size <= 65536 or not sys.platform.startswith("linux"):
+    writer waits for the reader, as with any pipe).
+
+    The code sent to a child of this interpreter (``_own_code``, ~400 KB) then goes in
+    one write, which the child reads at once: part of what sending that code saves
+    (benchmarks/README.md, "Start-up tricks we keep").
+    """
+    if size <= DEFAULT_PIPE_SIZE or not sys.platform.startswith("linux"):
         return
     try:
         import fcntl
 
         if fcntl.fcntl(fd, F_GETPIPE_SZ) < size:
             fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << (size - 1).bit_length())
-    except (OSError, ImportError):
-        pass
+    except OSError as exc:  # over /proc/sys/fs/pipe-max-size or the user's pipe budget
+        trace(f"could not grow the pipe to a child to {size} bytes: {exc}")
+
+
+def _wait_for(fd: int, events: int, deadline: float) -> bool:
+    """Wait until fd is ready for `events` (POLLIN, POLLOUT) or has ended (hang-up,
+    error: the read or write then says which); False at `deadline` (time.monotonic()).
+
+    poll(), not select(): select() fails for descriptors numbered 1024 and above.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(math.ceil(remaining * 1000)))
 
 
 def describe_status(returncode: Optional[int]) -> str:
@@ -106,7 +131,7 @@ class ChildProcess:
         try:
             while True:
                 try:
-                    data = os.read(fd, 65536)
+                    data = os.read(fd, DEFAULT_PIPE_SIZE)  # what the pipe holds at most
                 except OSError:
                     break
                 if not data:
@@ -131,8 +156,7 @@ class ChildProcess:
 
     def read_some(self, numbytes: int, deadline: float) -> bytes:
         """Up to numbytes from the child's stdout; b'' at EOF; TimeoutError at the deadline."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([self.stdout_fd], [], [], remaining)[0]:
+        if not _wait_for(self.stdout_fd, select.POLLIN, deadline):
             raise TimeoutError("no answer from the child")
         return os.read(self.stdout_fd, numbytes)
 
@@ -152,8 +176,7 @@ class ChildProcess:
                     continue
                 except BlockingIOError:
                     pass
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not select.select([], [self.stdin_fd], [], remaining)[1]:
+                if not _wait_for(self.stdin_fd, select.POLLOUT, deadline):
                     raise TimeoutError("the child does not read its input")
         finally:
             os.set_blocking(self.stdin_fd, True)

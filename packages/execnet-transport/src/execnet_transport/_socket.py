@@ -37,6 +37,12 @@ __all__ = ["socket_gateway", "validate_socket_keys"]
 CHALLENGE_TIMEOUT = 15.0
 # How long a server started by installvia= waits for our connection.
 INSTALLVIA_ACCEPT_TIMEOUT = 30.0
+# settimeout(0) would make the socket non-blocking; past the deadline, the next read
+# times out at once instead.
+_LEAST_TIMEOUT = 0.001
+# After a failed connection, how long its log lines may take beyond the handshake's own
+# deadline to come back from an installed server (it ends soon after).
+_LOG_GRACE = 5.0
 _PATH_KEYS = ("secret_file", "tls_ca", "tls_cert", "tls_key", "tls_hostname")
 
 
@@ -133,7 +139,7 @@ def _server_log(channel: Any) -> str:
     lines: List[str] = []
     try:
         while True:
-            item = channel.receive(socketserver.HANDSHAKE_TIMEOUT + 5)
+            item = channel.receive(socketserver.HANDSHAKE_TIMEOUT + _LOG_GRACE)
             if isinstance(item, tuple) and len(item) == 2 and item[0] == "log":
                 lines.append(str(item[1]))
     except (EOFError, RemoteError, TimeoutError):
@@ -173,7 +179,7 @@ def _connect(
             sock.sendall(repr(stage).encode("ascii") + b"\n")
         marker = _bootstrap.new_marker()
         _read_through(spec, sock, _bootstrap.SEND_BUNDLE, address, "running the bootstrap")
-        sock.sendall(_bootstrap.frame(_config_for(spec, marker), with_bundle=True))
+        sock.sendall(_bootstrap.frame(_bootstrap.make_config(spec, marker), with_bundle=True))
         _read_through(spec, sock, marker, address, "the bootstrap finished")
         sock.settimeout(None)
         io = TLSSocketIO(sock, model) if context is not None else SocketIO(sock, model)
@@ -187,12 +193,6 @@ def _connect(
     except BaseException:
         sock.close()
         raise
-
-
-def _config_for(spec: XSpec, marker: bytes) -> Any:
-    from ._connect import _config
-
-    return _config(spec, marker, False)
 
 
 def _read_through(spec: XSpec, sock: Any, marker: bytes, address: str, what: str) -> None:
@@ -299,10 +299,10 @@ def _authenticate(
         raise BootstrapError(spec, f"the server at {address} wants {auth!r} authentication")
     client_nonce = os.urandom(socketserver.NONCE_SIZE)
     key = socketserver.session_key(secret or b"", server_nonce, client_nonce)
-    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    sock.settimeout(max(_LEAST_TIMEOUT, deadline - time.monotonic()))
     try:
         sock.sendall(socketserver.client_hello(key, client_nonce, source))
-        reply = _read_exactly(sock, socketserver.REPLY_SIZE)
+        reply = _bootstrap.read_exactly(sock.recv, socketserver.REPLY_SIZE)
     except (EOFError, ConnectionError):  # closed, or reset with our source unread
         raise BootstrapError(
             spec,
@@ -317,15 +317,20 @@ def _authenticate(
             f"the server at {address} did not prove it knows the secret: refusing it "
             "(someone in the middle?)",
         )
-    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    sock.settimeout(max(_LEAST_TIMEOUT, deadline - time.monotonic()))
+
+
+# The longest greeting line we read: EXECNET-2, an auth name and a 64-digit nonce take
+# about 100 bytes; a server that sends more is not one of ours.
+_GREETING_MAX = 256
 
 
 def _greeting_line(spec: XSpec, sock: Any, address: str) -> bytes:
     sock.settimeout(CHALLENGE_TIMEOUT)
     line = b""
     try:
-        while not line.endswith(b"\n") and len(line) < 256:
-            chunk = sock.recv(256 - len(line))
+        while not line.endswith(b"\n") and len(line) < _GREETING_MAX:
+            chunk = sock.recv(_GREETING_MAX - len(line))
             if not chunk:
                 break
             line += chunk
@@ -349,13 +354,3 @@ def _greeting_line(spec: XSpec, sock: Any, address: str) -> bytes:
             "see the server's log",
         )
     return line
-
-
-def _read_exactly(sock: Any, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError("closed")
-        data += chunk
-    return data

@@ -39,6 +39,9 @@ _ITEM_OVERHEAD = 64
 # receives (args, default_python) and starts the child.
 VIA_PROXY = """
 import os, subprocess, sys, threading
+# stderr: a pipe's worth at a time; stdout, the protocol: PIECE bytes per item (below
+# the smallest max_frame), so a big frame crosses in few items
+STDERR_CHUNK = 65536
 PIECE = PIECE_BYTES
 args, default_python = channel.receive()
 if default_python:
@@ -52,7 +55,7 @@ else:
     def pump_stderr():
         fd = proc.stderr.fileno()
         while True:
-            data = os.read(fd, 65536)
+            data = os.read(fd, STDERR_CHUNK)
             if not data:
                 return
             channel.send(("stderr", data))
@@ -100,7 +103,7 @@ class ViaIO:
         self.execmodel = execmodel
         self._channel = channel
         self._buffer = bytearray()
-        self._status: Optional[int] = None
+        self.status: Optional[int] = None  # the proxied child's exit status, once it ended
         self._error = ""
         self._ended = threading.Event()
         self._tail = bytearray()
@@ -113,16 +116,16 @@ class ViaIO:
 
     def _take(self, timeout: Optional[float]) -> None:
         if self._ended.is_set():
-            raise EOFError(self._end_text())
+            raise EOFError(self.describe_end())
         try:
             item = self._channel.receive(timeout)
         except self._channel.TimeoutError:
             raise
         except EOFError as exc:
-            if self._status is None and not self._error:
+            if self.status is None and not self._error:
                 self._error = f"the connection through the via gateway ended ({exc})"
             self._ended.set()
-            raise EOFError(self._end_text()) from None
+            raise EOFError(self.describe_end()) from None
         if isinstance(item, bytes):
             self._buffer += item
         elif isinstance(item, tuple) and item and item[0] == "stderr":
@@ -132,22 +135,23 @@ class ViaIO:
             self._tail += data
             del self._tail[:-STDERR_TAIL_BYTES]
         elif isinstance(item, tuple) and item and item[0] == "exit":
-            self._status = int(item[1])
+            self.status = int(item[1])
             self._ended.set()
             self._close_channel()
-            raise EOFError(self._end_text())
+            raise EOFError(self.describe_end())
         elif isinstance(item, tuple) and item and item[0] == "error":
             self._error = str(item[1])
             self._ended.set()
             self._close_channel()
-            raise EOFError(self._end_text())
+            raise EOFError(self.describe_end())
 
     def _close_channel(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self._channel.close()
 
-    def _end_text(self) -> str:
-        return self._error or f"the proxied child ended: {describe_status(self._status)}"
+    def describe_end(self) -> str:
+        """How the proxied child ended (or why it never started), in words."""
+        return self._error or f"the proxied child ended: {describe_status(self.status)}"
 
     def read_some(self, numbytes: int, deadline: float) -> bytes:
         """Up to numbytes; b'' at the end; TimeoutError at the deadline (bootstrap only)."""
@@ -196,7 +200,7 @@ class ViaIO:
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         if self._ended.is_set():
-            raise OSError(f"cannot write: {self._end_text()}")
+            raise OSError(f"cannot write: {self.describe_end()}")
         try:
             piece = self._piece
             if len(data) <= piece:
@@ -231,7 +235,7 @@ class ViaIO:
                     self._draining.release()
             else:  # the gateway reads (and sees the end), or another wait() drains
                 self._ended.wait(0.05 if remaining is None else min(0.05, remaining))
-        return self._status
+        return self.status
 
     def _drain(self, deadline: Optional[float]) -> None:
         """Nobody reads the channel any more (the gateway closed the connection, e.g. at
@@ -256,7 +260,7 @@ class ViaIO:
 
     def postmortem(self, wait: float = 1.0) -> str:
         self._ended.wait(wait)
-        text = self._end_text() + " (on the via gateway's host)"
+        text = self.describe_end() + " (on the via gateway's host)"
         tail = self.stderr_tail()
         if tail.strip():
             text += "; last lines of its stderr:\n" + tail

@@ -36,6 +36,14 @@ closed at once, or when nobody came within the timeout), which must prove the se
 and sends ``("log", text)`` for what it logs. This module travels as remote_exec
 source, so it imports only the standard library (and, for TLS, execnet_channel's
 TLSConnection: a gateway's remote has the travelling packages).
+
+It is one file, longer than our other modules, because it travels alone: remote_exec
+sends one module's source, and a gateway's remote has nothing of this package to import
+from. Its sections, in order: the EXECNET-2 handshake (pure functions over bytes, the
+client half is ``execnet_transport._socket``); one connection through its handshake
+(``_Handshake``, a non-blocking state machine); the children that serve clients
+(``_Child``); the accept loop (``_Server``); ``serve_socket``; the command line; and
+what runs under remote_exec (``_serve_for_channel``).
 """
 
 from __future__ import annotations
@@ -71,12 +79,20 @@ MAX_PENDING = 32  # connections in the handshake at once; more wait in the liste
 MAX_SOURCE = 1 << 20  # the source a client may send (execnet 2.1.2's line: ~62 KB)
 REAP_INTERVAL = 1.0  # how often children are polled where there are no pidfds
 ACCEPT_PAUSE = 0.5  # after accept() failed for lack of file descriptors
+# The packages a client's bootstrap brings (execnet_transport._bundle.TRAVELLING_PACKAGES;
+# this module travels alone, so it names them itself): a fork drops the server's copies.
 TRAVELLING = ("execnet_serial", "execnet_channel")
+# What one non-blocking read asks for at most: a socket buffer's worth.
+_RECEIVE_CHUNK = 65536
+# Connections the kernel queues for accept(): beyond MAX_PENDING in the handshake, they wait.
+_BACKLOG = 64
+# Below this, a recorded handshake lets an observer guess the secret offline.
+_SHORT_SECRET = 16
 
 # -- the EXECNET-2 handshake (the client half is in execnet_transport._socket) --------
 
 _HEX = 2 * hashlib.sha256().digest_size  # 64 hex digits per nonce, proof or MAC
-_LENGTH_DIGITS = 10
+_LENGTH_DIGITS = 10  # the source's length, zero-padded: enough for MAX_SOURCE
 #: nonce, proof, source length, source MAC, separated by spaces, then a newline
 HEADER_SIZE = 3 * _HEX + _LENGTH_DIGITS + 4
 REPLY_SIZE = len(b"OK ") + _HEX + 1
@@ -99,7 +115,15 @@ def session_key(secret: bytes, server_nonce: bytes, client_nonce: bytes) -> byte
     """The key of one handshake: HMAC-SHA256 of both nonces under the secret.
 
     Without a secret (auth ``none``) the key is public and the proofs prove nothing;
-    the format stays the same.
+    the format stays the same. Both halves derive it; a proof made with another secret
+    or other nonces does not match:
+
+        >>> key = session_key(b"a long shared secret", b"s" * NONCE_SIZE, b"c" * NONCE_SIZE)
+        >>> check(server_reply(key), server_reply(key))
+        True
+        >>> other = session_key(b"another secret", b"s" * NONCE_SIZE, b"c" * NONCE_SIZE)
+        >>> check(server_reply(key), server_reply(other))
+        False
     """
     return hmac.new(
         secret, b"execnet-2 session\x00" + server_nonce + client_nonce, hashlib.sha256
@@ -158,7 +182,13 @@ def client_proof(key: bytes) -> bytes:
 
 
 def is_loopback(host: str) -> bool:
-    """True when every address `host` names is a loopback address ('' is every address)."""
+    """True when every address `host` names is a loopback address ('' is every address).
+
+    serve_socket refuses to serve without authentication on a host that is not one.
+
+        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0"), is_loopback("")
+        (True, True, False, False)
+    """
     import ipaddress
 
     if not host:
@@ -321,7 +351,7 @@ class _Handshake:
     def _fill(self, size: int) -> bool:
         """Read until inbuf holds `size` bytes; False while it waits for more."""
         while len(self.inbuf) < size:
-            data = self._recv(min(size - len(self.inbuf), 65536))
+            data = self._recv(min(size - len(self.inbuf), _RECEIVE_CHUNK))
             if data is None:
                 return False
             self.inbuf += data
@@ -350,7 +380,7 @@ class _Handshake:
         Peeks, then takes exactly the line: what follows belongs to the code it holds.
         """
         while True:
-            chunk = self._recv(65536, socket.MSG_PEEK)
+            chunk = self._recv(_RECEIVE_CHUNK, socket.MSG_PEEK)
             if chunk is None:
                 return False
             end = chunk.find(b"\n")
@@ -648,7 +678,7 @@ class _Server:
             traceback.print_exc()
         finally:
             for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(OSError, ValueError):  # closed by the code
                     stream.flush()
             os._exit(status)
 
@@ -778,7 +808,16 @@ def serve_socket(
     - `on_listening(host, port)` is called once bound (port 0 picks a free one); `log`
       receives each line of the log (default: stderr).
 
-        >>> serve_socket("127.0.0.1", 0, on_listening=lambda h, p: print(h, p))
+        >>> serve_socket(  # serves until interrupted: here, until nobody came for 0.1 s
+        ...     "127.0.0.1",
+        ...     0,  # a free port
+        ...     single_connection=True,
+        ...     accept_timeout=0.1,
+        ...     on_listening=lambda host, port: print("listening on", host),
+        ...     log=print,
+        ... )
+        listening on 127.0.0.1
+        nobody connected within 0.1 s: closing
     """
     if tls_key and not tls_cert:
         raise ValueError("a TLS key needs its certificate (tls_cert)")
@@ -796,16 +835,16 @@ def serve_socket(
         )
     tls = _server_tls_context(tls_cert, tls_key, tls_client_ca) if tls_cert else None
     log = log or _stderr_log
-    if secret is not None and len(secret) < 16:
+    if secret is not None and len(secret) < _SHORT_SECRET:
         log(
-            "warning: the secret is shorter than 16 bytes; a recorded handshake lets an "
-            "observer guess it offline"
+            f"warning: the secret is shorter than {_SHORT_SECRET} bytes; a recorded "
+            "handshake lets an observer guess it offline"
         )
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(64)
+        listener.listen(_BACKLOG)
         bound: Tuple[Any, ...] = listener.getsockname()
         if on_listening is not None:
             on_listening(str(bound[0]), int(bound[1]))
@@ -892,7 +931,16 @@ def server_options(args: Any) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """The command line: ``[HOST:PORT] [--secret-file FILE] [--tls-cert PEM ...]``."""
+    """The command line: ``[HOST:PORT] [--secret-file FILE] [--tls-cert PEM ...]``.
+
+    Serves until interrupted; bad arguments end it with the usage (exit status 2):
+
+        >>> try:
+        ...     main(["0.0.0.0:8888"])  # not loopback, and no secret: refused
+        ... except SystemExit as exc:
+        ...     print("exit status", exc.code)
+        exit status 2
+    """
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -928,8 +976,8 @@ def _serve_for_channel(channel: Any) -> None:
         channel.send(("listening", bound_host, bound_port))
 
     def log(text: str) -> None:
-        _stderr_log(text)
-        with contextlib.suppress(Exception):
+        _stderr_log(text)  # the log: what the channel may no longer carry is there
+        with contextlib.suppress(OSError):  # the channel or its connection is gone
             channel.send(("log", text))
 
     serve_socket(

@@ -1,11 +1,12 @@
 """execnet: start Python interpreters on demand, run code there, talk to it over channels.
 
-    import execnet
-
-    gw = execnet.makegateway("popen")
-    channel = gw.remote_exec("channel.send(channel.receive() * 2)")
-    channel.send(21)
-    assert channel.receive() == 42
+    >>> import execnet
+    >>> gw = execnet.makegateway("popen")
+    >>> channel = gw.remote_exec("channel.send(channel.receive() * 2)")
+    >>> channel.send(21)
+    >>> channel.receive()
+    42
+    >>> gw.exit()
 
 The documented API, gathered from the packages that hold it: execnet_serial (dumps,
 loads, dump, load and their errors), execnet_channel (Channel, RemoteError,
@@ -20,7 +21,8 @@ from importlib import import_module as _import_module
 
 from .__about__ import __version__
 
-# `typing` costs a remote worker several ms to import; mypy treats this name as True.
+# `typing` costs a worker ~10 ms to import (benchmarks/README.md, "Start-up tricks we
+# keep"); mypy treats this name as True.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List
@@ -36,7 +38,7 @@ del TYPE_CHECKING
 
 # Where each name lives. They are imported on first use: a pytest-xdist worker runs
 # `import execnet` and then needs only the channel layer, so it should not pay for
-# the transport, the group and rsync (about 10 ms of every worker's start).
+# the transport, the group and rsync (~25 ms of CPU of every worker's start).
 _HOMES: Dict[str, str] = {
     "Channel": "execnet_channel",
     "RemoteError": "execnet_channel",

@@ -1,6 +1,6 @@
 """The `execnet` command: start interpreters and look at them, run code, sync trees, serve.
 
-    execnet info popen popen//python=python3.12
+    execnet info popen popen//python=python3
     execnet exec popen "import sys; channel.send(sys.version)"
     execnet rsync ./src popen:/tmp/copy --delete
     execnet serve 127.0.0.1:8888 --loop
@@ -17,10 +17,7 @@ Exit codes (scripts may rely on them):
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import shutil
-import subprocess
 import sys
 import textwrap
 import threading
@@ -57,35 +54,9 @@ def _parse_spec(text: str) -> XSpec:
         raise CommandError(f"bad spec {text!r}: {exc}", EXIT_USAGE) from None
 
 
-def _find_python(command: str) -> Optional[str]:
-    """A pyenv interpreter for a bare `python=python3.12` that PATH cannot run.
-
-    pyenv puts shims on PATH that refuse versions which are installed but not selected;
-    the command line should still reach them, as a user would expect.
-    """
-    if not command or "/" in command or " " in command:
-        return None
-    found = shutil.which(command)
-    if found is not None and os.sep + "shims" + os.sep not in found:
-        return None  # a real interpreter on PATH: leave it to the transport
-    if found is not None:
-        probe = subprocess.run(
-            [found, "-c", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
-        )
-        if probe.returncode == 0:
-            return None
-    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    candidates = sorted(glob.glob(os.path.join(root, "versions", "*", "bin", command)))
-    return candidates[-1] if candidates else None
-
-
 def _open(group: Group, spec: XSpec) -> Gateway:
     from execnet_transport import HostNotFound
 
-    if spec.popen and isinstance(spec.python, str):
-        found = _find_python(spec.python)
-        if found is not None:
-            spec.python = found
     try:
         return group.makegateway(spec)
     except HostNotFound as exc:
@@ -437,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         "implementation, platform, pid, cwd, startup time. Exit 3 if one could not be started.",
     )
     info.add_argument(
-        "specs", nargs="+", metavar="SPEC", help="e.g. popen, popen//python=python3.12, ssh=host"
+        "specs", nargs="+", metavar="SPEC", help="e.g. popen, popen//python=python3, ssh=host"
     )
     info.set_defaults(func=cmd_info)
 
