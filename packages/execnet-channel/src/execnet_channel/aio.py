@@ -38,9 +38,9 @@ from typing import Any, Awaitable, Callable, Dict, Generic, List, Optional, Tupl
 from . import _frames
 from ._channel import _ENDMARKER, Channel
 from ._errors import ChannelCallbackError, ChannelClosedError
-from ._execmodels import _queue_module
 from ._gateway import BaseGateway, RemoteStatus
 from ._receiving import _MORE, _SPIN_KEEP, _SPIN_MAX, ROLE_FREE
+from ._startup import queue_module as _queue_module
 from ._tls import TLSSocketIO
 
 __all__ = ["AsyncChannel", "AsyncGateway", "run_in_thread", "run_remote"]
