@@ -234,7 +234,7 @@ def test_errors_are_the_sync_api_classes(spec: str) -> None:
             with pytest.raises(ValueError, match="closed"):
                 await ch.send(1)
             with pytest.raises(execnet.DumpError):
-                await gw.remote_exec("pass").send(object())
+                await gw.remote_exec("channel.receive()").send(object())  # (stays open)
 
     run(main)
 
@@ -417,7 +417,7 @@ def test_send_waits_for_room_without_blocking_the_loop() -> None:
         async with Group() as group:
             gw = await group.makegateway("popen")
             ch = gw.remote_exec("channel.send(sum(map(len, iter(channel.receive, None))))")
-            pid = gw.gateway._pid
+            pid = gw.gateway.child_pid
             assert pid is not None
             item = b"x" * 16384
             count = 400  # 6.5 MB: more than any pipe buffer
