@@ -115,6 +115,8 @@ class BaseGateway(Receiving):
     """
 
     _receiver_name = "receiver"
+    _aio_room: Any = None  # execnet_channel.aio's writer state, made on its first send
+    _aio_reader: Any = None  # and its reading state (False: coroutines never read)
     #: ``watch(wait, timeout)``, when set, runs every wait of a channel for the other
     #: side (serve() under main_thread_only sets it, to see its task wait)
     _watch_wait: Optional[Callable[[Callable[[Optional[float]], Any], Optional[float]], Any]] = None
@@ -149,6 +151,8 @@ class BaseGateway(Receiving):
         # to import from it (opener), and the finder serving them (the other side).
         self._allowed_imports: set[str] = set()
         self._importer: Any = None
+        # called (in the receiver) once it has ended: see _when_receiver_done
+        self._done_callbacks: List[Callable[[], object]] = []
         self._buffered = _is_buffered(io)
         self._init_receiving(self._buffered)
         self._start_receiver()
@@ -284,14 +288,20 @@ class BaseGateway(Receiving):
 
     def _send_item(self, channel_id: int, item: object) -> None:
         """Write one CHANNEL_DATA frame: the header goes in front of the encoder's parts."""
-        parts = encode_parts(item, self._hook)  # DumpError here, before anything is sent
+        parts, size = self._item_frame(channel_id, item)
+        self._write_frame(parts, size)
+
+    def _item_frame(self, channel_id: int, item: object) -> Tuple[List[bytes], int]:
+        """The parts of ``item``'s CHANNEL_DATA frame (header first) and the payload's
+        size; DumpError or FrameTooLarge here, before anything is sent."""
+        parts = encode_parts(item, self._hook)
         size = sum(map(len, parts))
         if size > self.max_frame:
             raise self._too_large(_DATA, channel_id, size)
         parts[0] = _pack_header(_DATA, channel_id, size)
         if _TRACING:
             trace(f"gateway {self.id}: sending {_frames.describe_frame(_DATA, channel_id, size)}")
-        self._write_frame(parts, size)
+        return parts, size
 
     def _too_large(self, kind: int, channel_id: int, size: int) -> _frames.FrameTooLarge:
         what = "an item" if kind == _DATA else f"a {_frames.FRAME_NAMES[kind]} frame"
@@ -316,17 +326,24 @@ class BaseGateway(Receiving):
         """Write a frame given as parts (header first; ``size``: the payload's bytes):
         joined once when small, else written as they are (a big item is not copied)."""
         with self._writelock:
-            if self._closed_for_sending:
-                raise OSError(
-                    f"cannot send to gateway {self.id!r}: "
-                    + ("it has exited" if self._exited else str(self._lost))
-                )
-            if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
-                self._io.write(b"".join(parts))
-            else:
-                self._io.writev(parts)  # type: ignore[attr-defined]
+            self._write_locked(parts, size)
         if self._pending_last:
             self._flush_pending()
+
+    def _write_locked(self, parts: List[bytes], size: int) -> None:
+        self._check_sending()
+        if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
+            self._io.write(b"".join(parts))
+        else:
+            self._io.writev(parts)  # type: ignore[attr-defined]
+
+    def _check_sending(self) -> None:
+        """OSError once the connection is closed for sending (holding the write lock)."""
+        if self._closed_for_sending:
+            raise OSError(
+                f"cannot send to gateway {self.id!r}: "
+                + ("it has exited" if self._exited else str(self._lost))
+            )
 
     # -- remote execution ------------------------------------------------------------
 
@@ -497,6 +514,13 @@ class BaseGateway(Receiving):
         self._give_back()
         self._receiver_done.wait(timeout)
 
+    def _when_receiver_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the receiver has ended: from the receiver, or here at
+        once if it has ended already (maybe both: the callback must be idempotent)."""
+        self._done_callbacks.append(callback)
+        if self._receiver_done.is_set():
+            callback()
+
     def hasreceiver(self) -> bool:
         """True while the receiver is running."""
         return not self._receiver_done.is_set()
@@ -545,6 +569,8 @@ class BaseGateway(Receiving):
                 trace(f"gateway {self.id}: receiver ends: {reason}")
             self._connection_lost(why)
             self._receiver_done.set()
+            for callback in list(self._done_callbacks):  # (a join may remove its own)
+                callback()
 
     def _connection_lost(self, why: Optional[str] = None) -> None:
         """Wake every waiter with EOFError(``why``, or ``_describe_eof()``) and end."""

@@ -214,7 +214,13 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
         namespace["__name__"] = "__channelexec__"
         exec(code, namespace)
         if spec.callname is not None:
-            namespace[spec.callname](channel, **spec.kwargs)
+            function = namespace[spec.callname]
+            if function.__code__.co_flags & _CO_COROUTINE:
+                from .aio import run_remote  # asyncio is imported only now
+
+                run_remote(function, channel, spec.kwargs)
+            else:
+                function(channel, **spec.kwargs)
     except BaseException as error:
         tb = error.__traceback__
         # the traceback starts in the user's code, not in this function
@@ -236,6 +242,9 @@ def _module_globals(channel: Channel, name: object) -> Dict[str, Any]:
 
         module = importlib.import_module(name)
     return dict(module.__dict__)
+
+
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE (inspect is slow to import): an `async def`
 
 
 def _finish(channel: Channel, error: Optional[str]) -> None:
