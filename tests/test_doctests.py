@@ -32,6 +32,8 @@ def _modules(package: str) -> Iterator[ModuleType]:
     top = importlib.import_module(package)
     yield top
     for info in pkgutil.walk_packages(top.__path__, package + "."):
+        if info.name.endswith(".__main__"):
+            continue  # running the command line is what importing it does
         yield importlib.import_module(info.name)
 
 

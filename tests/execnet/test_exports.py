@@ -19,7 +19,7 @@ DOCUMENTED = {
     "Gateway", "Channel", "Group", "MultiChannel", "XSpec", "RSync", "HostNotFound",
     "RemoteError", "TimeoutError", "DataFormatError", "DumpError", "LoadError",
     "dumps", "loads", "dump", "load", "makegateway", "set_execmodel", "default_group",
-    "__version__",
+    "aio", "__version__",
 }  # fmt: skip
 
 HOMES = {
@@ -116,3 +116,33 @@ def test_makegateway_round_trip() -> None:
 def test_reimport_is_stable() -> None:
     again = importlib.reload(execnet)
     assert again.Group is execnet_group.Group
+
+
+def test_aio_is_the_asyncio_api_gathered_from_the_layers() -> None:
+    import execnet_channel.aio
+    import execnet_group.aio
+    import execnet_rsync.aio
+
+    aio = execnet.aio
+    assert aio is importlib.import_module("execnet.aio")
+    assert set(aio.__all__) == {
+        "Group", "makegateway", "default_group", "AsyncGateway", "AsyncChannel", "RSync",
+        "RSyncError", "TerminateReport", "RemoteError", "TimeoutError", "HostNotFound",
+    }  # fmt: skip
+    assert aio.Group is execnet_group.aio.Group
+    assert aio.makegateway is execnet_group.aio.makegateway
+    assert aio.AsyncChannel is execnet_channel.aio.AsyncChannel
+    assert aio.AsyncGateway is execnet_channel.aio.AsyncGateway
+    assert aio.RSync is execnet_rsync.aio.RSync
+    assert aio.RemoteError is execnet.RemoteError
+    assert aio.TimeoutError is execnet.TimeoutError
+    assert aio.HostNotFound is execnet.HostNotFound
+    assert aio.default_group.group is execnet.default_group
+
+
+def test_import_execnet_does_not_import_asyncio() -> None:
+    code = "import sys, execnet; execnet.makegateway; print('asyncio' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

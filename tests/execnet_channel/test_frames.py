@@ -45,6 +45,13 @@ def test_every_kind_has_a_distinct_number() -> None:
         _frames.STATUS_ANSWER,
         _frames.INFO,
         _frames.INFO_ANSWER,
+        _frames.OUTPUT_CONTROL,
+        _frames.OUTPUT,
+        _frames.OUTPUT_ACK,
+        _frames.LOG_RECORD,
+        _frames.IMPORT_ALLOW,
+        _frames.IMPORT_REQUEST,
+        _frames.IMPORT_ANSWER,
     ]
     assert sorted(kinds) == sorted(FRAME_NAMES)
     assert len(set(kinds)) == len(kinds)

@@ -148,3 +148,25 @@ def test_markers_differ() -> None:
     assert new_marker() != new_marker()
     assert os.sep not in new_marker().decode()
     assert sys.version_info >= (3, 8)
+
+
+def test_first_child_of_a_command_line_imports_bundle_modules_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first child of a command line sends its compiled code back (want_code); a
+    # module of the bundle it imports only later (here the output forwarding's) must
+    # still load from the bundle's finder afterwards.
+    from execnet_transport import XSpec, _bootstrap, make_gateway
+
+    monkeypatch.setattr(_bootstrap, "_compiled", {})
+    gw = make_gateway(XSpec(f"popen//id=lazy//python={parts.other_interpreter()}"))
+    try:
+        ch = gw.remote_exec(
+            "import sys; assert 'execnet_channel._output' not in sys.modules\n"
+            "import execnet_channel._output as o; channel.send(o.__name__)"
+        )
+        assert ch.receive(30) == "execnet_channel._output"
+    finally:
+        gw.exit()
+        gw.join(30)
+        gw.wait_child(30)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         Iterator,
         List,
         Literal,
+        NoReturn,
         Optional,
         Tuple,
         Type,
@@ -159,13 +160,18 @@ class Channel:
         else:  # a main_thread_only task is about to wait for the other side
             item = watch(self._next_item, timeout)
         if item is _ENDMARKER:
-            self._items.put(_ENDMARKER)  # every later receive() ends the same way
-            error = self._remoteerror
-            if error is not None:
-                self._error_seen = True
-                raise error
-            raise EOFError(f"channel {self.id} is closed")
+            self._ended()
         return item
+
+    def _ended(self) -> NoReturn:
+        """receive() took the end: leave it for every later receive(), which ends the
+        same way, and raise the other side's error or EOFError."""
+        self._items.put(_ENDMARKER)
+        error = self._remoteerror
+        if error is not None:
+            self._error_seen = True
+            raise error
+        raise EOFError(f"channel {self.id} is closed")
 
     def _next_item(self, timeout: Optional[float]) -> Any:
         """The next thing in the queue (an item or _ENDMARKER), waiting for it."""

@@ -118,7 +118,17 @@ class ExecModel:
         """Cooperative models: wait until ``fd`` can be read without blocking the hub."""
 
     def _wait_writable(self, fd: int) -> None:
-        """Cooperative models: wait until ``fd`` can be written without blocking the hub."""
+        """Wait until ``fd`` (made non-blocking, e.g. by execnet_channel.aio) can be
+        written; cooperative models wait without blocking the hub."""
+        import select
+
+        try:
+            poller = select.poll()
+        except AttributeError:  # no poll(): select() works everywhere
+            select.select([], [fd], [])
+            return
+        poller.register(fd, select.POLLOUT)
+        poller.poll()
 
 
 class ThreadExecModel(ExecModel):

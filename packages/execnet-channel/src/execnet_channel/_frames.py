@@ -82,6 +82,19 @@ CHANNEL_LAST_MESSAGE = 8  # the sender will send nothing more but may still rece
 STATUS_ANSWER = 9  # payload: dict(numchannels=, numexecuting=, execmodel=)
 INFO = 10  # request for the remote interpreter's facts
 INFO_ANSWER = 11  # payload: dict(executable=, version_info=, platform=, cwd=, pid=)
+# Output forwarding (see _output.py). The opener turns it on and off with OUTPUT_CONTROL;
+# the remote sends what its fds 1/2 and its loggers wrote as OUTPUT and LOG_RECORD frames,
+# at most a window of bytes ahead of the OUTPUT_ACKs that say how much the opener used.
+OUTPUT_CONTROL = 12  # payload (forward_output: bool, log_level: int or None, opener pid)
+OUTPUT = 13  # channel field: 1 (stdout) or 2 (stderr); payload: the bytes as written
+OUTPUT_ACK = 14  # channel field: bytes of OUTPUT/LOG_RECORD payload used since the last ack
+LOG_RECORD = 15  # payload: dict(name=, levelno=, levelname=, msg=, exc_text=, created=, ...)
+# 12-15: reserved for output forwarding. Remote import on demand (_importer), 19 reserved:
+IMPORT_ALLOW = 16  # opener -> remote, channel 0: payload (top-level name, ...) now allowed
+IMPORT_REQUEST = (
+    17  # remote -> opener on a fresh channel: ("module", name) or ("data"|"list", path)
+)
+IMPORT_ANSWER = 18  # opener -> remote on the request's channel: payload dict (see _importer)
 
 FRAME_NAMES = {
     STATUS: "STATUS",
@@ -95,6 +108,13 @@ FRAME_NAMES = {
     STATUS_ANSWER: "STATUS_ANSWER",
     INFO: "INFO",
     INFO_ANSWER: "INFO_ANSWER",
+    OUTPUT_CONTROL: "OUTPUT_CONTROL",
+    OUTPUT: "OUTPUT",
+    OUTPUT_ACK: "OUTPUT_ACK",
+    LOG_RECORD: "LOG_RECORD",
+    IMPORT_ALLOW: "IMPORT_ALLOW",
+    IMPORT_REQUEST: "IMPORT_REQUEST",
+    IMPORT_ANSWER: "IMPORT_ANSWER",
 }
 
 

@@ -26,7 +26,7 @@ from ._startup import TYPE_CHECKING
 from ._trace import trace, trace_enabled
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     from ._protocols import IO
 
@@ -115,6 +115,8 @@ class BaseGateway(Receiving):
     """
 
     _receiver_name = "receiver"
+    _aio_room: Any = None  # execnet_channel.aio's writer state, made on its first send
+    _aio_reader: Any = None  # and its reading state (False: coroutines never read)
     #: ``watch(wait, timeout)``, when set, runs every wait of a channel for the other
     #: side (serve() under main_thread_only sets it, to see its task wait)
     _watch_wait: Optional[Callable[[Callable[[Optional[float]], Any], Optional[float]], Any]] = None
@@ -144,6 +146,13 @@ class BaseGateway(Receiving):
         self._death: Optional[NotProperlyTerminated] = None  # the remote died unasked
         self._closed_for_sending = False  # _exited or _lost: checked by every send
         self._receiver_ident: Optional[int] = None
+        self._output: Any = None  # an _output.OutputReceiver once forward_output() ran
+        # Remote import on demand (_importer): the names this end allowed the other side
+        # to import from it (opener), and the finder serving them (the other side).
+        self._allowed_imports: set[str] = set()
+        self._importer: Any = None
+        # called (in the receiver) once it has ended: see _when_receiver_done
+        self._done_callbacks: List[Callable[[], object]] = []
         self._buffered = _is_buffered(io)
         self._init_receiving(self._buffered)
         self._start_receiver()
@@ -273,20 +282,26 @@ class BaseGateway(Receiving):
             payload = self._shortened_error(payload)
             size = len(payload)
         header = _pack_header(kind, channel_id, size)
-        if _TRACING:
+        if _TRACING and kind != _frames.OUTPUT:  # (a trace on stderr would be forwarded)
             trace(f"gateway {self.id}: sending {_frames.describe_frame(kind, channel_id, size)}")
         self._write_frame([header, payload], size)
 
     def _send_item(self, channel_id: int, item: object) -> None:
         """Write one CHANNEL_DATA frame: the header goes in front of the encoder's parts."""
-        parts = encode_parts(item, self._hook)  # DumpError here, before anything is sent
+        parts, size = self._item_frame(channel_id, item)
+        self._write_frame(parts, size)
+
+    def _item_frame(self, channel_id: int, item: object) -> Tuple[List[bytes], int]:
+        """The parts of ``item``'s CHANNEL_DATA frame (header first) and the payload's
+        size; DumpError or FrameTooLarge here, before anything is sent."""
+        parts = encode_parts(item, self._hook)
         size = sum(map(len, parts))
         if size > self.max_frame:
             raise self._too_large(_DATA, channel_id, size)
         parts[0] = _pack_header(_DATA, channel_id, size)
         if _TRACING:
             trace(f"gateway {self.id}: sending {_frames.describe_frame(_DATA, channel_id, size)}")
-        self._write_frame(parts, size)
+        return parts, size
 
     def _too_large(self, kind: int, channel_id: int, size: int) -> _frames.FrameTooLarge:
         what = "an item" if kind == _DATA else f"a {_frames.FRAME_NAMES[kind]} frame"
@@ -311,17 +326,24 @@ class BaseGateway(Receiving):
         """Write a frame given as parts (header first; ``size``: the payload's bytes):
         joined once when small, else written as they are (a big item is not copied)."""
         with self._writelock:
-            if self._closed_for_sending:
-                raise OSError(
-                    f"cannot send to gateway {self.id!r}: "
-                    + ("it has exited" if self._exited else str(self._lost))
-                )
-            if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
-                self._io.write(b"".join(parts))
-            else:
-                self._io.writev(parts)  # type: ignore[attr-defined]
+            self._write_locked(parts, size)
         if self._pending_last:
             self._flush_pending()
+
+    def _write_locked(self, parts: List[bytes], size: int) -> None:
+        self._check_sending()
+        if size < _SMALL or len(parts) > _MAX_WRITEV or not self._buffered:
+            self._io.write(b"".join(parts))
+        else:
+            self._io.writev(parts)  # type: ignore[attr-defined]
+
+    def _check_sending(self) -> None:
+        """OSError once the connection is closed for sending (holding the write lock)."""
+        if self._closed_for_sending:
+            raise OSError(
+                f"cannot send to gateway {self.id!r}: "
+                + ("it has exited" if self._exited else str(self._lost))
+            )
 
     # -- remote execution ------------------------------------------------------------
 
@@ -332,7 +354,12 @@ class BaseGateway(Receiving):
         ``source`` is a string (dedented), a function (its source is sent and it is
         called as ``f(channel, **kwargs)``) or a module (its whole source runs).
         """
-        spec = make_spec(source, kwargs)
+        module = getattr(source, "__module__", None) if callable(source) else None
+        allowed = isinstance(module, str) and module.partition(".")[0] in self._allowed_imports
+        if not allowed or module == "__main__":
+            module = None
+        spec = make_spec(source, kwargs, module_globals=module is not None)
+        spec.module = module  # the remote runs the function with its module's globals
         channel = self.newchannel()
         self._send(_frames.CHANNEL_EXEC, channel.id, self._dumps(spec.payload()))
         return channel
@@ -353,6 +380,42 @@ class BaseGateway(Receiving):
         answer = channel.receive()
         assert isinstance(answer, dict)
         return answer
+
+    def forward_output(
+        self,
+        callback: Optional[Callable[[str, bytes], object]] = None,
+        *,
+        output: bool = True,
+        logging: Union[bool, int, str] = False,
+    ) -> None:
+        """Have what the other process writes to its fds 1 and 2 (and, with
+        ``logging``, its log records) sent here over this gateway's own stream.
+
+        Everything reaches fds 1/2: ``print``, ``os.write(1, ...)``, C code, child
+        processes. Each line goes to ``callback(stream, line)`` (``stream`` is
+        ``"stdout"`` or ``"stderr"``, ``line`` the exact bytes with their newline; a
+        last line without one comes when the remote ends), called in the receiver: keep
+        it short. Without a callback (or once it raised: reported once) lines go to
+        ``sys.stderr`` prefixed ``[<id>] `` or ``[<id>:err] ``, undecodable bytes
+        replaced. ``logging``: True forwards the records the remote's root logger
+        passes; a level (``"INFO"``, ``20``) also sets the remote root logger's level
+        to it. Records are emitted here on the logger ``execnet.remote.<id>`` with
+        their level, message, exception text, time and thread name. ``output=False,
+        logging=False`` turns it off. A remote printing faster than this side takes
+        it is slowed down, as by a pipe (at most a window of 1 MiB is in flight).
+
+        >>> gw.forward_output()                                  # doctest: +SKIP
+        >>> gw.remote_exec("print('hi')").waitclose()            # doctest: +SKIP
+        [gw0] hi
+        """
+        from . import _output
+
+        level = _log_level(logging)
+        if self._output is None:
+            self._output = _output.OutputReceiver(self.id, callback)
+        elif output or level is not None:  # (turning it off: what is left goes where it went)
+            self._output.callback = callback
+        self._send(_frames.OUTPUT_CONTROL, 0, self._dumps((bool(output), level, os.getpid())))
 
     def reconfigure(self, py2str_as_py3str: bool = True, py3str_as_py2str: bool = False) -> None:
         """String coercion for the values this gateway and the other side receive."""
@@ -377,6 +440,43 @@ class BaseGateway(Receiving):
             "cwd": os.getcwd(),
             "pid": os.getpid(),
         }
+
+    def _import_request(self, request: Tuple[str, ...]) -> Any:
+        """Ask the opener for a module or a package file (the importer's way out): the
+        answer, a dict; EOFError/OSError once the connection is gone."""
+        channel = self.newchannel()
+        self._send(_frames.IMPORT_REQUEST, channel.id, self._dumps(request))
+        return channel.receive()
+
+    def _on_import_request(self, channel_id: int, request: Any) -> None:
+        """The other side asks for a module (transports serve them: override)."""
+        message = f"gateway {self.id!r} serves no imports"
+        self._answer_import(channel_id, {"error": ("ImportError", message)})
+
+    def _answer_import(self, channel_id: int, answer: Dict[str, Any]) -> None:
+        """Send the answer to an import request (nothing if the asker is gone)."""
+        self._answer(_frames.IMPORT_ANSWER, channel_id, answer)
+
+    def _send_allow_imports(self, names: Tuple[str, ...]) -> None:
+        """Let the other side import these top-level names from this end (the names
+        this end serves: ``_allowed_imports``)."""
+        self._allowed_imports.update(names)
+        self._send(_frames.IMPORT_ALLOW, 0, self._dumps(tuple(names)))
+
+    def _on_allow_imports(self, names: Any) -> None:
+        """The opener allows top-level names: the finder on sys.meta_path serves them."""
+        if type(names) is not tuple or len(names) > 10000:
+            raise ValueError(f"not a tuple of names: {names!r:.100}")
+        for name in names:
+            if type(name) is not str or not name.isidentifier():
+                raise ValueError(f"not a top-level module name: {name!r:.100}")
+        importer = self._importer
+        if importer is None:
+            from ._importer import RemoteImporter
+
+            importer = self._importer = RemoteImporter(self)
+            sys.meta_path.append(importer)
+        importer.allow(list(names))
 
     def _on_exec(self, channel: Channel, spec: ExecSpec) -> None:
         """An exec request arrived; this end runs no code (serve() overrides this)."""
@@ -413,6 +513,13 @@ class BaseGateway(Receiving):
             return
         self._give_back()
         self._receiver_done.wait(timeout)
+
+    def _when_receiver_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the receiver has ended: from the receiver, or here at
+        once if it has ended already (maybe both: the callback must be idempotent)."""
+        self._done_callbacks.append(callback)
+        if self._receiver_done.is_set():
+            callback()
 
     def hasreceiver(self) -> bool:
         """True while the receiver is running."""
@@ -462,12 +569,16 @@ class BaseGateway(Receiving):
                 trace(f"gateway {self.id}: receiver ends: {reason}")
             self._connection_lost(why)
             self._receiver_done.set()
+            for callback in list(self._done_callbacks):  # (a join may remove its own)
+                callback()
 
     def _connection_lost(self, why: Optional[str] = None) -> None:
         """Wake every waiter with EOFError(``why``, or ``_describe_eof()``) and end."""
         with self._receivelock:
             if self._lost is not None:
                 return
+            if self._output is not None:
+                self._output.flush()  # the remote's last partial lines, before any EOFError
             self._lost = why if why is not None else self._describe_eof()
             self._closed_for_sending = True
             error = EOFError(self._lost)
@@ -476,6 +587,11 @@ class BaseGateway(Receiving):
                 self._death = NotProperlyTerminated(death, error)
             for channel in self._all_channels() + list(self._early.values()):
                 channel._on_connection_lost(error)
+        if self._importer is not None:
+            try:
+                sys.meta_path.remove(self._importer)
+            except ValueError:
+                pass
         self._after_connection_lost()
 
     def _after_connection_lost(self) -> None:
@@ -557,6 +673,25 @@ class BaseGateway(Receiving):
             if channel is not None:
                 channel._deliver(self._loads(payload))
                 channel._on_remote_close(None, sendonly=False)
+        elif kind in (_frames.OUTPUT, _frames.LOG_RECORD):
+            self._on_output_frame(kind, channel_id, payload)
+        elif kind in (_frames.OUTPUT_CONTROL, _frames.OUTPUT_ACK):
+            self._on_output_control(kind, channel_id, payload)
+        elif kind == _frames.IMPORT_REQUEST:
+            if not self._opener or channel_id <= 0 or self._is_mine(channel_id):
+                raise ValueError("an import request goes from the remote to the opener")
+            self._on_import_request(channel_id, self._loads(payload))
+        elif kind == _frames.IMPORT_ANSWER:
+            if self._opener or not self._is_mine(channel_id):
+                raise ValueError("an import answer goes from the opener to a request")
+            channel = self._lookup(channel_id, create=False)
+            if channel is not None:
+                channel._deliver(self._loads(payload))
+                channel._on_remote_close(None, sendonly=False)
+        elif kind == _frames.IMPORT_ALLOW:
+            if self._opener:
+                raise ValueError("imports are allowed by the opener only")
+            self._on_allow_imports(self._loads(payload))
         elif kind == _frames.RECONFIGURE:
             py2str_as_py3str, py3str_as_py2str = self._loads(payload)
             config = (bool(py2str_as_py3str), bool(py3str_as_py2str))
@@ -568,6 +703,26 @@ class BaseGateway(Receiving):
                     channel._strconfig = config
         return False
 
+    def _on_output_frame(self, kind: int, channel_id: int, payload: memoryview) -> None:
+        """OUTPUT / LOG_RECORD from the other side: deliver, and ack what was used."""
+        from . import _output
+
+        receiver = self._output
+        if receiver is None:  # never asked for: the default destination
+            receiver = self._output = _output.OutputReceiver(self.id)
+        if kind == _frames.OUTPUT:
+            count = receiver.output(channel_id, bytes(payload))
+        else:
+            count = receiver.record(self._loads(payload), len(payload))
+        if count:
+            try:
+                self._send(_frames.OUTPUT_ACK, min(count, _output.WINDOW))
+            except OSError:
+                pass
+
+    def _on_output_control(self, kind: int, channel_id: int, payload: memoryview) -> None:
+        """OUTPUT_CONTROL / OUTPUT_ACK: only the serving side forwards output."""
+
     def _answer(self, kind: int, channel_id: int, answer: Dict[str, Any]) -> None:
         try:  # the asker is gone
             self._send(kind, channel_id, self._dumps(answer))
@@ -578,3 +733,22 @@ class BaseGateway(Receiving):
         text = f"channel {channel.id}: could not load an item: {exc!r}"
         channel._on_remote_close(RemoteError(text), sendonly=False)
         channel._close(text)
+
+
+def _log_level(logging: Union[bool, int, str]) -> Optional[int]:
+    """OUTPUT_CONTROL's log level: None (off), 0 (on, the remote's levels kept), a level."""
+    if logging is False or logging is None:
+        return None
+    if logging is True:
+        return 0
+    if isinstance(logging, int) and logging >= 0:
+        return logging
+    if isinstance(logging, str):
+        import logging as _logging
+
+        level = _logging.getLevelName(logging.upper())
+        if isinstance(level, int):
+            return level
+    raise ValueError(
+        f"logging={logging!r}: expected True/False, a level number or a level name such as 'INFO'"
+    )

@@ -313,7 +313,9 @@ class StdioIO(FdIO):
 
         The protocol continues on duplicates of fds 0 and 1; then fd 0 and ``sys.stdin``
         read from /dev/null (EOF at once) and fd 1 and ``sys.stdout`` write to /dev/null,
-        so user code that prints cannot corrupt the stream. stderr is untouched.
+        so user code that prints cannot corrupt the stream. stderr is untouched. (Output
+        forwarding, when the opener turns it on, points fds 1 and 2 at pipes of its own:
+        see ``_output``.)
         """
         read_fd = os.dup(0)
         write_fd = os.dup(1)
@@ -325,7 +327,17 @@ class StdioIO(FdIO):
             os.close(devnull)
         sys.stdin = open(os.devnull)  # noqa: SIM115 - replaces the process's stdin for good
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        _discarding[:] = [sys.stdout]
         return cls(read_fd, write_fd, execmodel)
+
+
+_discarding: List[Any] = []
+
+
+def discarding_stdout() -> Any:
+    """The sys.stdout that ``StdioIO.from_process`` put in place (output forwarding
+    replaces it while on), or None."""
+    return _discarding[0] if _discarding else None
 
 
 class SocketIO(_ReadBuffer):

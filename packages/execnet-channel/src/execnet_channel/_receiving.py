@@ -157,11 +157,13 @@ class Receiving:
 
     # -- one pass over the stream ----------------------------------------------------
 
-    def _pump(self, lent: bool) -> int:
+    def _pump(self, lent: bool, big: bool = True) -> int:
         """Read once unless a whole frame is buffered, then dispatch the whole frames.
 
         The receiver dispatches everything; a ``lent`` reader stops (``_LEAVE``) before
-        any frame that is not an item for a queue.
+        any frame that is not an item for a queue, and with ``big=False`` (a coroutine,
+        which must not wait for a big frame's bytes) before a frame bigger than the
+        receive buffer.
         """
         start = self._start
         end = self._end
@@ -169,7 +171,7 @@ class Receiving:
             _frames.pending_frame_size(self._view, start, end, self.max_frame, self._at)
             > end - start
         ):
-            outcome = self._read_more(lent)
+            outcome = self._read_more(lent, big)
             if outcome is not None:
                 return outcome
             start = self._start
@@ -247,7 +249,7 @@ class Receiving:
         _frames.check_header(kind, channel_id, stop - pos - header_size, self.max_frame, at)
         return self._dispatch(kind, channel_id, memoryview(chunk)[pos + header_size : stop], at)
 
-    def _read_more(self, lent: bool) -> Optional[int]:
+    def _read_more(self, lent: bool, big: bool = True) -> Optional[int]:
         """Read once toward the frame at ``_start`` (its header judged first, when it is
         there); None when a whole frame is buffered now, else the pass's outcome."""
         view = self._view
@@ -258,7 +260,7 @@ class Receiving:
         else:
             need = _frames.pending_frame_size(view, start, end, self.max_frame, self._at)
         if need > _CHUNK:
-            if lent and not self._queued_item(start):
+            if lent and (not big or not self._queued_item(start)):
                 return _LEAVE
             return self._receive_big()
         if _CHUNK - start < need:

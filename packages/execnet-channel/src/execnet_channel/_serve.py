@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from . import _frames
 from ._channel import Channel
 from ._frames import DEFAULT_MAX_FRAME
 from ._gateway import BaseGateway
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["serve"]
 
 EXIT_GRACE = 2.0  # seconds a terminating process gives hung user code before os._exit
+_exit = os._exit  # the real one (output forwarding replaces os._exit while on)
 
 
 class _ServingGateway(BaseGateway):
@@ -42,6 +44,7 @@ class _ServingGateway(BaseGateway):
         self._executing = 0
         self._stopping = False
         self._in_main_thread = not model.cooperative and in_main_thread()
+        self._forwarder: Any = None  # an _output.Forwarder once the opener asked for it
         super().__init__(io, id, opener=False, max_frame=max_frame)
         if self._main_only:
             self._watch_wait = self._main_task_waits
@@ -136,6 +139,26 @@ class _ServingGateway(BaseGateway):
                     return
                 raise
 
+    def _on_output_control(self, kind: int, channel_id: int, payload: memoryview) -> None:
+        if kind == _frames.OUTPUT_ACK:
+            if channel_id <= 0:
+                raise ValueError(f"an ack of {channel_id} bytes")
+            if self._forwarder is not None:
+                self._forwarder.acked(channel_id)
+            return
+        output, level, opener_pid = self._loads(payload)
+        if level is not None and (type(level) is not int or level < 0):
+            raise ValueError(f"log level {level!r}")
+        if opener_pid == os.getpid():
+            # both ends in one process (tests): its fds are the opener's too
+            trace(f"gateway {self.id}: output forwarding ignored (the opener's own process)")
+            return
+        if self._forwarder is None:
+            from ._output import Forwarder
+
+            self._forwarder = Forwarder(self)
+        self._forwarder.configure(bool(output), level)
+
     def _on_terminate(self) -> None:
         self._stop(terminated=True)
 
@@ -153,6 +176,8 @@ class _ServingGateway(BaseGateway):
             self._waiting.clear()
         for channel, _ in waiting:
             channel._close(f"gateway {self.id!r} is terminating; remote_exec refused")
+        if terminated and self._forwarder is not None:
+            self._forwarder.finish()  # now: sends fail once the receiver has ended
         if trace_enabled():
             trace(f"gateway {self.id}: stopping (main thread busy: {busy})")
         if self._exit_process and terminated and idle:
@@ -167,7 +192,10 @@ class _ServingGateway(BaseGateway):
 
     def _close_write(self) -> None:
         """Close the sending direction for good (idempotent; under the write lock, so
-        no frame is cut and no reused descriptor is closed)."""
+        no frame is cut and no reused descriptor is closed); forwarded output still in
+        the pipes is sent first."""
+        if self._forwarder is not None:
+            self._forwarder.finish()
         with self._writelock:
             self._exited = True
             self._closed_for_sending = True
@@ -179,10 +207,20 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
     channel._executing = True
     try:
         code = compile_spec(spec)
-        namespace: Dict[str, Any] = {"channel": channel, "__name__": "__channelexec__"}
+        namespace: Dict[str, Any] = {}
+        if spec.module is not None:
+            namespace.update(_module_globals(channel, spec.module))
+        namespace["channel"] = channel
+        namespace["__name__"] = "__channelexec__"
         exec(code, namespace)
         if spec.callname is not None:
-            namespace[spec.callname](channel, **spec.kwargs)
+            function = namespace[spec.callname]
+            if function.__code__.co_flags & _CO_COROUTINE:
+                from .aio import run_remote  # asyncio is imported only now
+
+                run_remote(function, channel, spec.kwargs)
+            else:
+                function(channel, **spec.kwargs)
     except BaseException as error:
         tb = error.__traceback__
         # the traceback starts in the user's code, not in this function
@@ -190,6 +228,23 @@ def _execute(channel: Channel, spec: ExecSpec) -> Optional[str]:
     finally:
         channel._executing = False
     return None
+
+
+def _module_globals(channel: Channel, name: object) -> Dict[str, Any]:
+    """The globals of the module a function sent by remote_exec comes from, imported on
+    demand (the opener allows it): a copy, so the task's own names stay its own."""
+    importer = channel.gateway._importer
+    if type(name) is not str or importer is None or name.partition(".")[0] not in importer.allowed:
+        return {}
+    module = sys.modules.get(name)
+    if module is None:
+        import importlib
+
+        module = importlib.import_module(name)
+    return dict(module.__dict__)
+
+
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE (inspect is slow to import): an `async def`
 
 
 def _finish(channel: Channel, error: Optional[str]) -> None:
@@ -222,7 +277,7 @@ def _start_exit_watchdog() -> None:
         try:
             sys.stderr.flush()
         finally:
-            os._exit(1)
+            _exit(1)
 
     _thread.start_new_thread(watchdog, ())
 

@@ -27,39 +27,51 @@ class ExecSpec:
     'channel.send(1)'
     """
 
-    __slots__ = ("callname", "filename", "firstlineno", "kwargs", "source")
+    __slots__ = ("callname", "filename", "firstlineno", "kwargs", "module", "source")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917  (the fields of the frame, in its order)
         self,
         source: str,
         filename: str,
         firstlineno: int,
         callname: Optional[str],
         kwargs: Dict[str, Any],
+        module: Optional[str] = None,
     ) -> None:
         self.source = source
         self.filename = filename  # "" for a string source: the remote names it "<remote exec>"
         self.firstlineno = firstlineno
         self.callname = callname  # a function's name: called as f(channel, **kwargs)
         self.kwargs = kwargs
+        # the function's module when the remote may import it (allowed imports): the
+        # function then runs with that module's globals; absent from the frame if None
+        self.module = module
 
-    def payload(self) -> Tuple[str, str, int, Optional[str], Dict[str, Any]]:
-        """The tuple a CHANNEL_EXEC frame carries; ``ExecSpec(*payload)`` reads it back."""
-        return (self.source, self.filename, self.firstlineno, self.callname, self.kwargs)
+    def payload(self) -> Tuple[Any, ...]:
+        """The tuple a CHANNEL_EXEC frame carries; ``ExecSpec(*payload)`` reads it back.
+
+        Five fields as in execnet 2.1.2, a sixth (the module) only when it is set.
+        """
+        fields = (self.source, self.filename, self.firstlineno, self.callname, self.kwargs)
+        return fields if self.module is None else (*fields, self.module)
 
     def __repr__(self) -> str:
         return f"ExecSpec{self.payload()!r}"
 
 
-def make_spec(source: object, kwargs: Dict[str, Any]) -> ExecSpec:
-    """Check ``source`` for remote_exec and describe it; errors before anything is sent."""
+def make_spec(source: object, kwargs: Dict[str, Any], module_globals: bool = False) -> ExecSpec:
+    """Check ``source`` for remote_exec and describe it; errors before anything is sent.
+
+    ``module_globals``: a function may use its module's global names (the remote imports
+    that module on demand and runs the function with its globals).
+    """
     import textwrap
 
     if isinstance(source, types.FunctionType):
         import inspect
         import re
 
-        _check_function(source)
+        _check_function(source, module_globals)
         try:
             lines, firstlineno = inspect.getsourcelines(source)
         except (OSError, TypeError) as exc:
@@ -134,7 +146,7 @@ def _module_source(module: types.ModuleType) -> Tuple[str, str]:
     return filename, text
 
 
-def _check_function(func: types.FunctionType) -> None:
+def _check_function(func: types.FunctionType, module_globals: bool = False) -> None:
     import builtins
 
     name = func.__name__
@@ -146,7 +158,7 @@ def _check_function(func: types.FunctionType) -> None:
     code = func.__code__
     if code.co_argcount < 1 or code.co_varnames[0] != "channel":
         raise ValueError(f"remote_exec function {name!r} must take 'channel' as first parameter")
-    for global_name in sorted(set(_global_names(code))):
+    for global_name in [] if module_globals else sorted(set(_global_names(code))):
         if not hasattr(builtins, global_name):
             raise ValueError(
                 f"remote_exec function {name!r} uses the global name {global_name!r}; only "

@@ -11,7 +11,9 @@ from . import _bootstrap
 from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
 from ._errors import BootstrapError, HostNotFound, SshError
 from ._forkserver import fork_gateway, fork_wanted, report_fallback
+from ._forwarding import forwarding_of
 from ._gateway import Gateway
+from ._imports import imports_of
 from ._max_frame import max_frame_of
 from ._own_code import own_entry
 from ._process import ChildProcess, ProcessIO, describe_status
@@ -100,6 +102,8 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
             raise ValueError(
                 f"fork in gateway spec {str(spec)!r} only works with a local popen gateway"
             )
+    forwarding_of(spec)  # and a bad forward_output=/forward_logging= (or variable)
+    imports_of(spec)  # and a bad imports= too
     if installvia is not None and kind != "socket":
         raise ValueError(f"installvia= in gateway spec {str(spec)!r} only works with socket")
     if kind == "socket" or any(getattr(spec, key) for key in SOCKET_KEYS):

@@ -6,7 +6,10 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 
 from execnet_channel import IO, BaseGateway
 
+from ._forwarding import forwarding_of
+from ._imports import ImportServer, check_import_names, imports_of
 from ._max_frame import max_frame_of
+from ._process import STDERR_TAIL_LINES
 from ._protocols import GatewayRegistry
 from ._xspec import XSpec
 
@@ -107,7 +110,42 @@ class Gateway(BaseGateway):
         self._lost_connection = lost_connection
         self._postmortem: Optional[str] = None
         self._exit_requested = False
+        self._import_server: Any = None
+        forwarding = forwarding_of(spec)
         super().__init__(io, str(spec.id), opener=True, max_frame=max_frame_of(spec))
+        if forwarding is not None:
+            # sent before anything else: the remote forwards before any user code runs
+            self.forward_output(output=forwarding[0], logging=forwarding[1])
+        names = imports_of(spec)
+        if names:
+            self.allow_imports(*names)
+
+    # -- remote import on demand ---------------------------------------------------
+
+    def allow_imports(self, *names: str) -> None:
+        """Let code on the remote import these top-level packages (or modules) from this
+        process when it cannot import them itself: ``gw.allow_imports("mypkg", "attrs")``
+        (the spec key ``imports=mypkg,attrs`` does it at the start).
+
+        The remote asks only for names allowed here (and for their submodules); this side
+        finds them with its own import system and sends their source (it never runs
+        them); extension modules are refused. Allowing is additive and takes effect for
+        everything the remote imports after this call.
+        """
+        checked = check_import_names(names, f"allow_imports() of gateway {self.id!r}")
+        if not checked:
+            return
+        if self._import_server is None:
+            self._import_server = ImportServer(self)
+        self._import_server.allowed.update(checked)
+        self._send_allow_imports(checked)
+
+    def _on_import_request(self, channel_id: int, request: Any) -> None:
+        server = self._import_server
+        if server is None:
+            super()._on_import_request(channel_id, request)
+        else:
+            server.submit(channel_id, request)
 
     # -- what pytest-xdist and the group read -------------------------------------
 
@@ -186,9 +224,21 @@ class Gateway(BaseGateway):
         if self._postmortem is None:
             if self._child is not None:
                 self._postmortem = f"the remote process ended: {self._child.postmortem()}"
+                forwarded = self._forwarded_stderr()
+                if forwarded:
+                    self._postmortem += "; last lines of its forwarded stderr:\n" + forwarded
             else:
                 self._postmortem = self._lost_connection or "the connection was closed"
         return f"gateway {self.id!r} ({self.spec}): connection lost; {self._postmortem}"
+
+    def _forwarded_stderr(self) -> str:
+        """The last lines of what the remote's fd 2 sent here while forwarded (its own
+        stderr pipe, which the post-mortem reads, had none of them)."""
+        receiver = self._output
+        if receiver is None or not receiver.stderr_tail:
+            return ""
+        text = bytes(receiver.stderr_tail).decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-STDERR_TAIL_LINES:])
 
     def _describe_death(self) -> Optional[str]:
         """The post-mortem, unless the connection ended because we asked it to."""

@@ -22,6 +22,9 @@ KNOWN_KEYS: Tuple[str, ...] = (
     "ssh_config",
     "installvia",
     "fork",
+    "forward_output",
+    "forward_logging",
+    "imports",
 )
 
 # The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
@@ -61,6 +64,9 @@ class XSpec:
     ssh_config: Any
     installvia: Any
     fork: Any
+    forward_output: Any
+    forward_logging: Any
+    imports: Any
     secret_file: Any
     tls: Any
     tls_ca: Any

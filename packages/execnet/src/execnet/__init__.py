@@ -11,7 +11,8 @@
 The documented API, gathered from the packages that hold it: execnet_serial (dumps,
 loads, dump, load and their errors), execnet_channel (Channel, RemoteError,
 TimeoutError), execnet_transport (Gateway, XSpec, HostNotFound), execnet_group (Group,
-MultiChannel, default_group, makegateway, set_execmodel) and execnet_rsync (RSync).
+MultiChannel, default_group, makegateway, set_execmodel) and execnet_rsync (RSync);
+``execnet.aio`` is the same for asyncio code (imported on first use).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from execnet_rsync import RSync
     from execnet_serial import DataFormatError, DumpError, LoadError, dump, dumps, load, loads
     from execnet_transport import Gateway, HostNotFound, XSpec
+
+    from . import aio
 del TYPE_CHECKING
 
 # Where each name lives. They are imported on first use: a pytest-xdist worker runs
@@ -60,6 +63,8 @@ _HOMES: Dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "aio":  # the asyncio API: a submodule, imported (with asyncio) on first use
+        return _import_module("execnet.aio")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'execnet' has no attribute {name!r}")
@@ -92,5 +97,6 @@ __all__ = [
     "DataFormatError",
     "DumpError",
     "LoadError",
+    "aio",
     "__version__",
 ]
