@@ -1,4 +1,5 @@
-"""Reach Python interpreters for execnet: XSpec, popen, ssh, vagrant_ssh, socket and via.
+"""Reach Python interpreters for execnet: XSpec; popen, ssh, vagrant_ssh, socket, docker,
+podman, kubectl and via; transports as plug-ins.
 
 Also the bootstrap that starts the remote half, and the socket server
 (``python -m execnet_transport.socketserver``).
@@ -15,8 +16,24 @@ from __future__ import annotations
 from .__about__ import __version__
 from ._bootstrap import TRAVELLING_PACKAGES
 from ._connect import make_gateway
-from ._errors import BootstrapError, HostNotFound, SshError
+from ._errors import (
+    BootstrapError,
+    HostKeyMismatch,
+    HostNotFound,
+    RemotePythonMissing,
+    SshAuthenticationError,
+    SshError,
+    SshTimeout,
+)
 from ._gateway import Gateway, RInfo
+from ._transports import (
+    ENTRY_POINT_GROUP,
+    Command,
+    StartRequest,
+    Transport,
+    known_transports,
+    load_transport,
+)
 from ._xspec import XSpec
 
 TYPE_CHECKING = False
@@ -31,6 +48,16 @@ __all__ = [
     "BootstrapError",
     "HostNotFound",
     "SshError",
+    "SshAuthenticationError",
+    "HostKeyMismatch",
+    "SshTimeout",
+    "RemotePythonMissing",
+    "Transport",
+    "Command",
+    "StartRequest",
+    "ENTRY_POINT_GROUP",
+    "known_transports",
+    "load_transport",
     "TRAVELLING_PACKAGES",
     "serve_socket",
     "__version__",

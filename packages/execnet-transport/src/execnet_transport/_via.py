@@ -36,13 +36,15 @@ _ITEM_OVERHEAD = 64
 
 
 # Runs on the via gateway's host (remote_exec source: standard library only). It first
-# receives (args, default_python) and starts the child.
+# receives (args, python_at) and starts the child: python_at, if not None, is the
+# position in args of the opener's own interpreter, which here becomes this one's.
 VIA_PROXY = """
 import os, subprocess, sys, threading
 PIECE = PIECE_BYTES
-args, default_python = channel.receive()
-if default_python:
-    args = [sys.executable] + list(args)
+args, python_at = channel.receive()
+args = list(args)
+if python_at is not None:
+    args[python_at] = sys.executable
 try:
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
