@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from execnet_channel import ExecModel, FdIO, get_execmodel, trace
 
@@ -65,14 +65,13 @@ def gateway_type(spec: XSpec) -> str:
 
 
 def _check_keys(spec: XSpec, kind: str, transport: Transport) -> None:
-    """ValueError for a key the chosen transport does not read, naming the known keys."""
+    """ValueError for a key the chosen transport does not read, naming who reads it, or
+    (an unknown key) every key known here, plug-ins' included."""
     allowed = {kind, *COMMON_KEYS, *transport.keys}
     for key in spec._keys():
         if key in allowed:
             continue
-        readers = [
-            name for name in BUILTIN_TRANSPORTS if key in load_transport(name).keys or key == name
-        ]
+        readers = _readers(key, BUILTIN_TRANSPORTS) or _readers(key, known_transports())
         if readers:
             raise ValueError(
                 f"{key}= in gateway spec {str(spec)!r} only works with {' or '.join(readers)}"
@@ -86,6 +85,15 @@ def _check_keys(spec: XSpec, kind: str, transport: Transport) -> None:
             f"unknown key {key!r} in gateway spec {str(spec)!r}; the keys known here are: "
             f"{', '.join(sorted(known))}"
         )
+
+
+def _readers(key: str, names: Iterable[str]) -> List[str]:
+    found = []
+    for name in names:
+        with contextlib.suppress(ValueError):
+            if key in load_transport(name).keys:
+                found.append(name)
+    return found
 
 
 def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]) -> Transport:
