@@ -63,11 +63,11 @@ def test_plugin_keys_and_errors(makegw: MakeGateway) -> None:
     assert gw.remote_exec("import os; channel.send(os.environ['PATH'])").receive(10) == "/bin"
     with pytest.raises(ValueError, match="needs a value"):
         make_gateway(XSpec("envi//envi_path//id=x"))
-    with pytest.raises(ValueError, match="envi_path= .* only works with envi"):
+    with pytest.raises(ValueError, match=r"envi_path= .* only works with envi"):
         make_gateway(XSpec("popen//envi_path=/bin//id=x"))
-    with pytest.raises(ValueError, match="known here are: .*envi_path"):
+    with pytest.raises(ValueError, match=r"known here are: .*envi_path"):
         make_gateway(XSpec("popen//no_such=1//id=x"))
-    with pytest.raises(ValueError, match="transports known here: .*envi"):
+    with pytest.raises(ValueError, match=r"transports known here: .*envi"):
         make_gateway(XSpec("nothing=1//id=x"))
     with pytest.raises(BootstrapError, match="exit status 127"):
         makegw("envi//python=no-such-python")
