@@ -160,6 +160,18 @@ def test_gateways_to_one_host_share_a_connection(sshd: SshServer, makegw: MakeGa
     assert shares.directory is None
 
 
+def test_a_group_made_side_by_side_shares_one_connection(sshd: SshServer) -> None:
+    from execnet_group import Group
+
+    spec = f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={sys.executable}"
+    group = Group([spec] * 4)  # made in parallel: they wait for one master
+    try:
+        seen = group.remote_exec(CONNECTION).receive_each()
+        assert len(set(seen)) == 1
+    finally:
+        group.terminate(10)
+
+
 def test_share_off_makes_no_directory(sshd: SshServer, makegw: MakeGateway) -> None:
     spec = f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={sys.executable}"
     before = shares.directory

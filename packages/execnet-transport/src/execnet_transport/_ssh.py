@@ -5,11 +5,14 @@ ARGS <remote command>``. Batch mode is always on: ssh never asks for a password 
 passphrase, so a host that wants one fails at once.
 
 Shared connections: gateways of one process to the same destination (the same ssh
-options) share one ssh connection through OpenSSH's multiplexing. The first gateway's
-ssh becomes the master (``ControlMaster=auto``, ``ControlPersist``: it goes to the
-background, its stdio on /dev/null); the others open sessions over its control socket,
-which lives in a private directory (mode 0700, made by ``tempfile.mkdtemp``) of this
-process. When the last gateway using it ends, the master is told to exit
+options) share one ssh connection through OpenSSH's multiplexing. The first gateway
+starts the master (``ssh -M -N -f``, ``ControlPersist``: it authenticates, listens on
+its control socket, then goes to the background with its stdio on /dev/null; gateways
+made side by side wait for it rather than each opening a connection of their own);
+every gateway's ssh is a session over the control socket (``ControlMaster=no``), which
+lives in a private directory (mode 0700, made by ``tempfile.mkdtemp``) of this
+process. A master that cannot start (a refused key, no such host) leaves the gateway
+to its own connection, whose ssh then says why. When the last gateway using it ends, the master is told to exit
 (``ssh -O exit``) and, once no share is left, the directory is removed (also at
 interpreter exit). ``ssh_share=no`` gives a gateway its own connection.
 """
@@ -157,15 +160,8 @@ def ssh_options(spec: XSpec) -> List[str]:
 def ssh_args(spec: XSpec, command: str, control_path: Optional[str] = None) -> List[str]:
     """``ssh -C [-F cfg] <our options> [control options] <ssh= split> <command>``."""
     args = ["ssh", "-C", *_config_args(spec), *ssh_options(spec)]
-    if control_path is not None:
-        args += [
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            f"ControlPath={control_path}",
-            "-o",
-            f"ControlPersist={CONTROL_PERSIST}",
-        ]
+    if control_path is not None:  # a session over the running master's connection
+        args += ["-o", "ControlMaster=no", "-o", f"ControlPath={control_path}"]
     return [*args, *_destination(spec), command]
 
 
@@ -188,14 +184,18 @@ class _Shares:
         self._directory: Optional[str] = None
         self._users: Dict[str, int] = {}
         self._exit_args: Dict[str, List[str]] = {}
+        self._starting: Dict[str, threading.Lock] = {}  # one master start per path
 
     @property
     def directory(self) -> Optional[str]:
         """The private control directory while a share exists, else None."""
         return self._directory
 
-    def acquire(self, spec: XSpec) -> str:
-        """The control path for the spec's destination, counted once more."""
+    def acquire(self, spec: XSpec) -> Optional[str]:
+        """The control path of a running master for the spec's destination (started
+        here if there is none: gateways made side by side wait for it), counted once
+        more; None when no master could be started (the gateway's own ssh then says why).
+        """
         where = [*_config_args(spec), *ssh_options(spec), *_destination(spec)]
         name = hashlib.sha256("\0".join(where).encode()).hexdigest()[:20]
         with self._lock:
@@ -205,7 +205,12 @@ class _Shares:
             path = os.path.join(self._directory, name)
             self._users[path] = self._users.get(path, 0) + 1
             self._exit_args[path] = ["ssh", "-o", f"ControlPath={path}", "-O", "exit", *where]
-            return path
+            starting = self._starting.setdefault(path, threading.Lock())
+        with starting:
+            if not os.path.exists(path) and not _start_master(spec, path, where):
+                self.release(path)
+                return None
+        return path
 
     def release(self, path: str) -> None:
         """One user less; the last one stops the master and, if it was the last share,
@@ -216,6 +221,7 @@ class _Shares:
                 self._users[path] = count
                 return
             self._users.pop(path, None)
+            self._starting.pop(path, None)
             exit_args = self._exit_args.pop(path, None)
             directory = self._directory if not self._users else None
             if directory is not None:
@@ -237,6 +243,26 @@ class _Shares:
                 _stop_master(exit_args)
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def _start_master(spec: XSpec, path: str, where: List[str]) -> bool:
+    """Start the master connection: ssh authenticates, listens on `path`, then goes to
+    the background (``-f``; its stdio on /dev/null), so it is ready when this returns."""
+    timeout = int(spec.ssh_timeout or DEFAULT_SSH_TIMEOUT) + 30
+    args = ["ssh", "-C", "-M", "-N", "-f", "-o", f"ControlPath={path}"]
+    args += ["-o", f"ControlPersist={CONTROL_PERSIST}", *where]
+    try:
+        done = subprocess.run(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and os.path.exists(path)
 
 
 def _stop_master(exit_args: List[str]) -> None:
