@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Tuple
 
-from _harness import Measure, Skip, run_cli, time_gateway_cycle
+from _harness import Measure, Skip, gateway_cycle_times, run_cli, time_gateway_cycle
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
 

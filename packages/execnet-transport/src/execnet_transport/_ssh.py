@@ -12,9 +12,10 @@ made side by side wait for it rather than each opening a connection of their own
 every gateway's ssh is a session over the control socket (``ControlMaster=no``), which
 lives in a private directory (mode 0700, made by ``tempfile.mkdtemp``) of this
 process. A master that cannot start (a refused key, no such host) leaves the gateway
-to its own connection, whose ssh then says why. When the last gateway using it ends, the master is told to exit
-(``ssh -O exit``) and, once no share is left, the directory is removed (also at
-interpreter exit). ``ssh_share=no`` gives a gateway its own connection.
+to its own connection, whose ssh then says why. When the last gateway using it ends,
+the master is told to exit (``ssh -O exit``) and, once no share is left, the directory
+is removed (also at interpreter exit). ``ssh_share=no`` gives a gateway its own
+connection.
 """
 
 from __future__ import annotations
