@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Optional, Union
 
 from ._commands import is_this_interpreter, popen_args, python_args, vagrant_args
 from ._errors import BootstrapError
-from ._ssh import classify_ssh_failure
 from ._transports import Command, StartRequest, sudo_args, sudo_failure
 from ._xspec import SOCKET_KEYS, XSpec
 
@@ -61,6 +60,8 @@ class VagrantTransport:
             raise ValueError(f"vagrant_ssh= needs a machine name in gateway spec {str(spec)!r}")
 
     def start(self, request: StartRequest) -> Union[Command, Gateway]:
+        from ._ssh import classify_ssh_failure  # ssh's words: vagrant ssh runs ssh
+
         spec = request.spec
         return Command(
             vagrant_args(spec, request.stage),
