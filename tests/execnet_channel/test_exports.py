@@ -34,6 +34,8 @@ EXPECTED = {
     "FrameError",
     "FrameTooLarge",
     "DEFAULT_MAX_FRAME",
+    "MIN_MAX_FRAME",
+    "MAX_PAYLOAD",
     "ChannelCallbackError",
     "NotProperlyTerminated",
     "trace",

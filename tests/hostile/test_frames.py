@@ -3,9 +3,9 @@
 Issue 11, points 6 and 7. A 9-byte header may declare up to 4 GiB; what the receiver
 sets aside must follow the bytes that really arrived, a frame over the gateway's
 maximum ends that gateway (and only it) at its header, and the receiver's loop, a
-thread reading in receive() (the lent role) and the read(n)-only path of IOs without
-readinto judge
-a bad frame the same way, to the letter of the error.
+thread reading in receive() (the lent role), the read(n)-only path of IOs without
+readinto and a TLS socket (TLSSocketIO: its own reads over TLS records) judge a bad
+frame the same way, to the letter of the error.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,6 +23,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 import pytest
 from gateway_contract import write_raw
+from socketservers import PKI
 
 from execnet_channel import (
     DEFAULT_MAX_FRAME,
@@ -28,6 +31,8 @@ from execnet_channel import (
     FdIO,
     FrameTooLarge,
     RemoteError,
+    TLSConnection,
+    TLSSocketIO,
     get_execmodel,
     serve,
 )
@@ -96,16 +101,40 @@ class PlainIO:
         pass
 
 
-class RawPeer:
-    """The far end of a gateway, written by hand over two pipes."""
+def tls_pair(pki: PKI) -> Any:
+    """Two ends of a socket pair with TLS on them: (the gateway's IO, the peer's IO)."""
+    ours, theirs = socket.socketpair()
+    client_context = ssl.create_default_context(cafile=str(pki.ca))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    server = TLSConnection.server(theirs, server_context)
+    server.settimeout(TIMEOUT)
+    handshake = threading.Thread(target=server._waiting, args=(server.do_handshake,))
+    handshake.start()
+    client = TLSConnection.client(ours, client_context, "localhost", timeout=TIMEOUT)
+    handshake.join(TIMEOUT)
+    return TLSSocketIO(client), TLSSocketIO(server)
 
-    def __init__(self, path: str, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        r1, w1 = os.pipe()
-        r2, w2 = os.pipe()
-        self.read_fd, self.write_fd = r2, w1
-        io: Any = FdIO(r1, w2)
-        if path == "plain":
-            io = PlainIO(io)
+
+class RawPeer:
+    """The far end of a gateway, written by hand: over two pipes, or (path "tls") over
+    a TLS connection on a socket pair."""
+
+    def __init__(
+        self, path: str, max_frame: int = DEFAULT_MAX_FRAME, pki: Optional[PKI] = None
+    ) -> None:
+        io: Any
+        self.peer_io: Any = None
+        if path == "tls":
+            assert pki is not None
+            io, self.peer_io = tls_pair(pki)
+        else:
+            r1, w1 = os.pipe()
+            r2, w2 = os.pipe()
+            self.read_fd, self.write_fd = r2, w1
+            io = FdIO(r1, w2)
+            if path == "plain":
+                io = PlainIO(io)
         self.io = io
         self.gw = BaseGateway(io, "gw", opener=True, max_frame=max_frame)
         self.sent = 0
@@ -116,15 +145,22 @@ class RawPeer:
 
     def _drain_writes(self) -> None:
         try:
+            if self.peer_io is not None:
+                buffer = memoryview(bytearray(65536))
+                while True:
+                    self.peer_io.readinto(buffer)  # EOFError at the end
             while os.read(self.read_fd, 65536):
                 pass
-        except OSError:
+        except (OSError, EOFError):
             pass
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.write_fd, view) :]
+        if self.peer_io is not None:
+            self.peer_io.write(data)
+        else:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.write_fd, view) :]
         self.sent += len(data)
 
     def item(self, channel_id: int, item: object) -> None:
@@ -133,15 +169,26 @@ class RawPeer:
     def end_stream(self) -> None:
         if not self.ended:
             self.ended = True
-            os.close(self.write_fd)
+            if self.peer_io is not None:
+                self.peer_io.close_write()
+            else:
+                os.close(self.write_fd)
 
     def close(self) -> None:
         self.end_stream()
         self.gw.join(TIMEOUT)
         self.gw.exit()
+        if self.peer_io is not None:
+            self.io.close_write()  # the drain then sees the end
         self._drain.join(TIMEOUT)
-        os.close(self.read_fd)
-        self.io.close_read()
+        if self.peer_io is not None:
+            self.peer_io.close_read()
+            self.peer_io.sock.close()
+            self.io.close_read()
+            self.io.sock.close()
+        else:
+            os.close(self.read_fd)
+            self.io.close_read()
 
 
 class Receiver:
@@ -187,7 +234,7 @@ def hold_the_lent_role(peer: RawPeer, receiver: Receiver) -> None:
     pytest.fail("the receiving thread never took the lent reading role")
 
 
-PATHS = ["receiver", "lent", "plain"]
+PATHS = ["receiver", "lent", "plain", "tls"]
 
 
 def garbage_for(name: str, channel_id: int) -> bytes:
@@ -200,8 +247,10 @@ def garbage_for(name: str, channel_id: int) -> bytes:
     raise AssertionError(name)
 
 
-def bad_frame_outcome(path: str, garbage_name: str, capfd: pytest.CaptureFixture[str]) -> Any:
-    peer = RawPeer(path)
+def bad_frame_outcome(
+    path: str, garbage_name: str, capfd: pytest.CaptureFixture[str], pki: PKI
+) -> Any:
+    peer = RawPeer(path, pki=pki)
     try:
         channel = peer.gw.newchannel()
         receiver = Receiver(channel)
@@ -228,11 +277,11 @@ def bad_frame_outcome(path: str, garbage_name: str, capfd: pytest.CaptureFixture
     "garbage", ["unknown kind", "over max_frame", "control frame that does not load"]
 )
 def test_a_bad_frame_has_one_outcome_on_every_receive_path(
-    garbage: str, capfd: pytest.CaptureFixture[str]
+    garbage: str, capfd: pytest.CaptureFixture[str], pki: PKI
 ) -> None:
     outcomes: Dict[str, Any] = {}
     for path in PATHS:
-        at, text, err = bad_frame_outcome(path, garbage, capfd)
+        at, text, err = bad_frame_outcome(path, garbage, capfd, pki)
         assert f"at byte {at} of the stream" in err, err
         assert err.count("\n") == 1, err  # one line on stderr, no traceback
         outcomes[path] = text
@@ -251,11 +300,11 @@ def test_a_bad_frame_has_one_outcome_on_every_receive_path(
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_lying_header_costs_what_was_sent(path: str) -> None:
+def test_a_lying_header_costs_what_was_sent(path: str, pki: PKI) -> None:
     """The issue's case on every path, with the limit raised to the format's ceiling so
     that the header is accepted: 4 GiB declared, 64 MiB sent, then the peer is gone."""
     sent = 64 * MiB
-    peer = RawPeer(path, max_frame=MAX_PAYLOAD)
+    peer = RawPeer(path, max_frame=MAX_PAYLOAD, pki=pki)
     try:
         channel = peer.gw.newchannel()
         receiver = Receiver(channel)

@@ -16,7 +16,7 @@ from ._errors import (
     TimeoutError,
 )
 from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
-from ._frames import DEFAULT_MAX_FRAME, FrameError, FrameTooLarge
+from ._frames import DEFAULT_MAX_FRAME, MAX_PAYLOAD, MIN_MAX_FRAME, FrameError, FrameTooLarge
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
 from ._serve import serve
@@ -49,6 +49,8 @@ __all__ = [
     "BaseGateway",
     "RemoteStatus",
     "DEFAULT_MAX_FRAME",
+    "MIN_MAX_FRAME",
+    "MAX_PAYLOAD",
     "serve",
     # errors
     "RemoteError",

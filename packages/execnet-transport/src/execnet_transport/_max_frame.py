@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from execnet_channel import DEFAULT_MAX_FRAME
-from execnet_channel._frames import MAX_PAYLOAD, MIN_MAX_FRAME
+from execnet_channel import DEFAULT_MAX_FRAME, MAX_PAYLOAD, MIN_MAX_FRAME
 
 from ._xspec import XSpec
 
