@@ -185,3 +185,21 @@ def test_failed_start_releases_its_share(sshd: SshServer, makegw: MakeGateway) -
     with pytest.raises(RemotePythonMissing):
         makegw(f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python=/no/such/python3")
     assert shares.directory == before
+
+
+def test_the_code_cache_outlives_a_share(sshd: SshServer, makegw: MakeGateway) -> None:
+    from execnet_transport import _bootstrap
+    from execnet_transport._ssh import ssh_args
+
+    spec = f"ssh={sshd.alias}//ssh_config={sshd.ssh_config}//python={sys.executable}//id=cc"
+    _ended(makegw(spec))  # its share (and control path) is gone with it
+    assert gw_code(_bootstrap, ssh_args, spec) is not None  # kept under the path-less key
+
+
+def gw_code(bootstrap: object, ssh_args: Callable[..., list[str]], spec: str) -> object:
+    from execnet_transport import XSpec
+    from execnet_transport._transports import shell_command
+
+    xspec = XSpec(spec)
+    command = shell_command(xspec, bootstrap.first_stage("stdio"))  # type: ignore[attr-defined]
+    return bootstrap.cached_code(tuple(ssh_args(xspec, command)))  # type: ignore[attr-defined]

@@ -236,7 +236,7 @@ def _process_gateway(spec: XSpec, model: ExecModel, command: Command) -> Gateway
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         marker = _bootstrap.new_marker()
         config = _config(spec, marker, same)
-        key = tuple(args)
+        key = command.cache_key or tuple(args)
         config["stage"] = _bootstrap.stage_entry(key, same)
         own = b""
         if same:  # imports the installed packages, with the code objects from here

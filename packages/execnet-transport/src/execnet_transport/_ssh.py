@@ -345,9 +345,11 @@ class SshTransport:
         release: Optional[Callable[[], None]] = None
         if path is not None:
             release = _releaser(path)
+        command = request.remote_command()
         return Command(
-            ssh_args(spec, request.remote_command(), path),
+            ssh_args(spec, command, path),
             remoteaddress=str(spec.ssh),
+            cache_key=tuple(ssh_args(spec, command)),  # the same with or without a share
             release=release,
             classify=classify_ssh_failure,
         )

@@ -83,6 +83,8 @@ class Command:
     ``gateway.remoteaddress`` shows. `release` is called once when the gateway ends (or
     its start failed): for shared resources such as ssh's control connection.
     `classify` turns an early end (exit status, stderr) into the error that explains it.
+    `cache_key` names the interpreter for the cache of the code it compiled (default:
+    `args`; ssh leaves out its control socket's path, which changes).
     """
 
     args: List[str]
@@ -94,6 +96,9 @@ class Command:
     release: Optional[Callable[[], None]] = None
     classify: Optional[Classify] = None
     env: Optional[Dict[str, str]] = field(default=None)
+    # What names the interpreter for the cache of compiled code (default: args); args
+    # that change from start to start without changing the interpreter leave it out.
+    cache_key: Optional[Tuple[str, ...]] = None
 
 
 @dataclass
