@@ -31,14 +31,16 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[2]
 TRANSPORT_README = ROOT / "packages" / "execnet-transport" / "README.md"
 RESULTS = ROOT / "benchmarks" / "results.json"
+SPEC_KEY_HEADER = "| key | transports | meaning |"
 
 
 def spec_key_rows(readme: Path = TRANSPORT_README) -> List[Tuple[str, str]]:
-    """The (key, meaning) rows of the README's spec-key table (the one headed ``| key |``)."""
+    """The (key, the other cells) rows of the README's spec-key table (the one headed
+    ``| key | transports | meaning |``; the other cells joined by `` | ``)."""
     rows: List[Tuple[str, str]] = []
     in_table = False
     for line in readme.read_text(encoding="utf-8").splitlines():
-        if line.startswith("| key | meaning |"):
+        if line.startswith(SPEC_KEY_HEADER):
             in_table = True
             continue
         if in_table:
@@ -49,7 +51,7 @@ def spec_key_rows(readme: Path = TRANSPORT_README) -> List[Tuple[str, str]]:
                 continue
             rows.append((cells[0], " | ".join(cells[1:])))
     if not rows:
-        raise ValueError(f"no '| key | meaning |' table in {readme}")
+        raise ValueError(f"no '{SPEC_KEY_HEADER}' table in {readme}")
     return rows
 
 
@@ -60,7 +62,7 @@ def keys_in_cell(cell: str) -> List[str]:
 
 def spec_keys_markdown() -> str:
     """The spec-key table as markdown, for ``{include}``."""
-    lines = ["| key | meaning |", "|---|---|"]
+    lines = [SPEC_KEY_HEADER, "|---|---|---|"]
     lines += [f"| {key} | {meaning} |" for key, meaning in spec_key_rows()]
     return "\n".join(lines) + "\n"
 
