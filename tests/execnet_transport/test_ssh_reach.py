@@ -42,7 +42,7 @@ def _by_keys(sshd: SshServer, extra: str = "") -> str:
 def _ended(gw: Gateway) -> None:
     gw.exit()
     gw.join(10)
-    gw._wait_process(10)
+    gw.wait_child(10)
 
 
 def test_port_identity_and_strict_keys(sshd: SshServer, makegw: MakeGateway) -> None:
@@ -202,4 +202,4 @@ def gw_code(bootstrap: object, ssh_args: Callable[..., list[str]], spec: str) ->
 
     xspec = XSpec(spec)
     command = shell_command(xspec, bootstrap.first_stage("stdio"))  # type: ignore[attr-defined]
-    return bootstrap.cached_code(tuple(ssh_args(xspec, command)))  # type: ignore[attr-defined]
+    return bootstrap._compiled.get(tuple(ssh_args(xspec, command)))  # type: ignore[attr-defined]

@@ -156,6 +156,7 @@ def make_gateway(
     The spec's id must be set (a Group does that, resolves via=/installvia= ids, and
     passes itself as `group` for the transport):
 
+        >>> import os
         >>> gw = make_gateway(XSpec("popen//id=gw0"))
         >>> gw.remote_exec("import os; channel.send(os.getpid())").receive() != os.getpid()
         True
