@@ -174,7 +174,7 @@ def generate(app: Sphinx) -> None:
     outdir = Path(app.srcdir) / "_generated"
     outdir.mkdir(exist_ok=True)
     _write(outdir / "spec_keys.md", spec_keys_markdown())
-    for package in PACKAGES:
+    for package in PACKAGES + AIO_MODULES:
         _write(outdir / f"api_{package}.rst", api_rst(package))
     _write(outdir / "api_execnet.rst", umbrella_rst())
     results = json.loads(RESULTS.read_text(encoding="utf-8"))
@@ -189,6 +189,7 @@ PACKAGES = (
     "execnet_group",
     "execnet_rsync",
 )
+AIO_MODULES = ("execnet_channel.aio", "execnet_group.aio", "execnet_rsync.aio")
 
 
 def api_rst(package: str) -> str:
@@ -202,11 +203,15 @@ def api_rst(package: str) -> str:
     import inspect
 
     module = importlib.import_module(package)
+    documented = set(PACKAGES + AIO_MODULES)
     lines = []
     for name in module.__all__:
         if name.startswith("__"):
             continue
         obj = getattr(module, name)
+        home = getattr(obj, "__module__", None)
+        if home in documented and home != package:
+            continue  # a re-export: documented on its home module's page
         target = f"{package}.{name}"
         if inspect.isclass(obj):
             lines += [f".. autoclass:: {target}", "   :members:", "   :show-inheritance:", ""]
