@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Tuple
 
-from _harness import Measure, Skip, run_cli, time_gateway_cycle
+from _harness import Measure, Skip, gateway_cycle_times, run_cli, time_gateway_cycle
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
 
@@ -45,7 +46,7 @@ def _sshd_helpers() -> Any:
 
 
 @contextlib.contextmanager
-def _server() -> Iterator[Tuple[str, Path]]:
+def _server() -> Iterator[Tuple[str, Path, int]]:
     helpers = _sshd_helpers()
     os.makedirs("/run/sshd", exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="bench-sshd-"))
@@ -59,7 +60,7 @@ def _server() -> Iterator[Tuple[str, Path]]:
     )
     try:
         helpers._wait_listening("127.0.0.1", port, process, timeout=30)
-        yield helpers.ALIAS, ssh_config
+        yield helpers.ALIAS, ssh_config, port
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -68,15 +69,89 @@ def _server() -> Iterator[Tuple[str, Path]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _python() -> str:
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
 def ready_exec_exit() -> Measure:
-    python = getattr(sys, "_base_executable", None) or sys.executable
-    with _server() as (alias, ssh_config):
-        spec = f"ssh={alias}//ssh_config={ssh_config}//python={python}"
+    with _server() as (alias, ssh_config, _):
+        spec = f"ssh={alias}//ssh_config={ssh_config}//python={_python()}"
         time_gateway_cycle(spec)  # warm up
         return Measure(time_gateway_cycle(spec), "gateway")
 
 
-CASES = {"ready_exec_exit": ready_exec_exit}
+def _group_of_8(extra: str) -> Measure:
+    import execnet
+
+    with _server() as (alias, ssh_config, _):
+        spec = f"ssh={alias}//ssh_config={ssh_config}//python={_python()}{extra}"
+        time_gateway_cycle(spec)  # warm up (sshd, the client's files)
+        start = time.perf_counter()
+        group = execnet.Group([spec] * 8)
+        made = time.perf_counter()
+        answers = group.remote_exec("import os; channel.send(os.getpid())").receive_each()
+        assert len(set(answers)) == 8
+        group.terminate(10)
+        end = time.perf_counter()
+        return Measure(end - start, "group", 1, {"make_s": made - start})
+
+
+def group_8() -> Measure:
+    """8 gateways to one host with one Group: made, one exec each, terminated (ours
+    shares one ssh connection; execnet 2.1.2 ignores the key and opens 8)."""
+    return _group_of_8("")
+
+
+def group_8_unshared() -> Measure:
+    """The same with ssh_share=no: 8 ssh connections on both sides."""
+    return _group_of_8("//ssh_share=no")
+
+
+def _first_and_second(which: int) -> Measure:
+    import execnet
+
+    with _server() as (alias, ssh_config, _):
+        spec = f"ssh={alias}//ssh_config={ssh_config}//python={_python()}"
+        time_gateway_cycle(spec)  # warm up
+        start = time.perf_counter()
+        first = execnet.makegateway(spec)
+        first.remote_exec("channel.send(1)").receive()
+        first_s = time.perf_counter() - start
+        second_s = gateway_cycle_times(spec)[0]  # while the first is open
+        first.exit()
+        first.join()
+        return Measure(first_s if which == 1 else second_s, "gateway")
+
+
+def first_gateway() -> Measure:
+    """The first gateway to a host: ready + one exec answered (it opens the connection)."""
+    return _first_and_second(1)
+
+
+def second_gateway() -> Measure:
+    """A second gateway to the host while the first is open: ready + one exec answered."""
+    return _first_and_second(2)
+
+
+def jump() -> Measure:
+    """A gateway through a jump host (ssh -J: the same sshd under another name)."""
+    with _server() as (_, ssh_config, port):
+        spec = (
+            f"ssh=-J localhost:{port} -p {port} 127.0.0.1//ssh_config={ssh_config}"
+            f"//python={_python()}"
+        )
+        time_gateway_cycle(spec)  # warm up
+        return Measure(time_gateway_cycle(spec), "gateway")
+
+
+CASES = {
+    "ready_exec_exit": ready_exec_exit,
+    "group_8": group_8,
+    "group_8_unshared": group_8_unshared,
+    "first_gateway": first_gateway,
+    "second_gateway": second_gateway,
+    "jump": jump,
+}
 
 if __name__ == "__main__":
     run_cli(CASES)

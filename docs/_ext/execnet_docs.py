@@ -31,14 +31,16 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[2]
 TRANSPORT_README = ROOT / "packages" / "execnet-transport" / "README.md"
 RESULTS = ROOT / "benchmarks" / "results.json"
+SPEC_KEY_HEADER = "| key | transports | meaning |"
 
 
 def spec_key_rows(readme: Path = TRANSPORT_README) -> List[Tuple[str, str]]:
-    """The (key, meaning) rows of the README's spec-key table (the one headed ``| key |``)."""
+    """The (key, the other cells) rows of the README's spec-key table (the one headed
+    ``| key | transports | meaning |``; the other cells joined by `` | ``)."""
     rows: List[Tuple[str, str]] = []
     in_table = False
     for line in readme.read_text(encoding="utf-8").splitlines():
-        if line.startswith("| key | meaning |"):
+        if line.startswith(SPEC_KEY_HEADER):
             in_table = True
             continue
         if in_table:
@@ -49,7 +51,7 @@ def spec_key_rows(readme: Path = TRANSPORT_README) -> List[Tuple[str, str]]:
                 continue
             rows.append((cells[0], " | ".join(cells[1:])))
     if not rows:
-        raise ValueError(f"no '| key | meaning |' table in {readme}")
+        raise ValueError(f"no '{SPEC_KEY_HEADER}' table in {readme}")
     return rows
 
 
@@ -60,7 +62,7 @@ def keys_in_cell(cell: str) -> List[str]:
 
 def spec_keys_markdown() -> str:
     """The spec-key table as markdown, for ``{include}``."""
-    lines = ["| key | meaning |", "|---|---|"]
+    lines = [SPEC_KEY_HEADER, "|---|---|---|"]
     lines += [f"| {key} | {meaning} |" for key, meaning in spec_key_rows()]
     return "\n".join(lines) + "\n"
 
@@ -172,7 +174,7 @@ def generate(app: Sphinx) -> None:
     outdir = Path(app.srcdir) / "_generated"
     outdir.mkdir(exist_ok=True)
     _write(outdir / "spec_keys.md", spec_keys_markdown())
-    for package in PACKAGES:
+    for package in PACKAGES + AIO_MODULES:
         _write(outdir / f"api_{package}.rst", api_rst(package))
     _write(outdir / "api_execnet.rst", umbrella_rst())
     results = json.loads(RESULTS.read_text(encoding="utf-8"))
@@ -187,6 +189,7 @@ PACKAGES = (
     "execnet_group",
     "execnet_rsync",
 )
+AIO_MODULES = ("execnet_channel.aio", "execnet_group.aio", "execnet_rsync.aio")
 
 
 def api_rst(package: str) -> str:
@@ -200,11 +203,15 @@ def api_rst(package: str) -> str:
     import inspect
 
     module = importlib.import_module(package)
+    documented = set(PACKAGES + AIO_MODULES)
     lines = []
     for name in module.__all__:
         if name.startswith("__"):
             continue
         obj = getattr(module, name)
+        home = getattr(obj, "__module__", None)
+        if home in documented and home != package:
+            continue  # a re-export: documented on its home module's page
         target = f"{package}.{name}"
         if inspect.isclass(obj):
             lines += [f".. autoclass:: {target}", "   :members:", "   :show-inheritance:", ""]

@@ -125,3 +125,16 @@ def test_layer_graph_follows_the_packages_dependencies() -> None:
     assert "execnet-channel" in deps["execnet-transport"]
     dot = execnet_docs.layer_dot(deps)
     assert '"execnet-channel" -> "execnet-serial";' in dot
+
+
+@pytest.mark.timeout(900)
+def test_reference_documents_the_asyncio_modules(site: Path) -> None:
+    import importlib
+
+    page = (site / "reference" / "aio.html").read_text(encoding="utf-8")
+    for name in execnet_docs.AIO_MODULES:
+        module = importlib.import_module(name)
+        own = [n for n in module.__all__ if getattr(module, n).__module__ == name]
+        assert own, name
+        missing = [n for n in own if f'id="{name}.{n}"' not in page]
+        assert not missing, f"{name}: not on the asyncio reference page: {missing}"

@@ -179,8 +179,9 @@ def test_environment_switch(makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
     ("spec", "text"),
     [
         ("popen//fork=1", "takes no value"),
-        ("ssh=somehost//fork", "only works with a local popen"),
-        ("socket=127.0.0.1:1//fork", "only works with a local popen"),
+        ("ssh=somehost//fork", "fork= .* only works with popen"),
+        ("socket=127.0.0.1:1//fork", "fork= .* only works with popen"),
+        ("popen//fork//sudo=nobody", r"only works with a local popen gateway \(not with sudo=\)"),
     ],
 )
 def test_bad_fork_specs(spec: str, text: str) -> None:
@@ -188,6 +189,15 @@ def test_bad_fork_specs(spec: str, text: str) -> None:
     xspec.id = "bad"
     with pytest.raises(ValueError, match=text):
         make_gateway(xspec)
+    assert server_pids() == []
+
+
+def test_fork_with_via_is_refused(makegw: MakeGateway) -> None:
+    hop = makegw("popen")
+    xspec = XSpec("popen//fork//via=hop")
+    xspec.id = "bad"
+    with pytest.raises(ValueError, match=r"a local popen gateway \(not with via=\)"):
+        make_gateway(xspec, via=hop)
     assert server_pids() == []
 
 
@@ -246,8 +256,10 @@ def test_a_crashed_server_is_reported_and_the_next_gateway_starts_plain(
     assert wait_gone([server]) == []
     # the gateway forked before goes on working, and still ends for sure
     assert survivor.remote_exec("channel.send(6 * 7)").receive(30) == 42
-    with pytest.warns(RuntimeWarning, match=rf"fork server \(pid {server}\) is gone"):
+    with pytest.warns(RuntimeWarning, match=rf"fork server \(pid {server}\) is gone") as caught:
         plain = makegw("popen//fork")
+    # it names the caller's caller of make_gateway (a Group's user), not execnet's code
+    assert [w.filename for w in caught] == [__file__]
     assert facts(plain)["ppid"] == os.getpid()
     with warnings.catch_warnings():
         warnings.simplefilter("error")

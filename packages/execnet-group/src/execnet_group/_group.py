@@ -225,7 +225,7 @@ class Group:
                 self._resolve(spec.installvia, "installvia", pending) if spec.installvia else None
             )
             pending.gateway = make_gateway(
-                spec, execmodel=self.execmodel, via=via, installvia=installvia
+                spec, execmodel=self.execmodel, via=via, installvia=installvia, group=self
             )
         except BaseException as exc:
             pending.error = exc

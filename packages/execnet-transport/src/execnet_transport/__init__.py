@@ -1,4 +1,5 @@
-"""Reach Python interpreters for execnet: XSpec, popen, ssh, vagrant_ssh, socket and via.
+"""Reach Python interpreters for execnet: XSpec; popen, ssh, vagrant_ssh, socket, docker,
+podman, kubectl and via; transports as plug-ins.
 
 Also the bootstrap that starts the remote half, and the socket server
 (``python -m execnet_transport.socketserver``).
@@ -23,9 +24,25 @@ from typing import TYPE_CHECKING
 from .__about__ import __version__
 from ._bundle import TRAVELLING_PACKAGES
 from ._connect import make_gateway
-from ._errors import BootstrapError, HostNotFound, SshError
+from ._errors import (
+    BootstrapError,
+    HostKeyMismatch,
+    HostNotFound,
+    RemotePythonMissing,
+    SshAuthenticationError,
+    SshError,
+    SshTimeout,
+)
 from ._gateway import Gateway, RInfo
 from ._protocols import GatewayRegistry, Terminable
+from ._transports import (
+    ENTRY_POINT_GROUP,
+    Command,
+    StartRequest,
+    Transport,
+    known_transports,
+    load_transport,
+)
 from ._xspec import XSpec
 
 if TYPE_CHECKING:
@@ -41,6 +58,16 @@ __all__ = [
     "BootstrapError",
     "HostNotFound",
     "SshError",
+    "SshAuthenticationError",
+    "HostKeyMismatch",
+    "SshTimeout",
+    "RemotePythonMissing",
+    "Transport",
+    "Command",
+    "StartRequest",
+    "ENTRY_POINT_GROUP",
+    "known_transports",
+    "load_transport",
     "TRAVELLING_PACKAGES",
     "serve_socket",
     "__version__",

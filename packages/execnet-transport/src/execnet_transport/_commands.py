@@ -1,4 +1,4 @@
-"""The command lines that start a first stage: popen, ssh and vagrant_ssh."""
+"""The command lines that start a first stage: popen and vagrant_ssh (ssh: _ssh.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import shutil
 import sys
 from typing import List
 
+from ._transports import python_command, shell_command, sudo_args
 from ._xspec import XSpec
 
-__all__ = ["is_this_interpreter", "popen_args", "remote_command", "ssh_args", "vagrant_args"]
-
-DEFAULT_REMOTE_PYTHON = "python3"
+__all__ = ["is_this_interpreter", "popen_args", "python_args", "remote_command", "vagrant_args"]
 
 
 def python_args(spec: XSpec) -> List[str]:
@@ -34,29 +33,13 @@ def is_this_interpreter(args: List[str]) -> bool:
 
 
 def popen_args(spec: XSpec, stage: str) -> List[str]:
-    """`<python> [-B] -c <first stage>` for a local child."""
-    args = python_args(spec)
-    if spec.dont_write_bytecode:
-        args.append("-B")
-    return [*args, "-c", stage]
+    """`[sudo -n -u USER --] <python> [-B] -c <first stage>` for a local child."""
+    return [*sudo_args(spec), *python_command(spec, stage, sys.executable)]
 
 
 def remote_command(spec: XSpec, stage: str) -> str:
-    """The command an ssh server's shell runs: python= as written, then -c and the stage."""
-    python = spec.python if spec.python and spec.python is not True else DEFAULT_REMOTE_PYTHON
-    flags = " -B" if spec.dont_write_bytecode else ""
-    return f"{python}{flags} -c {shlex.quote(stage)}"
-
-
-def ssh_args(spec: XSpec, stage: str) -> List[str]:
-    """`ssh -C [-F cfg] <ssh= split like a shell> <remote command>`."""
-    destination = shlex.split(str(spec.ssh)) if spec.ssh is not True else []
-    if not destination:
-        raise ValueError(f"ssh= needs a host in gateway spec {str(spec)!r}")
-    args = ["ssh", "-C"]
-    if spec.ssh_config:
-        args += ["-F", str(spec.ssh_config)]
-    return [*args, *destination, remote_command(spec, stage)]
+    """The command a remote shell runs: [sudo -n -u USER --] python= as written, -c stage."""
+    return shell_command(spec, stage)
 
 
 def vagrant_args(spec: XSpec, stage: str) -> List[str]:

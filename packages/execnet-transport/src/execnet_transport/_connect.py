@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from execnet_channel import ExecModel, get_execmodel, trace
 
 from . import _bootstrap
-from ._commands import is_this_interpreter, popen_args, python_args, ssh_args, vagrant_args
-from ._errors import BootstrapError, HostNotFound, SshError
-from ._forkserver import fork_gateway, fork_wanted, report_fallback
+from ._errors import BootstrapError
 from ._forwarding import forwarding_of
 from ._gateway import Gateway
 from ._imports import imports_of
 from ._max_frame import max_frame_of
 from ._own_code import own_entry
 from ._process import ChildProcess, ProcessIO, describe_status
+from ._transports import (
+    BUILTIN_TRANSPORTS,
+    Command,
+    StartRequest,
+    Transport,
+    is_transport_key,
+    known_transports,
+    load_transport,
+)
 from ._via import VIA_PROXY, ViaIO
-from ._xspec import GATEWAY_TYPES, SOCKET_KEYS, XSpec
+from ._xspec import COMMON_KEYS, KNOWN_KEYS, XSpec
 
 __all__ = [
     "BOOTSTRAP_TIMEOUT",
@@ -26,6 +34,7 @@ __all__ = [
     "gateway_over",
     "handshake",
     "make_gateway",
+    "process_gateway",
 ]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
@@ -38,37 +47,59 @@ _STDERR_WAIT = 2.0
 _NOISE_QUOTED = 2000
 EXECMODELS = ("thread", "main_thread_only", "eventlet", "gevent")
 
-# ssh's own words when the host cannot be resolved or reached (exit status 255).
-_UNREACHABLE = (
-    "could not resolve hostname",
-    "name or service not known",
-    "nodename nor servname",
-    "temporary failure in name resolution",
-    "no address associated",
-    "connection refused",
-    "no route to host",
-    "connection timed out",
-    "operation timed out",
-    "network is unreachable",
-)
-# ... and when it reached the host but could not get in.
-_REFUSED = ("permission denied", "host key verification failed", "too many authentication")
-
 
 def gateway_type(spec: XSpec) -> str:
-    """The one gateway type the spec names: popen, ssh, socket or vagrant_ssh."""
-    types = [name for name in GATEWAY_TYPES if getattr(spec, name)]
+    """The one transport key the spec names: popen, ssh, socket, ..., or a plug-in's."""
+    types = [
+        key
+        for key in spec._keys()
+        if key in BUILTIN_TRANSPORTS or (key not in KNOWN_KEYS and is_transport_key(key))
+    ]
     if len(types) != 1:
         what = "no gateway type" if not types else f"several gateway types ({', '.join(types)})"
         raise ValueError(
             f"gateway spec {str(spec)!r} has {what}: give one of popen, ssh=HOST, "
-            "socket=HOST:PORT, vagrant_ssh=MACHINE"
+            "socket=HOST:PORT, vagrant_ssh=MACHINE, docker=CONTAINER, podman=CONTAINER, "
+            f"kubectl=POD; transports known here: {', '.join(known_transports())}"
         )
     return types[0]
 
 
-def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]) -> str:
+def _check_keys(spec: XSpec, kind: str, transport: Transport) -> None:
+    """ValueError for a key the chosen transport does not read, naming who reads it, or
+    (an unknown key) every key known here, plug-ins' included."""
+    allowed = {kind, *COMMON_KEYS, *transport.keys}
+    for key in spec._keys():
+        if key in allowed:
+            continue
+        readers = _readers(key, BUILTIN_TRANSPORTS) or _readers(key, known_transports())
+        if readers:
+            raise ValueError(
+                f"{key}= in gateway spec {str(spec)!r} only works with {' or '.join(readers)}"
+            )
+        known = set(COMMON_KEYS)
+        for name in known_transports():
+            known.add(name)
+            with contextlib.suppress(ValueError):  # a broken plug-in: named all the same
+                known.update(load_transport(name).keys)
+        raise ValueError(
+            f"unknown key {key!r} in gateway spec {str(spec)!r}; the keys known here are: "
+            f"{', '.join(sorted(known))}"
+        )
+
+
+def _readers(key: str, names: Iterable[str]) -> List[str]:
+    found = []
+    for name in names:
+        with contextlib.suppress(ValueError):
+            if key in load_transport(name).keys:
+                found.append(name)
+    return found
+
+
+def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]) -> Transport:
     kind = gateway_type(spec)
+    transport = load_transport(kind)
     if not spec.id or spec.id is True:
         raise ValueError(f"gateway spec {str(spec)!r} has no id (the group gives one)")
     if spec.nice is not None:
@@ -95,24 +126,13 @@ def _validate(spec: XSpec, via: Optional[Gateway], installvia: Optional[Gateway]
             "was not resolved to a gateway"
         )
     max_frame_of(spec)  # a bad max_frame= fails here, before anything starts
-    if spec.fork is not None:
-        if spec.fork is not True:
-            raise ValueError(f"fork in gateway spec {str(spec)!r} takes no value: popen//fork")
-        if kind != "popen" or spec.via:
-            raise ValueError(
-                f"fork in gateway spec {str(spec)!r} only works with a local popen gateway"
-            )
     forwarding_of(spec)  # and a bad forward_output=/forward_logging= (or variable)
     imports_of(spec)  # and a bad imports= too
     if installvia is not None and kind != "socket":
         raise ValueError(f"installvia= in gateway spec {str(spec)!r} only works with socket")
-    if kind == "socket" or any(getattr(spec, key) for key in SOCKET_KEYS):
-        from ._socket import validate_socket_keys
-
-        validate_socket_keys(spec, kind, installvia)
-    if via is not None and kind == "socket":
-        raise ValueError(f"via= in gateway spec {str(spec)!r} does not work with socket")
-    return kind
+    _check_keys(spec, kind, transport)
+    transport.check(spec)
+    return transport
 
 
 def make_gateway(
@@ -121,11 +141,13 @@ def make_gateway(
     execmodel: Union[str, ExecModel] = "thread",
     via: Optional[Gateway] = None,
     installvia: Optional[Gateway] = None,
+    group: Any = None,
 ) -> Gateway:
     """Start or reach the interpreter `spec` names and return its Gateway.
 
     `execmodel` is the local model; the remote runs `spec.execmodel` (default thread).
-    The spec's id must be set (a Group does that, and resolves via=/installvia= ids):
+    The spec's id must be set (a Group does that, resolves via=/installvia= ids, and
+    passes itself as `group` for the transport):
 
         >>> import os
         >>> gw = make_gateway(XSpec("popen//id=gw0"))
@@ -133,64 +155,71 @@ def make_gateway(
         True
         >>> gw.exit()
 
-    Raises ValueError for a bad spec before anything starts, HostNotFound when ssh cannot
-    reach the host, SshError when ssh reached it but could not start python there, and
-    BootstrapError (naming the spec, with the remote's stderr) for any other failure.
+    The transport is the one registered under the spec's transport key (built in, or a
+    plug-in's entry point in ``execnet.transports``). Raises ValueError for a bad spec
+    (an unknown key names the known ones) before anything starts; for ssh, HostNotFound
+    when the host cannot be resolved or reached, SshTimeout when it did not answer in
+    time, SshAuthenticationError, HostKeyMismatch, RemotePythonMissing, each quoting
+    ssh's line; BootstrapError (naming the spec, with the remote's stderr) otherwise.
     """
     if isinstance(spec, str):
         spec = XSpec(spec)
-    kind = _validate(spec, via, installvia)
+    transport = _validate(spec, via, installvia)
     model = get_execmodel(execmodel)
-    if kind == "socket":
-        from ._socket import socket_gateway
-
-        return socket_gateway(spec, model, installvia, BOOTSTRAP_TIMEOUT)
-    stage = _bootstrap.first_stage("stdio")
-    if kind == "popen":
-        args = popen_args(spec, stage)
-        same = via is None and is_this_interpreter(python_args(spec))
-        remoteaddress = None
-        if via is None and fork_wanted(spec):
-            forked = fork_gateway(spec, model, args[:-2], same=same, timeout=BOOTSTRAP_TIMEOUT)
-            if not isinstance(forked, str):
-                return forked
-            gateway = _process_gateway(spec, model, args, same=same, kind=kind, remoteaddress=None)
-            if forked:
-                report_fallback(forked, spec)
-            return gateway
-    elif kind == "ssh":
-        args, same, remoteaddress = ssh_args(spec, stage), False, str(spec.ssh)
-    else:
-        args, same, remoteaddress = vagrant_args(spec, stage), False, str(spec.vagrant_ssh)
-    if via is not None:
-        return _via_gateway(spec, model, via, args, kind)
-    return _process_gateway(spec, model, args, same=same, kind=kind, remoteaddress=remoteaddress)
+    request = StartRequest(
+        spec=spec,
+        stage=_bootstrap.first_stage("stdio"),
+        group=group,
+        execmodel=model,
+        via=via,
+        installvia=installvia,
+        timeout=BOOTSTRAP_TIMEOUT,
+    )
+    started = transport.start(request)
+    if not isinstance(started, Command):
+        return started
+    command = started
+    try:
+        if via is not None:
+            gateway = _via_gateway(spec, model, via, command)
+        else:
+            gateway = process_gateway(spec, model, command)
+    except BaseException:
+        if command.release is not None:
+            command.release()
+        raise
+    if command.release is not None:
+        gateway._on_end(command.release)
+    return gateway
 
 
 def bootstrap_child(
     spec: XSpec,
-    args: List[str],
+    command: Command,
     *,
-    same: bool,
-    kind: str,
     extra: Optional[Dict[str, Any]] = None,
     pass_fds: Tuple[int, ...] = (),
 ) -> ChildProcess:
-    """Start `args` (a first stage command line), send it the bootstrap frame and read
+    """Start `command` (a first stage command line), send it the bootstrap frame and read
     through its marker: the child is then ready. `extra` adds to the config (a fork
     server's settings), `pass_fds` are more descriptors the child inherits;
     BootstrapError says why a child failed."""
+    args, same = command.args, command.same_interpreter
     trace(f"gateway {spec.id}: starting {args[:-1]} -c <first stage> (bundle: {not same})")
     try:
-        child = ChildProcess(args, pass_fds=pass_fds)
+        child = ChildProcess(args, command.env, pass_fds=pass_fds)
+    except FileNotFoundError:
+        raise BootstrapError(
+            spec, f"cannot start {args[0]!r}: it is not installed here (not found on PATH)"
+        ) from None
     except OSError as exc:
         raise BootstrapError(spec, f"cannot start {args[0]!r}: {exc.strerror or exc}") from None
     try:
         # Everything up to the write overlaps the child's interpreter start.
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
         marker = _bootstrap.new_marker()
-        command = tuple(args)
-        config = _bootstrap.make_config(spec, marker, same_interpreter=same, command=command)
+        key = command.cache_key or tuple(args)
+        config = _bootstrap.make_config(spec, marker, same_interpreter=same, command=key)
         config.update(extra or {})
         own = b""
         if same:  # imports the installed packages, with the code objects from here
@@ -214,10 +243,10 @@ def bootstrap_child(
         def read_some(numbytes: int) -> bytes:
             return child.read_some(numbytes, deadline)
 
-        handshake(spec, read_some, marker, child, kind)
+        handshake(spec, read_some, marker, child, command)
         if config.get("want_code"):
             try:
-                _bootstrap.read_code_answer(command, read_some)
+                _bootstrap.read_code_answer(key, read_some)
             except (EOFError, TimeoutError) as exc:
                 raise BootstrapError(
                     spec,
@@ -232,17 +261,10 @@ def bootstrap_child(
     return child
 
 
-def _process_gateway(
-    spec: XSpec,
-    model: ExecModel,
-    args: List[str],
-    *,
-    same: bool,
-    kind: str,
-    remoteaddress: Optional[str],
-) -> Gateway:
-    child = bootstrap_child(spec, args, same=same, kind=kind)
-    return gateway_over(ProcessIO(child, model), spec, remoteaddress)
+def process_gateway(spec: XSpec, model: ExecModel, command: Command) -> Gateway:
+    """Start `command` as a local child and return the Gateway over its pipes."""
+    child = bootstrap_child(spec, command)
+    return gateway_over(ProcessIO(child, model), spec, command.remoteaddress)
 
 
 def gateway_over(io: ProcessIO, spec: XSpec, remoteaddress: Optional[str]) -> Gateway:
@@ -261,7 +283,7 @@ def handshake(
     read_some: Callable[[int], bytes],
     marker: bytes,
     child: Optional[Any],
-    kind: str,
+    command: Command,
 ) -> None:
     """Read through the marker; turn an early end into the error that explains it."""
     try:
@@ -280,32 +302,16 @@ def handshake(
         if noise.strip() and not tail.strip():
             tail = noise.decode("utf-8", "replace")[-_NOISE_QUOTED:]
         reason = f"the remote ended before the bootstrap finished ({describe_status(status)})"
-        if kind in ("ssh", "vagrant_ssh"):
-            raise _ssh_error(spec, reason, tail, status) from None
+        if command.classify is not None:
+            raise command.classify(spec, reason, tail, status) from None
         raise BootstrapError(spec, reason, tail, status) from None
 
 
-def _ssh_error(spec: XSpec, reason: str, stderr: str, status: Optional[int]) -> BootstrapError:
-    text = stderr.lower()
-    refused = any(word in text for word in _REFUSED)
-    unreachable = any(word in text for word in _UNREACHABLE) or not text.strip()
-    if status == 255 and unreachable and not refused:
-        return HostNotFound(spec, f"ssh could not reach the host; {reason}", stderr, status)
-    if status == 127 or "not found" in text or "no such file" in text:
-        reason = f"the remote python did not start; {reason}"
-    return SshError(spec, reason, stderr, status)
-
-
-def _via_gateway(
-    spec: XSpec, model: ExecModel, via: Gateway, args: List[str], kind: str
-) -> Gateway:
-    default_python = kind == "popen" and not spec.python
-    if default_python:
-        args = args[1:]  # the via host's own interpreter: sys.executable there
+def _via_gateway(spec: XSpec, model: ExecModel, via: Gateway, command: Command) -> Gateway:
     channel = via.remote_exec(VIA_PROXY)
     io = ViaIO(channel, model)
     try:
-        channel.send((args, default_python))
+        channel.send((command.args, command.python_at))
         marker = _bootstrap.new_marker()
         config = _bootstrap.make_config(spec, marker)
         io.write(_bootstrap.frame(config, with_bundle=True))
@@ -320,14 +326,14 @@ def _via_gateway(
             ) from None
         except EOFError:
             io.wait(_REAP_WAIT)
-            raise BootstrapError(
-                spec,
+            reason = (
                 f"the child started via {via.id!r} ended before the bootstrap finished "
-                f"({io.describe_end()})",
-                io.stderr_tail(),
-                io.status,
-            ) from None
-        return Gateway(io, spec, child=io, via=via, remoteaddress=None)
+                f"({io.describe_end()})"
+            )
+            if command.classify is not None and io.status is not None:
+                raise command.classify(spec, reason, io.stderr_tail(), io.status) from None
+            raise BootstrapError(spec, reason, io.stderr_tail(), io.status) from None
+        return Gateway(io, spec, child=io, via=via, remoteaddress=command.remoteaddress)
     except BaseException:
         io.kill()
         io.close_write()

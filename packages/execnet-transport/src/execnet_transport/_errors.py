@@ -1,10 +1,18 @@
-"""What a failed bootstrap raises: BootstrapError, and HostNotFound / SshError under it."""
+"""What a failed bootstrap raises: BootstrapError, and the ssh causes told apart under it."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["BootstrapError", "HostNotFound", "SshError"]
+__all__ = [
+    "BootstrapError",
+    "HostNotFound",
+    "SshError",
+    "SshAuthenticationError",
+    "HostKeyMismatch",
+    "SshTimeout",
+    "RemotePythonMissing",
+]
 
 
 class BootstrapError(Exception):
@@ -58,3 +66,25 @@ class SshError(BootstrapError):
     ...     print(exc.returncode)
     127
     """
+
+
+class SshAuthenticationError(SshError):
+    """The host refused every credential ssh offered ("Permission denied ...").
+
+    ssh runs in batch mode: a host that wants a password or a passphrase fails at once.
+    """
+
+
+class HostKeyMismatch(SshError):
+    """The host's key is not the one known for it ("Host key verification failed")."""
+
+
+class SshTimeout(HostNotFound):
+    """No answer from the host within ``ssh_timeout`` seconds ("Connection timed out ...").
+
+    A HostNotFound as well: an unreachable host often shows itself this way.
+    """
+
+
+class RemotePythonMissing(SshError):
+    """The host was reached, but its shell found no such python (exit status 127)."""

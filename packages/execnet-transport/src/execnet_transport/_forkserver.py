@@ -289,15 +289,19 @@ class ForkServer:
     @classmethod
     def start(cls, key: ServerKey, spec: XSpec, args: List[str], same: bool) -> ForkServer:
         """Start a server for the command `args` (BootstrapError if it does not come up)."""
+        from ._builtin import classify_local_failure
         from ._connect import bootstrap_child
+        from ._transports import Command
 
         ours, theirs = _socketpair()
         try:
             process = bootstrap_child(
                 spec,
-                [*args, "-c", _bootstrap.first_stage("stdio")],
-                same=same,
-                kind="popen",
+                Command(
+                    [*args, "-c", _bootstrap.first_stage("stdio")],
+                    same_interpreter=same,
+                    classify=classify_local_failure,
+                ),
                 extra={
                     "fork_server": {
                         "control": theirs.fileno(),
@@ -437,7 +441,9 @@ def fork_gateway(
     popen child instead: "" when that needs no report, else what went wrong with the
     server (the caller reports it with `report_fallback` once the plain start worked;
     when that fails too, its own error says more)."""
+    from ._builtin import classify_local_failure
     from ._connect import gateway_over, handshake
+    from ._transports import Command
 
     try:
         cwd = os.getcwd()
@@ -481,7 +487,7 @@ def fork_gateway(
         def read_some(numbytes: int) -> bytes:
             return child.read_some(numbytes, deadline)
 
-        handshake(spec, read_some, marker, child, "popen")
+        handshake(spec, read_some, marker, child, Command(args, classify=classify_local_failure))
     except BaseException:
         child.kill()
         child.close_fds()
@@ -496,7 +502,7 @@ def report_fallback(what: str, spec: XSpec) -> None:
     warnings.warn(
         f"execnet: {what}; gateway {spec.id!r} ({spec}) started as a plain popen child",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Protocol, Tuple
+import threading
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from execnet_channel import IO, BaseGateway
 
@@ -112,6 +113,8 @@ class Gateway(BaseGateway):
         self._exit_requested = False
         self._import_server: Any = None
         forwarding = forwarding_of(spec)
+        self._end_lock = threading.Lock()
+        self._end_callbacks: Optional[List[Callable[[], None]]] = []  # None once ended
         super().__init__(io, str(spec.id), opener=True, max_frame=max_frame_of(spec))
         if forwarding is not None:
             # sent before anything else: the remote forwards before any user code runs
@@ -207,6 +210,15 @@ class Gateway(BaseGateway):
         if group is not None:
             group.gateway_exited(self)
 
+    def _on_end(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the connection has ended (now, if it has already):
+        a transport's release of what the gateway shared (an ssh control connection)."""
+        with self._end_lock:
+            if self._end_callbacks is not None:
+                self._end_callbacks.append(callback)
+                return
+        callback()
+
     def _after_connection_lost(self) -> None:
         # The receiver has ended: nothing more will be read or written, so release the
         # pipes or socket now rather than at garbage collection.
@@ -214,6 +226,10 @@ class Gateway(BaseGateway):
         with self._writelock:
             self._io.close_write()
         self._io.close_read()
+        with self._end_lock:
+            callbacks, self._end_callbacks = self._end_callbacks or [], None
+        for callback in callbacks:
+            callback()
 
     # -- post-mortem --------------------------------------------------------------
 

@@ -36,16 +36,18 @@ _ITEM_OVERHEAD = 64
 
 
 # Runs on the via gateway's host (remote_exec source: standard library only). It first
-# receives (args, default_python) and starts the child.
+# receives (args, python_at) and starts the child: python_at, if not None, is the
+# position in args of the opener's own interpreter, which here becomes this one's.
 VIA_PROXY = """
 import os, subprocess, sys, threading
 # stderr: a pipe's worth at a time; stdout, the protocol: PIECE bytes per item (below
 # the smallest max_frame), so a big frame crosses in few items
 STDERR_CHUNK = 65536
 PIECE = PIECE_BYTES
-args, default_python = channel.receive()
-if default_python:
-    args = [sys.executable] + list(args)
+args, python_at = channel.receive()
+args = list(args)
+if python_at is not None:
+    args[python_at] = sys.executable
 try:
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

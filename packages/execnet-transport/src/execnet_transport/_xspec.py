@@ -29,10 +29,38 @@ KNOWN_KEYS: Tuple[str, ...] = (
 
 # The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
 SOCKET_KEYS = ("secret_file", "tls", "tls_ca", "tls_cert", "tls_key", "tls_hostname")
-KNOWN_KEYS += SOCKET_KEYS
+# The keys ssh= gateways take besides ssh_config (see _ssh.py).
+SSH_KEYS = ("ssh_port", "ssh_identity", "ssh_jump", "ssh_timeout", "ssh_strict", "ssh_share")
+# The container transports' keys (see _containers.py).
+CONTAINER_KEYS = ("container_user", "container_workdir")
+KUBECTL_KEYS = ("kubectl_namespace", "kubectl_container", "kubectl_context")
+KNOWN_KEYS += (
+    *SOCKET_KEYS,
+    *SSH_KEYS,
+    "docker",
+    "podman",
+    "kubectl",
+    "sudo",
+    "max_frame",
+    *CONTAINER_KEYS,
+    *KUBECTL_KEYS,
+)
 
-# The keys that say how the interpreter is reached; a spec names exactly one of them.
-GATEWAY_TYPES = ("popen", "ssh", "socket", "vagrant_ssh")
+# The keys every transport takes (the bootstrap applies them on the remote).
+COMMON_KEYS = (
+    "id",
+    "python",
+    "chdir",
+    "nice",
+    "execmodel",
+    "dont_write_bytecode",
+    "via",
+    "installvia",
+    "max_frame",
+    "forward_output",  # the forwarding and the import server run over the gateway's
+    "forward_logging",  # own stream, whatever transport made it
+    "imports",
+)
 
 
 class XSpec:
@@ -73,6 +101,22 @@ class XSpec:
     tls_cert: Any
     tls_key: Any
     tls_hostname: Any
+    ssh_port: Any
+    ssh_identity: Any
+    ssh_jump: Any
+    ssh_timeout: Any
+    ssh_strict: Any
+    ssh_share: Any
+    sudo: Any
+    max_frame: Any
+    docker: Any
+    podman: Any
+    kubectl: Any
+    container_user: Any
+    container_workdir: Any
+    kubectl_namespace: Any
+    kubectl_container: Any
+    kubectl_context: Any
     env: Dict[str, str]
 
     def __init__(self, string: str) -> None:
@@ -125,6 +169,14 @@ class XSpec:
 
     def __hash__(self) -> int:
         return hash(self._spec)
+
+    def _keys(self) -> Tuple[str, ...]:
+        """The keys the spec gives (not env:, not those set to None later), in order."""
+        return tuple(
+            key
+            for key, value in vars(self).items()
+            if not key.startswith("_") and key != "env" and value is not None
+        )
 
     def _samefilesystem(self) -> bool:
         """True when the gateway runs on this host in this directory (popen without chdir)."""

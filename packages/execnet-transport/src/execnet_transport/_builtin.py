@@ -1,0 +1,122 @@
+"""The built-in transports other than ssh and the containers: popen, vagrant_ssh, socket."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Union
+
+from ._commands import is_this_interpreter, popen_args, python_args, vagrant_args
+from ._errors import BootstrapError
+from ._forkserver import fork_gateway, fork_wanted, report_fallback
+from ._transports import Command, StartRequest, sudo_args, sudo_failure
+from ._xspec import SOCKET_KEYS, XSpec
+
+if TYPE_CHECKING:
+    from ._gateway import Gateway
+
+__all__ = ["POPEN", "SOCKET", "VAGRANT_SSH", "classify_local_failure"]
+
+
+def classify_local_failure(
+    spec: XSpec, reason: str, stderr: str, status: Optional[int]
+) -> BootstrapError:
+    """A local command's early end: sudo's refusal said as such, else BootstrapError."""
+    sudo = sudo_failure(spec, stderr)
+    if sudo is not None:
+        reason = f"{sudo}; {reason}"
+    return BootstrapError(spec, reason, stderr, status)
+
+
+class PopenTransport:
+    """``popen``: a child process on this host (``python=`` another interpreter,
+    ``sudo=USER`` as another user, ``fork`` forked from a fork server)."""
+
+    keys = ("sudo", "fork")
+
+    def check(self, spec: XSpec) -> None:
+        sudo = sudo_args(spec)
+        python_args(spec)
+        if spec.fork is not None:
+            if spec.fork is not True:
+                raise ValueError(f"fork in gateway spec {str(spec)!r} takes no value: popen//fork")
+            if spec.via or sudo:
+                what = "via=" if spec.via else "sudo="
+                raise ValueError(
+                    f"fork in gateway spec {str(spec)!r} only works with a local popen "
+                    f"gateway (not with {what})"
+                )
+
+    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+        spec = request.spec
+        python = python_args(spec)
+        default = not spec.python or spec.python is True
+        sudo = sudo_args(spec)
+        command = Command(
+            popen_args(spec, request.stage),
+            # the child imports the installed packages: this interpreter, as this user
+            same_interpreter=request.via is None and not sudo and is_this_interpreter(python),
+            python_at=len(sudo) if default else None,
+            classify=classify_local_failure,
+        )
+        if request.via is not None or sudo or not fork_wanted(spec):
+            return command
+        forked = fork_gateway(
+            spec,
+            request.execmodel,
+            command.args[:-2],
+            same=command.same_interpreter,
+            timeout=request.timeout,
+        )
+        if not isinstance(forked, str):
+            return forked
+        if not forked:  # no report needed: make_gateway starts the plain child
+            return command
+        from ._connect import process_gateway
+
+        gateway = process_gateway(spec, request.execmodel, command)
+        report_fallback(forked, spec)  # the plain start worked: say why it was not forked
+        return gateway
+
+
+class VagrantTransport:
+    """``vagrant_ssh=MACHINE``: ``vagrant ssh MACHINE -- <python> -c ...``."""
+
+    keys = ("sudo",)
+
+    def check(self, spec: XSpec) -> None:
+        sudo_args(spec)
+        if spec.vagrant_ssh is True or not spec.vagrant_ssh:
+            raise ValueError(f"vagrant_ssh= needs a machine name in gateway spec {str(spec)!r}")
+
+    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+        from ._ssh import classify_ssh_failure  # ssh's words: vagrant ssh runs ssh
+
+        spec = request.spec
+        return Command(
+            vagrant_args(spec, request.stage),
+            remoteaddress=str(spec.vagrant_ssh),
+            classify=classify_ssh_failure,
+        )
+
+
+class SocketTransport:
+    """``socket=HOST:PORT``: a running socket server (its own handshake, TLS, secrets)."""
+
+    keys = SOCKET_KEYS
+
+    def check(self, spec: XSpec) -> None:
+        from ._socket import validate_socket_keys
+
+        validate_socket_keys(spec, "socket", None)
+        if spec.via:
+            raise ValueError(f"via= in gateway spec {str(spec)!r} does not work with socket")
+
+    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+        from ._socket import socket_gateway, validate_socket_keys
+
+        validate_socket_keys(request.spec, "socket", request.installvia)
+        return socket_gateway(request.spec, request.execmodel, request.installvia, request.timeout)
+
+
+POPEN = PopenTransport()
+VAGRANT_SSH = VagrantTransport()
+SOCKET = SocketTransport()
