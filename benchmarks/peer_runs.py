@@ -32,7 +32,7 @@ PEER_REQUIREMENTS: Dict[str, List[str]] = {
 }
 
 CASES = ("start_first_answer", "start_to_exit", "roundtrip", "bulk_send", "small_send",
-         "workers_8")  # fmt: skip
+         "workers_8", "workers_32")  # fmt: skip
 
 
 @dataclass(frozen=True)

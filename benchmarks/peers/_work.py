@@ -10,7 +10,8 @@ its other imports), so benchmarks/peer_runs.py runs them all alike:
 - roundtrip: ROUNDTRIPS echoes of a small int (µs per round trip);
 - bulk_send: BULK_MIB items of 1 MiB `bytes` to the worker, until it has them all;
 - small_send: SMALL_ITEMS `(int, str, float)` tuples to the worker, until it has them all;
-- workers_8: WORKERS workers started, one call answered by each, all shut down.
+- workers_8: WORKERS workers started, one call answered by each, all shut down;
+- workers_32: the same with MANY_WORKERS (32) workers.
 
 Under `run.py --quick` the counts shrink; rates stay comparable.
 """
@@ -24,3 +25,4 @@ ROUNDTRIPS = 2_000 if quick() else 20_000
 BULK_MIB = 32 if quick() else 256
 SMALL_ITEMS = 10_000 if quick() else 100_000
 WORKERS = 8
+MANY_WORKERS = 32

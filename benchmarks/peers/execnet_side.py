@@ -30,7 +30,7 @@ import groups
 import roundtrip
 import small
 from _harness import Measure, Skip, gateway_cycle_times, run_cli
-from _work import BULK_MIB, ROUNDTRIPS, SMALL_ITEMS, WORKERS
+from _work import BULK_MIB, MANY_WORKERS, ROUNDTRIPS, SMALL_ITEMS, WORKERS
 
 import execnet
 
@@ -116,6 +116,10 @@ def cases_for(spec: str) -> Dict[str, Callable[[], Measure]]:
         with checked_gateway(spec):
             return groups.group_life(WORKERS, spec)
 
+    def many_workers() -> Measure:
+        with checked_gateway(spec):
+            return groups.group_life(MANY_WORKERS, spec)
+
     return {
         "start_first_answer": start_first_answer,
         "start_to_exit": start_to_exit,
@@ -123,6 +127,7 @@ def cases_for(spec: str) -> Dict[str, Callable[[], Measure]]:
         "bulk_send": bulk_send,
         "small_send": small_send,
         "workers_8": workers,
+        "workers_32": many_workers,
     }
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import mitogen.core
 import mitogen.master
 from _harness import Measure, peak_rss_mib, run_cli
-from _work import BULK_MIB, MIB, ROUNDTRIPS, SMALL_ITEMS, WORKERS
+from _work import BULK_MIB, MANY_WORKERS, MIB, ROUNDTRIPS, SMALL_ITEMS, WORKERS
 
 # ---------------------------------------------------------------- run in the worker
 
@@ -156,13 +156,13 @@ def _small_send(mode: str) -> Measure:
     return _one_way(mode, items, SMALL_ITEMS, "msg")
 
 
-def _workers(mode: str) -> Measure:
+def _workers(mode: str, count: int = WORKERS) -> Measure:
     with warm_router(mode) as (_, new_context):
         start = time.perf_counter()
-        contexts = [new_context() for _ in range(WORKERS)]
+        contexts = [new_context() for _ in range(count)]
         made = time.perf_counter()
         calls = [context.call_async(getpid) for context in contexts]
-        assert len({call.get().unpickle() for call in calls}) == WORKERS
+        assert len({call.get().unpickle() for call in calls}) == count
         executed = time.perf_counter()
         for latch in [context.shutdown() for context in contexts]:
             latch.get()
@@ -180,6 +180,7 @@ def cases_for(mode: str) -> Dict[str, Callable[[], Measure]]:
         "bulk_send": lambda: _bulk_send(mode),
         "small_send": lambda: _small_send(mode),
         "workers_8": lambda: _workers(mode),
+        "workers_32": lambda: _workers(mode, MANY_WORKERS),
     }
 
 

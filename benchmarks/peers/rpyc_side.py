@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import rpyc
 from _harness import Measure, Skip, peak_rss_mib, run_cli
-from _work import BULK_MIB, MIB, ROUNDTRIPS, SMALL_ITEMS, WORKERS
+from _work import BULK_MIB, MANY_WORKERS, MIB, ROUNDTRIPS, SMALL_ITEMS, WORKERS
 from rpyc.utils import classic
 
 WINDOW = 256  # unanswered asynchronous calls at most: 256 answers fit a pipe's buffer
@@ -141,13 +141,13 @@ def small_send() -> Measure:
     return _one_way(((i, "item", 1.5) for i in range(SMALL_ITEMS)), SMALL_ITEMS, "msg")
 
 
-def workers() -> Measure:
+def workers(count: int = WORKERS) -> Measure:
     with warm():
         begin = time.perf_counter()
-        conns = [connect() for _ in range(WORKERS)]
+        conns = [connect() for _ in range(count)]
         made = time.perf_counter()
         try:
-            assert len({conn.modules.os.getpid() for conn in conns}) == WORKERS
+            assert len({conn.modules.os.getpid() for conn in conns}) == count
             executed = time.perf_counter()
         finally:
             for conn in conns:
@@ -166,6 +166,7 @@ CASES: Dict[str, Callable[[], Measure]] = {
     "bulk_send": bulk_send,
     "small_send": small_send,
     "workers_8": workers,
+    "workers_32": lambda: workers(MANY_WORKERS),
 }
 
 if __name__ == "__main__":

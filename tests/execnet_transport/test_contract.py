@@ -59,6 +59,18 @@ class TestPopenOtherInterpreter(GatewayContract):
         yield from _open(f"popen//python={parts.other_interpreter()}")
 
 
+class TestPopenFork(GatewayContract):
+    @pytest.fixture(params=["thread", "main_thread_only"])
+    def gw(self, request: pytest.FixtureRequest) -> Iterator[Gateway]:
+        yield from _open(f"popen//fork//execmodel={request.param}")
+
+
+class TestPopenForkOtherInterpreter(GatewayContract):
+    @pytest.fixture
+    def gw(self) -> Iterator[Gateway]:
+        yield from _open(f"popen//fork//python={parts.other_interpreter()}")
+
+
 class TestSocket(GatewayContract):
     @pytest.fixture
     def gw(self, socket_server: str) -> Iterator[Gateway]:

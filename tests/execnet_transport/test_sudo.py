@@ -100,3 +100,16 @@ def test_default_python_is_this_one(nobody: int, makegw: MakeGateway) -> None:
     with pytest.raises(BootstrapError, match="sudo=nobody") as info:
         makegw("popen//sudo=nobody")
     assert info.value.returncode != 0
+
+
+def test_fork_everywhere_leaves_sudo_plain(
+    nobody: int, makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EXECNET_FORK=1 forks no sudo= child (a server cannot pass its socket through sudo):
+    the child starts as before, as the other user, and no fork server starts."""
+    from execnet_transport import _forkserver
+
+    monkeypatch.setenv("EXECNET_FORK", "1")
+    gw = makegw(f"popen//sudo=nobody//python={SYSTEM_PYTHON}")
+    assert gw.remote_exec("import os; channel.send(os.getuid())").receive(30) == nobody
+    assert _forkserver.running_servers() == {}

@@ -87,3 +87,50 @@ def test_our_serializer_tests_under_pytest_xdist_n2(tmp_path: Path) -> None:
     assert "created: 2/2 workers" in result.stdout, tail
     assert " passed" in result.stdout.splitlines()[-1], tail
     assert " failed" not in result.stdout.splitlines()[-1], tail
+
+
+FORKED_WORKER_TESTS = """
+import os
+
+
+def _parent_command(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as file:
+        return file.read().split(b"\\0")
+
+
+def test_forked_from_a_fork_server(worker_id):
+    parent = _parent_command(os.getppid())
+    with open(f"/proc/{os.getppid()}/stat") as file:
+        grandparent = file.read().rsplit(")", 1)[1].split()[1]
+    assert b"-c" in parent and b"pytest" not in b" ".join(parent), parent
+    assert b"pytest" in b" ".join(_parent_command(int(grandparent)))
+
+
+def test_takes_the_callers_cwd_and_env():
+    assert os.getcwd() == os.environ["EXPECTED_CWD"]
+    assert os.environ["EXECNET_FORK"] == "1"
+"""
+
+
+def test_unmodified_xdist_forks_its_workers_under_execnet_fork(tmp_path: Path) -> None:
+    """EXECNET_FORK=1: pytest-xdist's popen workers are forked from a fork server."""
+    downstream = _prepared()
+    python = downstream.venv_for("ours")
+    env = downstream.fresh_packages(tmp_path / "packages")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    (work / "test_forked.py").write_text(FORKED_WORKER_TESTS)
+    env.update({"EXECNET_FORK": "1", "EXPECTED_CWD": str(work)})
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-n", "4", "-q", str(work)],
+        cwd=work,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    tail = result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.returncode == 0, tail
+    assert "2 passed" in result.stdout, tail

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 from ._commands import is_this_interpreter, popen_args, python_args, vagrant_args
 from ._errors import BootstrapError
+from ._forkserver import fork_gateway, fork_wanted, report_fallback
 from ._transports import Command, StartRequest, sudo_args, sudo_failure
 from ._xspec import SOCKET_KEYS, XSpec
 
@@ -27,26 +28,53 @@ def classify_local_failure(
 
 class PopenTransport:
     """``popen``: a child process on this host (``python=`` another interpreter,
-    ``sudo=USER`` as another user)."""
+    ``sudo=USER`` as another user, ``fork`` forked from a fork server)."""
 
-    keys = ("sudo",)
+    keys = ("sudo", "fork")
 
     def check(self, spec: XSpec) -> None:
-        sudo_args(spec)
+        sudo = sudo_args(spec)
         python_args(spec)
+        if spec.fork is not None:
+            if spec.fork is not True:
+                raise ValueError(f"fork in gateway spec {str(spec)!r} takes no value: popen//fork")
+            if spec.via or sudo:
+                what = "via=" if spec.via else "sudo="
+                raise ValueError(
+                    f"fork in gateway spec {str(spec)!r} only works with a local popen "
+                    f"gateway (not with {what})"
+                )
 
     def start(self, request: StartRequest) -> Union[Command, Gateway]:
         spec = request.spec
         python = python_args(spec)
         default = not spec.python or spec.python is True
         sudo = sudo_args(spec)
-        return Command(
+        command = Command(
             popen_args(spec, request.stage),
             # the child imports the installed packages: this interpreter, as this user
             same_interpreter=request.via is None and not sudo and is_this_interpreter(python),
             python_at=len(sudo) if default else None,
             classify=classify_local_failure,
         )
+        if request.via is not None or sudo or not fork_wanted(spec):
+            return command
+        forked = fork_gateway(
+            spec,
+            request.execmodel,
+            command.args[:-2],
+            same=command.same_interpreter,
+            timeout=request.timeout,
+        )
+        if not isinstance(forked, str):
+            return forked
+        if not forked:  # no report needed: make_gateway starts the plain child
+            return command
+        from ._connect import process_gateway
+
+        gateway = process_gateway(spec, request.execmodel, command)
+        report_fallback(forked, spec)  # the plain start worked: say why it was not forked
+        return gateway
 
 
 class VagrantTransport:

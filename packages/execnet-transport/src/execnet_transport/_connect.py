@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from execnet_channel import ExecModel, FdIO, get_execmodel, trace
+from execnet_channel import ExecModel, get_execmodel, trace
 
 from . import _bootstrap
 from ._errors import BootstrapError
@@ -15,7 +15,7 @@ from ._gateway import Gateway
 from ._imports import imports_of
 from ._max_frame import max_frame_of
 from ._own_code import own_entry
-from ._process import ChildProcess, describe_status
+from ._process import ChildProcess, ProcessIO, describe_status
 from ._transports import (
     BUILTIN_TRANSPORTS,
     Command,
@@ -28,7 +28,14 @@ from ._transports import (
 from ._via import VIA_PROXY, ViaIO
 from ._xspec import COMMON_KEYS, KNOWN_KEYS, XSpec
 
-__all__ = ["BOOTSTRAP_TIMEOUT", "make_gateway"]
+__all__ = [
+    "BOOTSTRAP_TIMEOUT",
+    "bootstrap_child",
+    "gateway_over",
+    "handshake",
+    "make_gateway",
+    "process_gateway",
+]
 
 # How long a started interpreter may take to answer the bootstrap (slow ssh logins).
 BOOTSTRAP_TIMEOUT = 60.0
@@ -39,20 +46,6 @@ _STDERR_WAIT = 2.0
 # What a BootstrapError quotes of what a child printed on stdout instead of answering.
 _NOISE_QUOTED = 2000
 EXECMODELS = ("thread", "main_thread_only", "eventlet", "gevent")
-
-
-class ProcessIO(FdIO):
-    """FdIO over a local child's pipes; wait/kill reach the child."""
-
-    def __init__(self, child: ChildProcess, execmodel: ExecModel) -> None:
-        super().__init__(child.stdout_fd, child.stdin_fd, execmodel)
-        self.child = child
-
-    def wait(self) -> Optional[int]:
-        return self.child.wait(None)
-
-    def kill(self) -> None:
-        self.child.kill()
 
 
 def gateway_type(spec: XSpec) -> str:
@@ -190,7 +183,7 @@ def make_gateway(
         if via is not None:
             gateway = _via_gateway(spec, model, via, command)
         else:
-            gateway = _process_gateway(spec, model, command)
+            gateway = process_gateway(spec, model, command)
     except BaseException:
         if command.release is not None:
             command.release()
@@ -200,11 +193,21 @@ def make_gateway(
     return gateway
 
 
-def _process_gateway(spec: XSpec, model: ExecModel, command: Command) -> Gateway:
+def bootstrap_child(
+    spec: XSpec,
+    command: Command,
+    *,
+    extra: Optional[Dict[str, Any]] = None,
+    pass_fds: Tuple[int, ...] = (),
+) -> ChildProcess:
+    """Start `command` (a first stage command line), send it the bootstrap frame and read
+    through its marker: the child is then ready. `extra` adds to the config (a fork
+    server's settings), `pass_fds` are more descriptors the child inherits;
+    BootstrapError says why a child failed."""
     args, same = command.args, command.same_interpreter
     trace(f"gateway {spec.id}: starting {args[:-1]} -c <first stage> (bundle: {not same})")
     try:
-        child = ChildProcess(args, command.env)
+        child = ChildProcess(args, command.env, pass_fds=pass_fds)
     except FileNotFoundError:
         raise BootstrapError(
             spec, f"cannot start {args[0]!r}: it is not installed here (not found on PATH)"
@@ -217,6 +220,7 @@ def _process_gateway(spec: XSpec, model: ExecModel, command: Command) -> Gateway
         marker = _bootstrap.new_marker()
         key = command.cache_key or tuple(args)
         config = _bootstrap.make_config(spec, marker, same_interpreter=same, command=key)
+        config.update(extra or {})
         own = b""
         if same:  # imports the installed packages, with the code objects from here
             entry = own_entry()
@@ -239,7 +243,7 @@ def _process_gateway(spec: XSpec, model: ExecModel, command: Command) -> Gateway
         def read_some(numbytes: int) -> bytes:
             return child.read_some(numbytes, deadline)
 
-        _handshake(spec, read_some, marker, child, command)
+        handshake(spec, read_some, marker, child, command)
         if config.get("want_code"):
             try:
                 _bootstrap.read_code_answer(key, read_some)
@@ -254,17 +258,27 @@ def _process_gateway(spec: XSpec, model: ExecModel, command: Command) -> Gateway
         child.close_fds()
         child.wait(_REAP_WAIT)
         raise
-    io = ProcessIO(child, model)  # owns the pipe ends from here on
+    return child
+
+
+def process_gateway(spec: XSpec, model: ExecModel, command: Command) -> Gateway:
+    """Start `command` as a local child and return the Gateway over its pipes."""
+    child = bootstrap_child(spec, command)
+    return gateway_over(ProcessIO(child, model), spec, command.remoteaddress)
+
+
+def gateway_over(io: ProcessIO, spec: XSpec, remoteaddress: Optional[str]) -> Gateway:
+    """The Gateway over a ready local child's IO (which owns the pipe ends from here on)."""
     try:
-        return Gateway(io, spec, child=child, remoteaddress=command.remoteaddress)
+        return Gateway(io, spec, child=io.child, remoteaddress=remoteaddress)
     except BaseException:
-        child.kill()
+        io.child.kill()
         io.close_write()
         io.close_read()
         raise
 
 
-def _handshake(
+def handshake(
     spec: XSpec,
     read_some: Callable[[int], bytes],
     marker: bytes,

@@ -18,9 +18,9 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from execnet_channel import trace
+from execnet_channel import ExecModel, FdIO, trace
 
-__all__ = ["ChildProcess", "describe_status"]
+__all__ = ["ChildProcess", "PipedChild", "ProcessIO", "describe_status"]
 
 # What a post-mortem shows of a dead child's stderr: the last lines of the last bytes
 # (enough for a traceback's end, short enough for an error message).
@@ -96,25 +96,13 @@ def describe_status(returncode: Optional[int]) -> str:
     return f"exit status {returncode}"
 
 
-class ChildProcess:
-    """A started child: `stdin_fd`/`stdout_fd` are our ends of its protocol pipes."""
+class PipedChild:
+    """What every local child shares: our ends of its protocol pipes (`stdin_fd`,
+    `stdout_fd`) and its stderr, copied to ours with the last few KiB kept."""
 
-    def __init__(self, args: List[str], env: Optional[Dict[str, str]] = None) -> None:
-        self.args = args
-        child_stdin, self.stdin_fd = os.pipe()
-        self.stdout_fd, child_stdout = os.pipe()
-        stderr_read, stderr_write = os.pipe()
-        try:
-            self.popen: subprocess.Popen[bytes] = subprocess.Popen(
-                args, stdin=child_stdin, stdout=child_stdout, stderr=stderr_write, env=env
-            )
-        except BaseException:
-            for fd in (self.stdin_fd, self.stdout_fd, stderr_read):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (child_stdin, child_stdout, stderr_write):
-                os.close(fd)
+    def __init__(self, stdin_fd: int, stdout_fd: int, stderr_read: int) -> None:
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
         self._tail = bytearray()
         self._tail_lock = threading.Lock()
         self._stderr_done = threading.Event()
@@ -122,10 +110,6 @@ class ChildProcess:
         # depend on the hub being scheduled. Started without threading.Thread, whose
         # start() waits until the new thread runs (milliseconds while the child starts).
         _start_os_thread(self._tee_stderr, (stderr_read,))
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
 
     def _tee_stderr(self, fd: int) -> None:
         try:
@@ -181,18 +165,17 @@ class ChildProcess:
         finally:
             os.set_blocking(self.stdin_fd, True)
 
-    def wait(self, timeout: Optional[float]) -> Optional[int]:
-        """The exit status, or None when still running after `timeout` seconds."""
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+    @property
+    def pid(self) -> int:
+        raise NotImplementedError
 
     def kill(self) -> None:
         """SIGKILL the child; never blocks."""
-        if self.popen.returncode is None:
-            with contextlib.suppress(OSError):
-                self.popen.kill()
+        raise NotImplementedError
+
+    def wait(self, timeout: Optional[float]) -> Optional[int]:
+        """The exit status, or None when still running after `timeout` seconds."""
+        raise NotImplementedError
 
     def postmortem(self, wait: float = 1.0) -> str:
         """How the child ended: status or signal, and its last stderr lines."""
@@ -208,5 +191,71 @@ class ChildProcess:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+
+class ChildProcess(PipedChild):
+    """A started child: `stdin_fd`/`stdout_fd` are our ends of its protocol pipes.
+
+    `pass_fds`: more descriptors the child inherits (under the same numbers).
+    """
+
+    def __init__(
+        self,
+        args: List[str],
+        env: Optional[Dict[str, str]] = None,
+        pass_fds: Tuple[int, ...] = (),
+    ) -> None:
+        self.args = args
+        child_stdin, stdin_fd = os.pipe()
+        stdout_fd, child_stdout = os.pipe()
+        stderr_read, stderr_write = os.pipe()
+        try:
+            self.popen: subprocess.Popen[bytes] = subprocess.Popen(
+                args,
+                stdin=child_stdin,
+                stdout=child_stdout,
+                stderr=stderr_write,
+                env=env,
+                pass_fds=pass_fds,
+            )
+        except BaseException:
+            for fd in (stdin_fd, stdout_fd, stderr_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (child_stdin, child_stdout, stderr_write):
+                os.close(fd)
+        super().__init__(stdin_fd, stdout_fd, stderr_read)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait(self, timeout: Optional[float]) -> Optional[int]:
+        """The exit status, or None when still running after `timeout` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL the child; never blocks."""
+        if self.popen.returncode is None:
+            with contextlib.suppress(OSError):
+                self.popen.kill()
+
     def __repr__(self) -> str:
         return f"<ChildProcess pid={self.pid} {describe_status(self.popen.returncode)}>"
+
+
+class ProcessIO(FdIO):
+    """FdIO over a local child's pipes; wait/kill reach the child."""
+
+    def __init__(self, child: PipedChild, execmodel: ExecModel) -> None:
+        super().__init__(child.stdout_fd, child.stdin_fd, execmodel)
+        self.child = child
+
+    def wait(self) -> Optional[int]:
+        return self.child.wait(None)
+
+    def kill(self) -> None:
+        self.child.kill()

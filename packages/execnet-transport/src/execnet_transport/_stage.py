@@ -50,6 +50,10 @@ def start(
     parent asks for it (config["want_code"]). `make_io(execnet_channel, execmodel)`
     gives the protocol's IO; `exit_process` is False under a socket server, whose
     process may go on after the client is served.
+
+    With config["fork_server"] this interpreter becomes a fork server
+    (:func:`serve_fork_server`); a child it forks goes on here as the gateway child its
+    request describes, and ends as :func:`serve_fork_server` says.
     """
     for path in config["path"]:
         if path not in sys.path:
@@ -62,16 +66,19 @@ def start(
     finally:
         if own_code is not None:
             own_code.drop()
+    end_child = None
+    if config.get("fork_server"):
+        forked = serve_fork_server(config, compiled, stage_code, write_all)
+        if forked is None:
+            return  # the server's work is done: its last child was reaped
+        config, end_child = forked
     if config["nice"]:
         os.nice(int(config["nice"]))
     if config["chdir"]:  # after the import: a module in the new directory must not shadow ours
         os.makedirs(config["chdir"], exist_ok=True)
         os.chdir(config["chdir"])
     execmodel = execnet_channel.get_execmodel(config["execmodel"])
-    answer = config["marker"]
-    if config.get("want_code"):
-        answer += code_answer(compiled, stage_code)
-    write_all(answer)
+    write_all(ready_answer(config, compiled, stage_code))
     io = make_io(execnet_channel, execmodel)
     try:
         execnet_channel.serve(
@@ -81,6 +88,50 @@ def start(
         # serve() closes the write end itself; this covers a serve() that failed to start.
         if exit_process:
             io.close_write()
+    if end_child is not None:
+        end_child()
+
+
+def ready_answer(
+    config: Config, compiled: Optional[Dict[str, CodeType]], stage_code: CodeType
+) -> bytes:
+    """The marker, and this interpreter's code when the parent asks for it."""
+    marker: bytes = config["marker"]
+    if config.get("want_code"):
+        return marker + code_answer(compiled, stage_code)
+    return marker
+
+
+def serve_fork_server(
+    config: Config,
+    compiled: Optional[Dict[str, CodeType]],
+    stage_code: CodeType,
+    write_all: Callable[[bytes], None],
+) -> Optional[Tuple[Config, Callable[[], None]]]:
+    """Be a popen//fork server (``_forkserver.py``) until its opener is done with it.
+
+    config["fork_server"] holds the server's code (the source of
+    ``_forkserver_remote.py``), its control socket's descriptor and the environment the
+    opener started it with. The server answers ready, then reads and writes /dev/null
+    (the bootstrap's pipes are the opener's no more) and serves fork requests. It
+    returns None once the opener closed the control socket and every child was reaped;
+    in a forked child it returns (the child's request, which reads as a config, and the
+    function that ends the child once served), having made the child what the request
+    says: its pipes, the caller's umask, cwd and environment.
+    """
+    server = config["fork_server"]
+    namespace: Dict[str, Any] = {"__name__": "execnet_forkserver"}
+    exec(server["source"], namespace)
+    write_all(ready_answer(config, compiled, stage_code))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    forked = namespace["serve_forks"](server["control"], server["start_env"])
+    if forked is None:
+        return None
+    namespace["become_child"](*forked)
+    return forked[0], namespace["end_child"]
 
 
 def bytecode_magic() -> bytes:

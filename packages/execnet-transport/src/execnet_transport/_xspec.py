@@ -21,6 +21,7 @@ KNOWN_KEYS: Tuple[str, ...] = (
     "dont_write_bytecode",
     "ssh_config",
     "installvia",
+    "fork",
     "forward_output",
     "forward_logging",
     "imports",
@@ -90,6 +91,7 @@ class XSpec:
     dont_write_bytecode: Any
     ssh_config: Any
     installvia: Any
+    fork: Any
     forward_output: Any
     forward_logging: Any
     imports: Any
