@@ -177,8 +177,11 @@ def xdist_sdist_tree() -> Path:
     return target
 
 
-def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
-    """Run pytest-xdist's suite against `kind`; return {test id: outcome}."""
+def run_suite(
+    kind: str, extra_args: list[str] | None = None, targets: list[str] | None = None
+) -> dict[str, str]:
+    """Run pytest-xdist's suite against `kind` (or only `targets`, test ids); return
+    {test id: outcome}."""
     python = venv_for(kind)
     tree = xdist_sdist_tree()
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,7 +213,7 @@ def run_suite(kind: str, extra_args: list[str] | None = None) -> dict[str, str]:
                 # private: other pytest sessions on this machine prune pytest-of-<user>
                 f"--basetemp={Path(tmp) / 'basetemp'}",
                 *(extra_args or []),
-                "testing",
+                *(targets or ["testing"]),
             ],
             cwd=tree,
             env=env,
