@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional
 
 from ._commands import is_this_interpreter, popen_args, python_args, vagrant_args
 from ._errors import BootstrapError
-from ._forkserver import fork_gateway, fork_wanted, report_fallback
-from ._transports import Command, StartRequest, sudo_args, sudo_failure
+from ._forkserver import fork_io, fork_wanted, report_fallback
+from ._process import ProcessIO
+from ._transports import Command, Connection, Started, StartRequest, sudo_args, sudo_failure
 from ._xspec import SOCKET_KEYS, XSpec
-
-if TYPE_CHECKING:
-    from ._gateway import Gateway
 
 __all__ = ["POPEN", "SOCKET", "VAGRANT_SSH", "classify_local_failure"]
 
@@ -45,7 +43,7 @@ class PopenTransport:
                     f"gateway (not with {what})"
                 )
 
-    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+    def start(self, request: StartRequest) -> Started:
         spec = request.spec
         python = python_args(spec)
         default = not spec.python or spec.python is True
@@ -59,7 +57,7 @@ class PopenTransport:
         )
         if request.via is not None or sudo or not fork_wanted(spec):
             return command
-        forked = fork_gateway(
+        forked = fork_io(
             spec,
             request.execmodel,
             command.args[:-2],
@@ -67,14 +65,15 @@ class PopenTransport:
             timeout=request.timeout,
         )
         if not isinstance(forked, str):
-            return forked
+            return Connection(forked, child=forked.child, ready=True)
         if not forked:  # no report needed: make_gateway starts the plain child
             return command
-        from ._connect import process_gateway
+        from ._connect import bootstrap_child
 
-        gateway = process_gateway(spec, request.execmodel, command)
+        child = bootstrap_child(spec, command)
         report_fallback(forked, spec)  # the plain start worked: say why it was not forked
-        return gateway
+        io = ProcessIO(child, request.execmodel)
+        return Connection(io, child=child, ready=True)
 
 
 class VagrantTransport:
@@ -87,7 +86,7 @@ class VagrantTransport:
         if spec.vagrant_ssh is True or not spec.vagrant_ssh:
             raise ValueError(f"vagrant_ssh= needs a machine name in gateway spec {str(spec)!r}")
 
-    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+    def start(self, request: StartRequest) -> Started:
         from ._ssh import classify_ssh_failure  # ssh's words: vagrant ssh runs ssh
 
         spec = request.spec
@@ -99,7 +98,8 @@ class VagrantTransport:
 
 
 class SocketTransport:
-    """``socket=HOST:PORT``: a running socket server (its own handshake, TLS, secrets)."""
+    """``socket=HOST:PORT``: a running socket server (its own handshake, TLS, secrets);
+    with ``via=ID`` gateway ID's host makes the connection and relays it."""
 
     keys = SOCKET_KEYS
 
@@ -107,14 +107,24 @@ class SocketTransport:
         from ._socket import validate_socket_keys
 
         validate_socket_keys(spec, "socket", None)
-        if spec.via:
-            raise ValueError(f"via= in gateway spec {str(spec)!r} does not work with socket")
+        if spec.via and spec.installvia and spec.via != spec.installvia:
+            raise ValueError(
+                f"installvia={spec.installvia} with via={spec.via} in gateway spec "
+                f"{str(spec)!r}: the server installed through {spec.installvia} listens "
+                f"on that host's 127.0.0.1; via= must name the same gateway (or leave it out)"
+            )
 
-    def start(self, request: StartRequest) -> Union[Command, Gateway]:
-        from ._socket import socket_gateway, validate_socket_keys
+    def start(self, request: StartRequest) -> Started:
+        from ._socket import socket_connection, validate_socket_keys
 
         validate_socket_keys(request.spec, "socket", request.installvia)
-        return socket_gateway(request.spec, request.execmodel, request.installvia, request.timeout)
+        return socket_connection(
+            request.spec,
+            request.execmodel,
+            via=request.via,
+            installvia=request.installvia,
+            timeout=request.timeout,
+        )
 
 
 POPEN = PopenTransport()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -19,8 +20,10 @@ from ._process import ChildProcess, ProcessIO, describe_status
 from ._transports import (
     BUILTIN_TRANSPORTS,
     Command,
+    Connection,
     StartRequest,
     Transport,
+    TransportIO,
     is_transport_key,
     known_transports,
     load_transport,
@@ -31,6 +34,7 @@ from ._xspec import COMMON_KEYS, KNOWN_KEYS, XSpec
 __all__ = [
     "BOOTSTRAP_TIMEOUT",
     "bootstrap_child",
+    "bootstrap_over",
     "gateway_over",
     "handshake",
     "make_gateway",
@@ -176,9 +180,23 @@ def make_gateway(
         timeout=BOOTSTRAP_TIMEOUT,
     )
     started = transport.start(request)
-    if not isinstance(started, Command):
+    if isinstance(started, Command):
+        return _command_gateway(spec, model, via, started)
+    if isinstance(started, Gateway):  # a plug-in that made its own (no built-in does)
         return started
-    command = started
+    if isinstance(started, TransportIO):
+        started = Connection(started)
+    if not isinstance(started, Connection):
+        raise TypeError(
+            f"transport {gateway_type(spec)!r} returned {type(started).__name__}: "
+            "expected a Command, a TransportIO or a Connection"
+        )
+    return _connection_gateway(spec, via, started, request.timeout)
+
+
+def _command_gateway(
+    spec: XSpec, model: ExecModel, via: Optional[Gateway], command: Command
+) -> Gateway:
     try:
         if via is not None:
             gateway = _via_gateway(spec, model, via, command)
@@ -191,6 +209,93 @@ def make_gateway(
     if command.release is not None:
         gateway._on_end(command.release)
     return gateway
+
+
+def _connection_gateway(
+    spec: XSpec, via: Optional[Gateway], connection: Connection, timeout: float
+) -> Gateway:
+    io = connection.io
+    try:
+        if not connection.ready:
+            bootstrap_over(spec, connection, timeout)
+        gateway = Gateway(
+            io,
+            spec,
+            child=connection.child,
+            via=via,
+            remoteaddress=connection.remoteaddress,
+            lost_connection=connection.lost_connection,
+        )
+    except BaseException:
+        io.kill()
+        io.close_write()
+        io.close_read()
+        if connection.release is not None:
+            connection.release()
+        raise
+    if connection.release is not None:
+        gateway._on_end(connection.release)
+    return gateway
+
+
+def bootstrap_over(spec: XSpec, connection: Connection, timeout: float) -> None:
+    """Send the bootstrap frame over a transport's stream to its running first stage and
+    read through the marker (see `TransportIO`); BootstrapError says why it failed.
+
+    The stream has `timeout` seconds in all: then it is cut (``kill``, ``close_read``,
+    ``close_write``), which wakes the read.
+    """
+    io = connection.io
+    where = connection.remoteaddress or "the remote"
+    marker = _bootstrap.new_marker()
+    frame = _bootstrap.frame(_bootstrap.make_config(spec, marker), with_bundle=True)
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        for close in (io.kill, io.close_read, io.close_write):
+            with contextlib.suppress(OSError):
+                close()
+
+    def read_some(numbytes: int) -> bytes:
+        buffer = bytearray(numbytes)
+        try:
+            count = io.readinto(memoryview(buffer))
+        except EOFError:
+            return b""
+        return bytes(buffer[:count])
+
+    def failure(reason: str, noise: bytes = b"") -> BootstrapError:
+        said = connection.explain() if connection.explain is not None else ""
+        if said:
+            reason = f"{reason}; {said}"
+        tail = noise.decode("utf-8", "replace")[-_NOISE_QUOTED:] if noise.strip() else ""
+        return BootstrapError(spec, reason, tail)
+
+    def timed_out() -> BootstrapError:
+        return failure(f"no answer to the bootstrap from {where} within {timeout:.0f} s")
+
+    watchdog = threading.Timer(timeout, cut)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        with contextlib.suppress(OSError):  # gone already: the read says how
+            io.writev([frame])
+        try:
+            noise = _bootstrap.read_until_marker(read_some, marker)
+        except EOFError as exc:
+            if expired.is_set():
+                raise timed_out() from None
+            noise = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
+            raise failure(
+                f"{where} ended the stream before the bootstrap finished", noise
+            ) from None
+    finally:
+        watchdog.cancel()
+    if expired.is_set():  # just too late: the stream is cut already
+        raise timed_out()
+    if noise:
+        trace(f"gateway {spec.id}: dropped {len(noise)} bytes of noise: {noise[:200]!r}")
 
 
 def bootstrap_child(

@@ -41,7 +41,6 @@ from execnet_channel import ExecModel, trace
 
 from . import _bootstrap
 from ._errors import BootstrapError
-from ._gateway import Gateway
 from ._max_frame import max_frame_of
 from ._process import ChildProcess, PipedChild, ProcessIO, describe_status
 from ._xspec import XSpec
@@ -49,7 +48,7 @@ from ._xspec import XSpec
 __all__ = [
     "ForkServer",
     "ForkedChild",
-    "fork_gateway",
+    "fork_io",
     "fork_wanted",
     "report_fallback",
     "running_servers",
@@ -429,20 +428,21 @@ def _server_for(spec: XSpec, args: List[str], same: bool) -> ForkServer:
         return server
 
 
-def fork_gateway(
+def fork_io(
     spec: XSpec,
     model: ExecModel,
     args: List[str],
     *,
     same: bool,
     timeout: float,
-) -> Union[Gateway, str]:
-    """A gateway forked from the server for `args`, or why it must start as a plain
+) -> Union[ForkIO, str]:
+    """The IO of a ready child forked from the server for `args` (the Gateway goes over
+    it: `Connection(io, child=io.child, ready=True)`), or why it must start as a plain
     popen child instead: "" when that needs no report, else what went wrong with the
     server (the caller reports it with `report_fallback` once the plain start worked;
     when that fails too, its own error says more)."""
     from ._builtin import classify_local_failure
-    from ._connect import gateway_over, handshake
+    from ._connect import handshake
     from ._transports import Command
 
     try:
@@ -494,7 +494,7 @@ def fork_gateway(
         child.wait(5)
         child.release()
         raise
-    return gateway_over(ForkIO(child, model), spec, None)
+    return ForkIO(child, model)
 
 
 def report_fallback(what: str, spec: XSpec) -> None:

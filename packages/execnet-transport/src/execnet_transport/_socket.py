@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from execnet_channel import (
     ExecModel,
@@ -29,9 +29,11 @@ from execnet_channel import (
 from . import _bootstrap, socketserver
 from ._errors import BootstrapError, HostNotFound
 from ._gateway import Gateway
+from ._relay import SocketRelay, relay_connection
+from ._transports import Connection
 from ._xspec import SOCKET_KEYS, XSpec
 
-__all__ = ["socket_gateway", "validate_socket_keys"]
+__all__ = ["socket_connection", "validate_socket_keys"]
 
 # How long a client with a secret or TLS waits for the server's greeting.
 CHALLENGE_TIMEOUT = 15.0
@@ -81,10 +83,17 @@ def _parse_hostport(spec: XSpec) -> Tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def socket_gateway(
-    spec: XSpec, model: ExecModel, installvia: Optional[Gateway], timeout: float
-) -> Gateway:
-    """Connect to the socket server the spec names (or start one through `installvia`)."""
+def socket_connection(
+    spec: XSpec,
+    model: ExecModel,
+    *,
+    via: Optional[Gateway],
+    installvia: Optional[Gateway],
+    timeout: float,
+) -> Connection:
+    """Connect to the socket server the spec names (or start one through `installvia`),
+    through `via`'s host if given, and pass its handshake: the stream then reaches the
+    first stage the server runs, which waits for the bootstrap (see `TransportIO`)."""
     server: Any = None
     secret: Optional[bytes]
     if installvia is not None:
@@ -93,17 +102,31 @@ def socket_gateway(
     else:
         host, port = _parse_hostport(spec)
         secret = _read_secret(spec) if spec.secret_file else None
+    explain = _installed_server_log(server, installvia) if server is not None else None
     try:
-        return _connect(spec, model, host, port, secret=secret, timeout=timeout)
+        return _connect(
+            spec, model, host, port, via=via, secret=secret, timeout=timeout, explain=explain
+        )
     except BootstrapError as exc:
-        if server is None:
-            raise
-        said = _server_log(server)
+        said = explain() if explain is not None else ""
         if not said:
             raise
-        via = installvia.id if installvia is not None else "?"
-        reason = f"{exc.reason}; the server started via {via!r} says: {said}"
+        reason = f"{exc.reason}; {said}"
         raise type(exc)(exc.spec, reason, exc.stderr, exc.returncode) from None
+
+
+def _installed_server_log(server: Any, installvia: Optional[Gateway]) -> Callable[[], str]:
+    """What the server started via `installvia` logged before it ended, once asked."""
+    said: List[str] = []
+
+    def explain() -> str:
+        if not said:
+            log = _server_log(server)
+            via = installvia.id if installvia is not None else "?"
+            said.append(f"the server started via {via!r} says: {log}" if log else "")
+        return said[0]
+
+    return explain
 
 
 def _read_secret(spec: XSpec) -> bytes:
@@ -153,21 +176,22 @@ def _connect(
     host: str,
     port: int,
     *,
+    via: Optional[Gateway],
     secret: Optional[bytes],
     timeout: float,
-) -> Gateway:
+    explain: Optional[Callable[[], str]],
+) -> Connection:
     address = f"{host}:{port}"
     context = _client_tls_context(spec) if tls_requested(spec) else None
     # TLS wraps a standard library socket; the IO then waits through the model.
     sock_module: Any = socket if context is not None else model.socket
-    try:
-        sock = sock_module.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        if isinstance(exc, socket.gaierror):
-            raise HostNotFound(spec, f"cannot resolve {host!r}: {exc}") from None
-        raise BootstrapError(
-            spec, f"cannot connect to the socket server at {address}: {exc}"
-        ) from None
+    relay: Optional[SocketRelay] = None
+    if via is not None:
+        sock, relay = relay_connection(spec, sock_module, via, host, port, timeout)
+        place = f"the socket server at {address} (reached through gateway {via.id!r})"
+    else:
+        sock = _dial(spec, sock_module, host, port, timeout)
+        place = f"the socket server at {address}"
     try:
         if context is not None:
             sock = _tls_handshake(spec, sock, context, host, address)
@@ -177,22 +201,33 @@ def _connect(
             _authenticate(spec, sock, address, secret=secret, source=source, timeout=timeout)
         else:
             sock.sendall(repr(stage).encode("ascii") + b"\n")
-        marker = _bootstrap.new_marker()
         _read_through(spec, sock, _bootstrap.SEND_BUNDLE, address, "running the bootstrap")
-        sock.sendall(_bootstrap.frame(_bootstrap.make_config(spec, marker), with_bundle=True))
-        _read_through(spec, sock, marker, address, "the bootstrap finished")
         sock.settimeout(None)
         io = TLSSocketIO(sock, model) if context is not None else SocketIO(sock, model)
-        return Gateway(
-            io,
-            spec,
-            remoteaddress=address,
-            lost_connection=f"the socket server at {address} closed the connection "
-            "(the server or the process serving this gateway died)",
-        )
     except BaseException:
         sock.close()
+        if relay is not None:
+            relay.stop()
         raise
+    return Connection(
+        io,
+        remoteaddress=address,
+        lost_connection=f"{place} closed the connection "
+        "(the server or the process serving this gateway died)",
+        release=relay.stop if relay is not None else None,
+        explain=explain,
+    )
+
+
+def _dial(spec: XSpec, sock_module: Any, host: str, port: int, timeout: float) -> Any:
+    try:
+        return sock_module.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        if isinstance(exc, socket.gaierror):
+            raise HostNotFound(spec, f"cannot resolve {host!r}: {exc}") from None
+        raise BootstrapError(
+            spec, f"cannot connect to the socket server at {host}:{port}: {exc}"
+        ) from None
 
 
 def _read_through(spec: XSpec, sock: Any, marker: bytes, address: str, what: str) -> None:

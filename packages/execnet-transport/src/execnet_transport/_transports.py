@@ -18,11 +18,16 @@ and ``my_transport.ENVI`` is, for example::
     class EnvTransport:
         keys = ("envi_path",)            # the other spec keys it reads
         def check(self, spec): ...       # ValueError for a bad spec, before anything starts
-        def start(self, request):        # a Command (or a Gateway it made itself)
+        def start(self, request):        # a Command, or an IO it connected itself
             path = request.spec.envi_path or "/usr/bin:/bin"
             return Command(["env", "-i", f"PATH={path}", *request.python_args("python3")])
 
 so ``envi//id=gw0`` starts a python in an empty environment.
+
+A transport that reaches the interpreter itself returns a `TransportIO` (or a
+`Connection` holding one, to say more about it): a byte stream to a running first stage
+that waits for the bootstrap frame. make_gateway then sends the bootstrap over it and
+makes the Gateway; the socket transport works so.
 """
 
 from __future__ import annotations
@@ -32,7 +37,20 @@ import shlex
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+    Union,
+    runtime_checkable,
+)
+
+from execnet_channel import BufferedIO
 
 from ._xspec import XSpec
 
@@ -40,14 +58,16 @@ if TYPE_CHECKING:
     from execnet_channel import ExecModel
 
     from ._errors import BootstrapError
-    from ._gateway import Gateway
+    from ._gateway import Child, Gateway
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BUILTIN_TRANSPORTS",
     "Command",
+    "Connection",
     "StartRequest",
     "Transport",
+    "TransportIO",
     "known_transports",
     "load_transport",
     "python_command",
@@ -145,20 +165,91 @@ def shell_command(spec: XSpec, stage: str, default: str = "python3") -> str:
     return f"{sudo} {python}{flags} -c {shlex.quote(stage)}".lstrip()
 
 
+@runtime_checkable
+class TransportIO(BufferedIO, Protocol):
+    """The byte stream a transport may return instead of a `Command`: the channel
+    layer's BufferedIO (``readinto``, ``writev``, ``read``, ``write``, ``close_read``,
+    ``close_write``, ``wait``, ``kill``), what the gateway's receiver and senders use.
+
+    When `Transport.start` returns it, the stream must already reach a **running first
+    stage that waits for the bootstrap frame**: a process the transport started itself
+    with ``python -c <request.stage>`` and this stream on its stdin/stdout (a socket
+    pair, a pty, a tunnel), or a socket server that accepted the connection, passed its
+    handshake and runs ``first_stage("socket")`` (the socket transport reads through its
+    ``SEND_BUNDLE`` request before it returns). Whatever comes before the bootstrap's
+    marker is dropped as noise. make_gateway then writes the bootstrap frame (always with
+    the travelling modules' sources: the far interpreter is unknown), reads through the
+    marker and makes the Gateway over the stream.
+
+    One thread reads (``readinto``) while others write (``writev``, one frame per call):
+    the stream must allow that. ``close_read`` must wake a ``readinto`` blocked in
+    another thread (it raises EOFError then): that ends a bootstrap that overran its
+    time and a gateway cut by ``cut_connection``. ``kill`` ends the process behind the
+    stream, if the transport has one (else it does nothing).
+
+    The channel layer's ``SocketIO``, ``TLSSocketIO`` and ``FdIO`` are such streams:
+
+    >>> import socket
+    >>> from execnet_channel import SocketIO
+    >>> ours, theirs = socket.socketpair()
+    >>> isinstance(SocketIO(ours), TransportIO)
+    True
+    >>> ours.close(); theirs.close()
+    """
+
+
+@dataclass
+class Connection:
+    """A `TransportIO` with what the gateway should know of it (what `Transport.start`
+    returns when a bare IO would not say enough).
+
+    `remoteaddress` is what ``gateway.remoteaddress`` shows; `lost_connection` what a
+    waiter on a connection that broke is told (the default names neither cause nor
+    place). `child` is the process behind the stream when the transport started one
+    (its pid, wait, kill and post-mortem serve ``gateway.child_pid`` and friends).
+    `release` is called once when the gateway ends (or its start failed): close what
+    the transport keeps open beside the stream (a relay, a tunnel). `explain` is asked,
+    when the bootstrap fails, what the far end said about it (a server's log). `ready`
+    says the remote already ran the bootstrap and serves (the built-in fork server's
+    children): make_gateway then only makes the Gateway over it.
+    """
+
+    io: TransportIO
+    remoteaddress: Optional[str] = None
+    lost_connection: str = ""
+    child: Optional[Child] = None
+    release: Optional[Callable[[], None]] = None
+    explain: Optional[Callable[[], str]] = None
+    ready: bool = False
+
+
+# What Transport.start returns. A Gateway a transport made itself is still taken (it is
+# how plug-ins written before the IO return reached their interpreter), but no built-in
+# transport returns one: it skips make_gateway's own checks of the start.
+Started = Union[Command, Connection, TransportIO, "Gateway"]
+
+
 class Transport(Protocol):
     """A way to reach an interpreter, registered under its spec key.
 
     `keys` are the other spec keys it reads (an unknown key is a ValueError that names
     every known one). `check` raises ValueError for a spec that cannot work, before
-    anything starts. `start` returns a `Command` whose stdin/stdout carry the protocol,
-    or a `Gateway` it made itself (socket: its own handshake before the bootstrap).
+    anything starts. `start` returns one of:
+
+    - a `Command`: make_gateway runs it (locally, or on the via gateway's host with
+      ``via=``) with the bootstrap on its stdin/stdout;
+    - a `TransportIO` (or a `Connection` around one): a byte stream the transport
+      connected itself to a running first stage; make_gateway sends the bootstrap over
+      it (socket: a connection past the server's handshake);
+    - a `Gateway` it made itself: still accepted from plug-ins written that way, used by
+      no built-in transport.
     """
 
     keys: Tuple[str, ...]
 
     def check(self, spec: XSpec) -> None: ...
 
-    def start(self, request: StartRequest) -> Union[Command, Gateway]: ...
+    def start(self, request: StartRequest) -> Started: ...
 
 
 _lock = threading.Lock()

@@ -1,0 +1,209 @@
+"""socket=HOST:PORT//via=ID: the via gateway's host connects, we run the handshake through.
+
+Against real socket server processes (tests/socketservers.py): plain, with a secret,
+with TLS (verified end to end: a CA the server's certificate does not verify against
+fails through the relay too), through one popen hop and through a chain of two. The
+relay on the hop ends (no thread, no socket) when the gateway ends or is cut.
+The attacks through the relay (garbage, a huge declared frame) are in tests/hostile.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+import pytest
+from socketservers import PKI, Server
+
+from execnet_transport import BootstrapError, Gateway, HostNotFound
+
+MakeGateway = Callable[..., Gateway]
+TIMEOUT = 30.0
+
+# What the hop holds of a relay: its thread's name, and its open sockets' peers.
+HOP_STATE = """
+import gc, socket, threading
+threads = [t.name for t in threading.enumerate() if t.name == "execnet socket relay"]
+peers = []
+for obj in gc.get_objects():
+    if isinstance(obj, socket.socket) and obj.fileno() >= 0:
+        try:
+            peers.append("%s:%s" % obj.getpeername()[:2])
+        except OSError:
+            pass
+channel.send((threads, peers))
+"""
+
+
+def hop_state(hop: Gateway) -> Tuple[List[str], List[str]]:
+    threads, peers = hop.remote_exec(HOP_STATE).receive(TIMEOUT)
+    return list(threads), list(peers)
+
+
+def relay_gone(hop: Gateway, address: str) -> bool:
+    """Wait until the hop has no relay thread and no socket to `address` (True), or
+    TIMEOUT passed (False)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        threads, peers = hop_state(hop)
+        if not threads and address not in peers:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def assert_echoes(gw: Gateway, size: int) -> None:
+    echo = gw.remote_exec("for item in channel: channel.send(item)")
+    data = os.urandom(size)
+    echo.send(data)
+    assert echo.receive(60) == data
+    echo.close()
+    echo.waitclose(TIMEOUT)
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret"
+    path.write_bytes(os.urandom(16).hex().encode() + b"\n")
+    return path
+
+
+def tls_server(servers: Callable[..., Server], pki: PKI, *more: str) -> Server:
+    return servers("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key), *more)
+
+
+def test_the_hop_makes_the_connection(servers: Callable[..., Server], makegw: MakeGateway) -> None:
+    server = servers()
+    hop = makegw("popen")
+    gw = makegw(f"socket={server.address}//via={hop.id}", via=hop)
+    assert gw.via_gateway is hop
+    assert gw.remoteaddress == server.address
+    assert gw._rinfo().pid not in (os.getpid(), hop._rinfo().pid, server.pid)
+    threads, peers = hop_state(hop)
+    assert threads == ["execnet socket relay"]
+    assert server.address in peers  # the hop holds the TCP connection
+    assert_echoes(gw, 3 << 20)  # bigger than one piece: split and joined both ways
+    gw.exit()
+    gw.join(TIMEOUT)
+    assert relay_gone(hop, server.address)
+    assert hop.remote_exec("channel.send(1)").receive(TIMEOUT) == 1
+
+
+def test_a_secret_through_the_hop(
+    servers: Callable[..., Server], makegw: MakeGateway, secret_file: Path
+) -> None:
+    server = servers("--secret-file", str(secret_file))
+    hop = makegw("popen")
+    gw = makegw(f"socket={server.address}//secret_file={secret_file}//via={hop.id}", via=hop)
+    assert gw.remote_exec("channel.send(6 * 7)").receive(TIMEOUT) == 42
+    assert "authenticated by the shared secret" in server.wait_for_log("served by pid")
+
+
+def test_mutual_tls_and_a_secret_through_the_hop(
+    servers: Callable[..., Server], makegw: MakeGateway, pki: PKI, secret_file: Path
+) -> None:
+    server = tls_server(
+        servers, pki, "--tls-client-ca", str(pki.ca), "--secret-file", str(secret_file)
+    )
+    hop = makegw("popen")
+    keys = f"tls_ca={pki.ca}//tls_cert={pki.client_cert}//tls_key={pki.client_key}"
+    gw = makegw(
+        f"socket={server.address}//{keys}//secret_file={secret_file}//via={hop.id}", via=hop
+    )
+    assert type(gw._io).__name__ == "TLSSocketIO"
+    version = gw.remote_exec("channel.send(channel.gateway._io.sock.version())").receive(TIMEOUT)
+    assert version in ("TLSv1.2", "TLSv1.3")
+    assert_echoes(gw, 3 << 20)
+    log = server.wait_for_log("served by pid")
+    assert "TLS client certificate 'client'" in log
+
+
+def test_tls_is_verified_end_to_end(
+    servers: Callable[..., Server], makegw: MakeGateway, pki: PKI
+) -> None:
+    # The hop relays bytes only: the server's certificate must verify here, for the name.
+    server = tls_server(servers, pki)
+    hop = makegw("popen")
+    with pytest.raises(BootstrapError, match=r"does not verify for '127\.0\.0\.1'"):
+        makegw(f"socket={server.address}//tls_ca={pki.other_ca}//via={hop.id}", via=hop)
+    assert relay_gone(hop, server.address)
+
+
+def test_a_chain_of_two_hops(
+    servers: Callable[..., Server], makegw: MakeGateway, pki: PKI
+) -> None:
+    server = tls_server(servers, pki)
+    first = makegw("popen")
+    second = makegw(f"popen//via={first.id}", via=first)
+    gw = makegw(f"socket={server.address}//tls_ca={pki.ca}//via={second.id}", via=second)
+    assert gw.via_gateway is second
+    assert_echoes(gw, 3 << 20)
+    assert server.address in hop_state(second)[1]
+    assert server.address not in hop_state(first)[1]
+    gw.exit()
+    gw.join(TIMEOUT)
+    assert relay_gone(second, server.address)
+
+
+def test_the_relay_ends_when_the_gateway_is_cut(
+    servers: Callable[..., Server], makegw: MakeGateway
+) -> None:
+    server = servers()
+    hop = makegw("popen")
+    gw = makegw(f"socket={server.address}//via={hop.id}", via=hop)
+    assert gw.remote_exec("channel.send(1)").receive(TIMEOUT) == 1
+    gw.cut_connection()  # what a group's terminate does to a gateway that does not exit
+    gw.join(TIMEOUT)
+    assert not gw.hasreceiver()
+    assert relay_gone(hop, server.address)
+    with pytest.raises(OSError):
+        gw.remote_exec("channel.send(1)")
+
+
+def test_the_server_dying_ends_the_gateway_and_the_relay(
+    servers: Callable[..., Server], makegw: MakeGateway
+) -> None:
+    server = servers()
+    hop = makegw("popen")
+    gw = makegw(f"socket={server.address}//via={hop.id}", via=hop)
+    serving = gw._rinfo().pid
+    os.kill(serving, 9)
+    gw.join(TIMEOUT)
+    assert not gw.hasreceiver()
+    assert relay_gone(hop, server.address)
+
+
+def test_refused_on_the_hop(makegw: MakeGateway) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: refused
+        hop = makegw("popen")
+        where = rf"from gateway '{hop.id}'"
+        with pytest.raises(BootstrapError, match=rf"cannot connect .*:{port} {where}"):
+            makegw(f"socket=127.0.0.1:{port}//via={hop.id}", via=hop)
+
+
+def test_unresolvable_on_the_hop(makegw: MakeGateway) -> None:
+    hop = makegw("popen")
+    with pytest.raises(HostNotFound, match=rf"no-such-host\.invalid.* on gateway '{hop.id}'"):
+        makegw(f"socket=no-such-host.invalid:1//via={hop.id}", via=hop)
+    assert hop.remote_exec("channel.send(2)").receive(TIMEOUT) == 2
+
+
+def test_installvia_through_the_same_hop(makegw: MakeGateway) -> None:
+    hop = makegw("popen")
+    gw = makegw(f"socket//installvia={hop.id}//via={hop.id}", via=hop, installvia=hop)
+    assert gw.via_gateway is hop
+    assert gw.remote_exec("channel.send(3)").receive(TIMEOUT) == 3
+    gw.exit()
+    gw.join(TIMEOUT)
+    assert relay_gone(hop, gw.remoteaddress or "")
+
+
+def test_installvia_with_another_via_is_refused(makegw: MakeGateway) -> None:
+    hop = makegw("popen")
+    with pytest.raises(ValueError, match="via= must name the same gateway"):
+        makegw("socket//installvia=a//via=b", via=hop, installvia=hop)
