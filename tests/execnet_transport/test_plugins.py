@@ -5,7 +5,9 @@ environment by the workspace) found by its entry point and run end to end."""
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 from importlib import metadata
 from typing import Callable
 
@@ -71,6 +73,78 @@ def test_plugin_keys_and_errors(makegw: MakeGateway) -> None:
         make_gateway(XSpec("nothing=1//id=x"))
     with pytest.raises(BootstrapError, match="exit status 127"):
         makegw("envi//python=no-such-python")
+
+
+# -- sockpair: a plug-in that returns an IO (a socket pair to a child it started itself) --
+
+
+def process_ended(pid: int, timeout: float = 30.0) -> bool:
+    """True once `pid` is gone or a zombie (within `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as file:
+                if file.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_an_io_plugin_is_discovered() -> None:
+    assert known_transports()["sockpair"] == "execnet_test_transport:SOCKPAIR"
+    assert "sockpair" in _entry_points()  # installed by the workspace, not by this test
+
+
+def test_an_io_plugin_end_to_end(makegw: MakeGateway) -> None:
+    gw = makegw("sockpair//env:SET_BY_SPEC=yes")
+    assert type(gw._io).__name__ == "ChildOverSocket"
+    info = gw._rinfo()
+    assert gw.remoteaddress == f"socket pair to pid {info.pid}"
+    assert gw.child_pid == info.pid  # the plug-in's child is the interpreter itself
+    ch = gw.remote_exec(
+        "import os, stat; channel.send((os.environ['SET_BY_SPEC'], "
+        "stat.S_ISSOCK(os.fstat(channel.gateway._io.read_fd).st_mode)))"
+    )
+    assert ch.receive(10) == ("yes", True)  # the bootstrap went over the socket pair
+    echo = gw.remote_exec("for item in channel: channel.send(item)")
+    data = os.urandom(3 << 20)
+    echo.send(data)
+    assert echo.receive(60) == data
+    echo.close()
+    gw.exit()
+    gw.join(30)
+    assert gw.wait_child(30) == 0
+
+
+def test_an_io_plugin_cut_kills_its_child(makegw: MakeGateway) -> None:
+    gw = makegw("sockpair")
+    pid = gw._rinfo().pid
+    gw.cut_connection()  # kill() of the IO: the plug-in's child
+    gw.join(30)
+    assert gw.wait_child(30) == -9
+    assert process_ended(pid)
+
+
+def test_an_io_plugin_whose_child_ends_at_once(makegw: MakeGateway) -> None:
+    # sh prints and exits instead of running the first stage: noise, then the end
+    with pytest.raises(BootstrapError, match="ended the stream before the bootstrap") as info:
+        makegw("sockpair//python=sh -c 'echo not a python; exit 3' sh")
+    assert "not a python" in str(info.value)
+    assert str(info.value).startswith("gateway ")
+
+
+def test_an_io_plugin_that_never_answers_is_cut(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import execnet_transport._connect as connect
+
+    monkeypatch.setattr(connect, "BOOTSTRAP_TIMEOUT", 1.0)
+    with pytest.raises(BootstrapError, match=r"no answer to the bootstrap from .* within 1 s") as info:
+        makegw("sockpair//python=sh -c 'exec sleep 600' sh")
+    pid = int(re.search(r"socket pair to pid (\d+)", str(info.value)).group(1))  # type: ignore[union-attr]
+    assert process_ended(pid)  # the cut killed it (the IO's kill)
 
 
 # No container engine runs on these machines: the command lines are tested in

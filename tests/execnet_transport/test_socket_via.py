@@ -132,9 +132,7 @@ def test_tls_is_verified_end_to_end(
     assert relay_gone(hop, server.address)
 
 
-def test_a_chain_of_two_hops(
-    servers: Callable[..., Server], makegw: MakeGateway, pki: PKI
-) -> None:
+def test_a_chain_of_two_hops(servers: Callable[..., Server], makegw: MakeGateway, pki: PKI) -> None:
     server = tls_server(servers, pki)
     first = makegw("popen")
     second = makegw(f"popen//via={first.id}", via=first)
@@ -207,3 +205,19 @@ def test_installvia_with_another_via_is_refused(makegw: MakeGateway) -> None:
     hop = makegw("popen")
     with pytest.raises(ValueError, match="via= must name the same gateway"):
         makegw("socket//installvia=a//via=b", via=hop, installvia=hop)
+
+
+def test_a_group_makes_and_terminates_it(servers: Callable[..., Server]) -> None:
+    from execnet_group import Group
+
+    server = servers()
+    group = Group()
+    try:
+        hop = group.makegateway("popen//id=hop")
+        gw = group.makegateway(f"socket={server.address}//via=hop//id=far")
+        assert gw.via_gateway is hop
+        assert gw.remote_exec("channel.send(5)").receive(TIMEOUT) == 5
+    finally:
+        report = group.terminate(TIMEOUT)
+    assert sorted(report.exited) == ["far", "hop"]
+    assert not gw.hasreceiver()

@@ -38,8 +38,10 @@ from ._protocols import GatewayRegistry, Terminable
 from ._transports import (
     ENTRY_POINT_GROUP,
     Command,
+    Connection,
     StartRequest,
     Transport,
+    TransportIO,
     known_transports,
     load_transport,
 )
@@ -63,7 +65,9 @@ __all__ = [
     "SshTimeout",
     "RemotePythonMissing",
     "Transport",
+    "TransportIO",
     "Command",
+    "Connection",
     "StartRequest",
     "ENTRY_POINT_GROUP",
     "known_transports",

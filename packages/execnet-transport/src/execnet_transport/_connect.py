@@ -230,6 +230,8 @@ def _connection_gateway(
         io.kill()
         io.close_write()
         io.close_read()
+        if connection.child is not None:
+            connection.child.wait(_REAP_WAIT)  # killed (or ended by itself): reaped
         if connection.release is not None:
             connection.release()
         raise

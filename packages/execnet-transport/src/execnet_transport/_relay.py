@@ -98,11 +98,12 @@ else:
 
 
 def relay_connection(
-    spec: XSpec, sock_module: Any, via: Gateway, host: str, port: int, timeout: float
+    spec: XSpec, sock_module: Any, via: Gateway, address: Tuple[str, int], timeout: float
 ) -> Tuple[Any, SocketRelay]:
     """Connect to host:port from `via`'s host; (a local socket carrying that connection,
     the running relay). HostNotFound or BootstrapError, naming `via`, as a direct
     connection would raise them."""
+    host, port = address
     piece = min(PIECE, via.max_frame - _ITEM_OVERHEAD)
     where = f"gateway {via.id!r}'s host"
     channel = via.remote_exec(SOCKET_RELAY)
@@ -164,7 +165,7 @@ class SocketRelay:
                 if not isinstance(item, bytes):  # None: the server ended its direction
                     break
                 self._sock.sendall(item)
-        except Exception:  # noqa: BLE001 - EOFError, RemoteError, a closed socket: the end
+        except Exception:  # EOFError, RemoteError, a closed socket: the end
             pass
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)

@@ -187,7 +187,7 @@ def _connect(
     sock_module: Any = socket if context is not None else model.socket
     relay: Optional[SocketRelay] = None
     if via is not None:
-        sock, relay = relay_connection(spec, sock_module, via, host, port, timeout)
+        sock, relay = relay_connection(spec, sock_module, via, (host, port), timeout)
         place = f"the socket server at {address} (reached through gateway {via.id!r})"
     else:
         sock = _dial(spec, sock_module, host, port, timeout)
