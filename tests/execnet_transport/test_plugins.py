@@ -141,7 +141,9 @@ def test_an_io_plugin_that_never_answers_is_cut(
     import execnet_transport._connect as connect
 
     monkeypatch.setattr(connect, "BOOTSTRAP_TIMEOUT", 1.0)
-    with pytest.raises(BootstrapError, match=r"no answer to the bootstrap from .* within 1 s") as info:
+    with pytest.raises(
+        BootstrapError, match=r"no answer to the bootstrap from .* within 1 s"
+    ) as info:
         makegw("sockpair//python=sh -c 'exec sleep 600' sh")
     pid = int(re.search(r"socket pair to pid (\d+)", str(info.value)).group(1))  # type: ignore[union-attr]
     assert process_ended(pid)  # the cut killed it (the IO's kill)

@@ -221,3 +221,34 @@ def test_a_group_makes_and_terminates_it(servers: Callable[..., Server]) -> None
         report = group.terminate(TIMEOUT)
     assert sorted(report.exited) == ["far", "hop"]
     assert not gw.hasreceiver()
+
+
+_PATCHED = """
+from gevent import monkey
+monkey.patch_all()
+import os, sys
+from execnet_transport import XSpec, make_gateway
+hop = make_gateway(XSpec("popen//id=hop"), execmodel="gevent")
+gw = make_gateway(XSpec("socket=%s//via=hop//id=far"), via=hop, execmodel="gevent")
+echo = gw.remote_exec("for item in channel: channel.send(item)")
+data = os.urandom(3 << 20)
+echo.send(data)
+print("echoed:", echo.receive(30) == data)
+gw.exit(); gw.join(30); hop.exit(); hop.join(30)
+"""
+
+
+def test_in_a_gevent_monkey_patched_process(servers: Callable[..., Server]) -> None:
+    import subprocess
+    import sys
+
+    server = servers()
+    out = subprocess.run(
+        [sys.executable, "-c", _PATCHED % server.address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "echoed: True" in out.stdout

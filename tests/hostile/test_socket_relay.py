@@ -27,7 +27,8 @@ class LyingServer:
 
     def __init__(self, lie: bytes) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = "%s:%d" % self.listener.getsockname()[:2]
+        host, port = self.listener.getsockname()[:2]
+        self.address = f"{host}:{port}"
         self.lie = lie
         self.done = threading.Event()
         self.errors: List[BaseException] = []
@@ -109,4 +110,3 @@ def test_a_lying_server_ends_its_gateway_only(
         assert EXPECTED[lie] in capfd.readouterr().err  # one line, said where it happened
     finally:
         server.close()
-

@@ -26,13 +26,11 @@ from execnet_channel import Channel, RemoteError, TimeoutError
 
 from ._errors import BootstrapError, HostNotFound
 from ._gateway import Gateway
-from ._via import PIECE
+from ._via import _ITEM_OVERHEAD, PIECE
 from ._xspec import XSpec
 
 __all__ = ["SOCKET_RELAY", "SocketRelay", "relay_connection"]
 
-# What a bytes item adds to its payload (opcode, length, end), with room to spare.
-_ITEM_OVERHEAD = 64
 # Beyond the connect timeout: how long the via host may take to answer at all.
 _ANSWER_GRACE = 10.0
 # How long stopping the relay waits for each local pump thread (both are woken first).
