@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 import parts
 import pytest
@@ -31,7 +31,16 @@ try:
 finally:
     sys.path.remove(str(parts.ROOT))
 
-__all__ = ["PKI", "Server", "pki", "process_state", "servers", "start_server"]
+__all__ = [
+    "PKI",
+    "Server",
+    "assert_echoes",
+    "pki",
+    "process_state",
+    "servers",
+    "start_server",
+    "tls_server",
+]
 
 MODULE = ("-m", "execnet_transport.socketserver")
 
@@ -164,3 +173,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     """A throwaway CA with server and client certificates (and a second, unrelated CA)."""
     parts.openssl()
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def tls_server(servers: Callable[..., Server], pki: PKI, *more: str, **options: object) -> Server:
+    """servers(...) serving TLS with the throwaway server certificate, plus `more`."""
+    keys = ("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
+    return servers(*keys, *more, **options)
+
+
+def assert_echoes(gw: Any, size: int) -> None:
+    """`size` random bytes go to the gateway's remote and come back unchanged."""
+    echo = gw.remote_exec("for item in channel: channel.send(item)")
+    data = os.urandom(size)
+    echo.send(data)
+    assert echo.receive(60) == data
+    echo.close()
+    echo.waitclose(30)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
@@ -35,3 +37,11 @@ def makegw() -> Iterator[MakeGateway]:
         if gateway.wait_child(10) is None:
             gateway.kill_child()
             gateway.wait_child(10)
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    """A file holding a fresh random secret (32 hex digits), for socket servers."""
+    path = tmp_path / "secret"
+    path.write_bytes(os.urandom(16).hex().encode() + b"\n")
+    return path

@@ -15,19 +15,12 @@ from typing import Callable, List
 
 import parts
 import pytest
-from socketservers import PKI, Server
+from socketservers import PKI, Server, assert_echoes, tls_server
 
 from execnet_channel import NotProperlyTerminated
 from execnet_transport import BootstrapError, Gateway, HostNotFound, XSpec, make_gateway
 
 MakeGateway = Callable[..., Gateway]
-
-
-@pytest.fixture
-def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "secret"
-    path.write_bytes(os.urandom(16).hex().encode() + b"\n")
-    return path
 
 
 def test_socket_gateway(servers: Callable[..., Server], makegw: MakeGateway) -> None:
@@ -204,21 +197,6 @@ def test_serve_socket_once(tmp_path: Path) -> None:
 
 
 # -- TLS --------------------------------------------------------------------------------
-
-
-def assert_echoes(gw: Gateway, size: int) -> None:
-    """`size` random bytes go there and come back unchanged."""
-    echo = gw.remote_exec("for item in channel: channel.send(item)")
-    data = os.urandom(size)
-    echo.send(data)
-    assert echo.receive(60) == data
-    echo.close()
-    echo.waitclose(30)
-
-
-def tls_server(servers: Callable[..., Server], pki: PKI, *more: str, **options: object) -> Server:
-    keys = ("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
-    return servers(*keys, *more, **options)
 
 
 def test_tls_gateway(servers: Callable[..., Server], makegw: MakeGateway, pki: PKI) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, List, Tuple
 
 import pytest
-from socketservers import PKI, Server
+from socketservers import PKI, Server, assert_echoes, tls_server
 
 from execnet_transport import BootstrapError, Gateway, HostNotFound
 
@@ -53,26 +53,6 @@ def relay_gone(hop: Gateway, address: str) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def assert_echoes(gw: Gateway, size: int) -> None:
-    echo = gw.remote_exec("for item in channel: channel.send(item)")
-    data = os.urandom(size)
-    echo.send(data)
-    assert echo.receive(60) == data
-    echo.close()
-    echo.waitclose(TIMEOUT)
-
-
-@pytest.fixture
-def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "secret"
-    path.write_bytes(os.urandom(16).hex().encode() + b"\n")
-    return path
-
-
-def tls_server(servers: Callable[..., Server], pki: PKI, *more: str) -> Server:
-    return servers("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key), *more)
 
 
 def test_the_hop_makes_the_connection(servers: Callable[..., Server], makegw: MakeGateway) -> None:
@@ -252,3 +232,18 @@ def test_in_a_gevent_monkey_patched_process(servers: Callable[..., Server]) -> N
     )
     assert out.returncode == 0, out.stderr
     assert "echoed: True" in out.stdout
+
+
+@pytest.mark.parametrize("target", ["3.8", "pypy3"])
+def test_the_relay_runs_on_other_interpreters(
+    target: str, servers: Callable[..., Server], makegw: MakeGateway, pki: PKI
+) -> None:
+    import parts  # the relay travels: standard library only, CPython 3.8+ and PyPy3
+
+    server = tls_server(servers, pki)
+    hop = makegw(f"popen//python={parts.target_interpreter(target)}")
+    gw = makegw(f"socket={server.address}//tls_ca={pki.ca}//via={hop.id}", via=hop)
+    assert_echoes(gw, 3 << 20)
+    gw.exit()
+    gw.join(TIMEOUT)
+    assert relay_gone(hop, server.address)

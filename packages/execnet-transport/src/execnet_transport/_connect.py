@@ -160,7 +160,10 @@ def make_gateway(
         >>> gw.exit()
 
     The transport is the one registered under the spec's transport key (built in, or a
-    plug-in's entry point in ``execnet.transports``). Raises ValueError for a bad spec
+    plug-in's entry point in ``execnet.transports``). It returns a Command, started here
+    (or on the via gateway's host) with the bootstrap on its stdio, or a stream it
+    connected itself (a TransportIO or a Connection: socket), over which the bootstrap
+    goes (`bootstrap_over`). Raises ValueError for a bad spec
     (an unknown key names the known ones) before anything starts; for ssh, HostNotFound
     when the host cannot be resolved or reached, SshTimeout when it did not answer in
     time, SshAuthenticationError, HostKeyMismatch, RemotePythonMissing, each quoting
@@ -197,46 +200,49 @@ def make_gateway(
 def _command_gateway(
     spec: XSpec, model: ExecModel, via: Optional[Gateway], command: Command
 ) -> Gateway:
-    try:
-        if via is not None:
-            gateway = _via_gateway(spec, model, via, command)
-        else:
-            gateway = process_gateway(spec, model, command)
-    except BaseException:
-        if command.release is not None:
-            command.release()
-        raise
-    if command.release is not None:
-        gateway._on_end(command.release)
-    return gateway
+    if via is not None:
+        return _released(lambda: _via_gateway(spec, model, via, command), command.release)
+    return _released(lambda: process_gateway(spec, model, command), command.release)
 
 
 def _connection_gateway(
     spec: XSpec, via: Optional[Gateway], connection: Connection, timeout: float
 ) -> Gateway:
     io = connection.io
+
+    def start() -> Gateway:
+        try:
+            if not connection.ready:
+                bootstrap_over(spec, connection, timeout)
+            return Gateway(
+                io,
+                spec,
+                child=connection.child,
+                via=via,
+                remoteaddress=connection.remoteaddress,
+                lost_connection=connection.lost_connection,
+            )
+        except BaseException:
+            io.kill()
+            io.close_write()
+            io.close_read()
+            if connection.child is not None:
+                connection.child.wait(_REAP_WAIT)  # killed (or ended by itself): reaped
+            raise
+
+    return _released(start, connection.release)
+
+
+def _released(start: Callable[[], Gateway], release: Optional[Callable[[], None]]) -> Gateway:
+    """`start()`'s gateway, `release` called once it ends (at once if the start failed)."""
     try:
-        if not connection.ready:
-            bootstrap_over(spec, connection, timeout)
-        gateway = Gateway(
-            io,
-            spec,
-            child=connection.child,
-            via=via,
-            remoteaddress=connection.remoteaddress,
-            lost_connection=connection.lost_connection,
-        )
+        gateway = start()
     except BaseException:
-        io.kill()
-        io.close_write()
-        io.close_read()
-        if connection.child is not None:
-            connection.child.wait(_REAP_WAIT)  # killed (or ended by itself): reaped
-        if connection.release is not None:
-            connection.release()
+        if release is not None:
+            release()
         raise
-    if connection.release is not None:
-        gateway._on_end(connection.release)
+    if release is not None:
+        gateway._on_end(release)
     return gateway
 
 
