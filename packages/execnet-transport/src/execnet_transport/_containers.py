@@ -13,14 +13,11 @@ The remote python defaults to ``python3`` (``python=`` names another, split like
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 from ._errors import BootstrapError, HostNotFound
 from ._transports import Command, StartRequest, python_command
 from ._xspec import CONTAINER_KEYS, KUBECTL_KEYS, XSpec
-
-if TYPE_CHECKING:
-    from ._gateway import Gateway
 
 __all__ = ["DOCKER", "KUBECTL", "PODMAN", "container_args", "kubectl_args"]
 
@@ -116,7 +113,7 @@ class ContainerTransport:
     def check(self, spec: XSpec) -> None:
         container_args(spec, self.engine, "")
 
-    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+    def start(self, request: StartRequest) -> Command:
         spec = request.spec
         return Command(
             container_args(spec, self.engine, request.stage),
@@ -133,7 +130,7 @@ class KubectlTransport:
     def check(self, spec: XSpec) -> None:
         kubectl_args(spec, "")
 
-    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+    def start(self, request: StartRequest) -> Command:
         spec = request.spec
         return Command(
             kubectl_args(spec, request.stage),

@@ -14,10 +14,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from typing import Optional, Union
+from typing import Optional
 
-from execnet_channel import SocketIO
-from execnet_transport import Command, Connection, Gateway, StartRequest, XSpec
+from execnet_channel import ExecModel, SocketIO
+from execnet_transport import Command, Connection, StartRequest, XSpec
 
 __all__ = ["ENVI", "SOCKPAIR"]
 
@@ -29,7 +29,7 @@ class EnvTransport:
         if spec.envi_path is True:
             raise ValueError(f"envi_path in gateway spec {str(spec)!r} needs a value")
 
-    def start(self, request: StartRequest) -> Union[Command, Gateway]:
+    def start(self, request: StartRequest) -> Command:
         path = request.spec.envi_path or "/usr/bin:/bin"
         return Command(
             ["env", "-i", f"PATH={path}", *request.python_args(sys.executable)],
@@ -43,8 +43,10 @@ ENVI = EnvTransport()
 class ChildOverSocket(SocketIO):
     """The stream to a child whose stdin/stdout is the other end of the socket pair."""
 
-    def __init__(self, sock: socket.socket, process: subprocess.Popen[bytes], model: object):
-        super().__init__(sock, model)  # type: ignore[arg-type]
+    def __init__(
+        self, sock: socket.socket, process: subprocess.Popen[bytes], model: ExecModel
+    ) -> None:
+        super().__init__(sock, model)
         self.process = process
 
     @property
@@ -57,7 +59,7 @@ class ChildOverSocket(SocketIO):
 
     # -- the Child the gateway asks for child_pid, wait_child and its post-mortem --
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:  # type: ignore[override]
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -79,7 +81,7 @@ class SocketPairTransport:
         ours, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(
-                request.python_args(sys.executable), stdin=theirs, stdout=theirs
+                request.python_args(sys.executable), stdin=theirs.fileno(), stdout=theirs.fileno()
             )
         except BaseException:
             ours.close()
