@@ -18,6 +18,7 @@ from typing import Callable, List, Tuple
 import pytest
 from socketservers import PKI, Server, assert_echoes, tls_server
 
+from execnet_channel import RemoteError
 from execnet_transport import BootstrapError, Gateway, HostNotFound
 
 MakeGateway = Callable[..., Gateway]
@@ -45,12 +46,17 @@ def hop_state(hop: Gateway) -> Tuple[List[str], List[str]]:
 
 def relay_gone(hop: Gateway, address: str) -> bool:
     """Wait until the hop has no relay thread and no socket to `address` (True), or
-    TIMEOUT passed (False)."""
+    TIMEOUT passed (False). A main_thread_only hop refuses the question while the relay
+    still occupies its one task."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        threads, peers = hop_state(hop)
-        if not threads and address not in peers:
-            return True
+        try:
+            threads, peers = hop_state(hop)
+        except RemoteError as exc:
+            assert "running a second remote_exec concurrently" in str(exc)
+        else:
+            if not threads and address not in peers:
+                return True
         time.sleep(0.05)
     return False
 
@@ -63,7 +69,7 @@ def test_the_hop_makes_the_connection(servers: Callable[..., Server], makegw: Ma
     assert gw.remoteaddress == server.address
     assert gw._rinfo().pid not in (os.getpid(), hop._rinfo().pid, server.pid)
     threads, peers = hop_state(hop)
-    assert threads == ["execnet socket relay"]
+    assert threads == ["execnet socket relay"] * 2  # its reader and its writer
     assert server.address in peers  # the hop holds the TCP connection
     assert_echoes(gw, 3 << 20)  # bigger than one piece: split and joined both ways
     gw.exit()
@@ -247,3 +253,17 @@ def test_the_relay_runs_on_other_interpreters(
     gw.exit()
     gw.join(TIMEOUT)
     assert relay_gone(hop, server.address)
+
+
+@pytest.mark.parametrize("model", ["main_thread_only", "gevent", "eventlet"])
+def test_the_relay_works_in_every_hop_execmodel(
+    model: str, servers: Callable[..., Server], makegw: MakeGateway
+) -> None:
+    server = servers()
+    hop = makegw(f"popen//execmodel={model}")
+    gw = makegw(f"socket={server.address}//via={hop.id}", via=hop)
+    assert_echoes(gw, 3 << 20)
+    gw.exit()
+    gw.join(TIMEOUT)
+    assert relay_gone(hop, server.address)
+    assert hop.remote_status().execmodel == model

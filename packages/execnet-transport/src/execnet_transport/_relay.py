@@ -6,7 +6,7 @@ receives ``(host, port, timeout, piece)``, connects, and answers ``("connected",
 connection's bytes both ways, in pieces of at most ``piece`` bytes (they fit the via
 gateway's own frames); None is the end of a direction (the other side then shuts its
 writing half). Closing the channel ends the relay at once: its socket is shut down
-(which wakes its reader and a blocked write), its thread joined, the socket closed.
+(which wakes its reader and a blocked write), its threads end, the socket is closed.
 
 Here the relayed stream arrives on one end of a local socket pair (`SocketRelay` pumps
 it), and the socket transport runs over the other end exactly what it runs over a TCP
@@ -36,6 +36,10 @@ _ANSWER_GRACE = 10.0
 # How long stopping the relay waits for each local pump thread (both are woken first).
 _JOIN_TIMEOUT = 10.0
 
+# The hop's half. Its socket is used by two threads of its own (the reader sends what
+# arrives, the writer sends what the queue holds), never by the task itself, which only
+# moves items from the channel to the queue: a blocked socket cannot hold up the hop's
+# gateway, and the task waits through the hop's execution model (threads or greenlets).
 SOCKET_RELAY = """
 import socket, threading
 import queue
@@ -51,16 +55,11 @@ else:
     items = queue.Queue()
     END = object()
 
-    def cut():
+    def cut():  # wakes the reader's recv and the writer's sendall
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-
-    def take(item):
-        if item is END:  # the opener closed the channel (or the hop lost it): end now
-            cut()
-        items.put(item)
 
     def upward():
         try:
@@ -73,25 +72,36 @@ else:
         except Exception:
             pass  # the channel is closed: the opener is gone
 
+    def downward():
+        try:
+            while True:
+                item = items.get()
+                if item is END:
+                    break
+                if item is None:
+                    sock.shutdown(socket.SHUT_WR)
+                else:
+                    sock.sendall(item)
+        except OSError:
+            pass  # the server is gone; the reader sees the end too
+        cut()
+        reader.join()
+        sock.close()
+
     channel.send(("connected", None))
     reader = threading.Thread(target=upward, name="execnet socket relay")
-    reader.daemon = True
+    writer = threading.Thread(target=downward, name="execnet socket relay")
+    reader.daemon = writer.daemon = True
     reader.start()
-    channel.setcallback(take, endmarker=END)
-    try:
-        while True:
-            item = items.get()
-            if item is END:
-                break
-            if item is None:
-                sock.shutdown(socket.SHUT_WR)
-            else:
-                sock.sendall(item)
-    except OSError:
-        pass  # the server is gone; the reader sees the end too
+    writer.start()
+    while True:
+        try:
+            item = channel.receive()
+        except Exception:  # EOFError: the opener closed it, or the hop lost its connection
+            break
+        items.put(item)
     cut()
-    reader.join()
-    sock.close()
+    items.put(END)
 """
 
 
