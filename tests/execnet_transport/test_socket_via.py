@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Callable, List, Tuple
@@ -73,8 +74,11 @@ def test_the_hop_makes_the_connection(servers: Callable[..., Server], makegw: Ma
     assert threads == ["execnet socket relay"] * 2  # its reader and its writer
     assert server.address in peers  # the hop holds the TCP connection
     assert_echoes(gw, 3 << 20)  # bigger than one piece: split and joined both ways
+    pumps = [t for t in threading.enumerate() if t.name.startswith(f"execnet relay {gw.id} ")]
+    assert len(pumps) == 2  # here: one thread each way
     gw.exit()
-    gw.join(TIMEOUT)
+    gw.join(TIMEOUT)  # the receiver's end stopped the relay: its pumps are joined
+    assert not any(pump.is_alive() for pump in pumps)
     assert relay_gone(hop, server.address)
     assert hop.remote_exec("channel.send(1)").receive(TIMEOUT) == 1
 

@@ -284,6 +284,7 @@ def bootstrap_over(spec: XSpec, connection: Connection, timeout: float) -> None:
         return failure(f"no answer to the bootstrap from {where} within {timeout:.0f} s")
 
     watchdog = threading.Timer(timeout, cut)
+    watchdog.name = f"execnet bootstrap deadline {spec.id}"
     watchdog.daemon = True
     watchdog.start()
     try:
