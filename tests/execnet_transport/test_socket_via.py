@@ -2,8 +2,10 @@
 
 Against real socket server processes (tests/socketservers.py): plain, with a secret,
 with TLS (verified end to end: a CA the server's certificate does not verify against
-fails through the relay too), through one popen hop and through a chain of two. The
-relay on the hop ends (no thread, no socket) when the gateway ends or is cut.
+fails through the relay too; a spy on the hop's sockets sees ciphertext only), through
+one popen hop and through a chain of two, on hops of every execution model and on
+CPython 3.8 and PyPy3. The relay on the hop ends (no thread, no socket) when the
+gateway ends or is cut.
 The attacks through the relay (garbage, a huge declared frame) are in tests/hostile.
 """
 
@@ -272,3 +274,49 @@ def test_the_relay_works_in_every_hop_execmodel(
     gw.join(TIMEOUT)
     assert relay_gone(hop, server.address)
     assert hop.remote_status().execmodel == model
+
+
+# Installed on a hop before the relay starts: records what the hop's sockets send and
+# receive (the relay's, the only sockets there), to see what the via host could read.
+SPY = """
+import socket, sys, types
+spy = sys.modules["relay_spy"] = types.ModuleType("relay_spy")
+spy.seen = bytearray()
+original_sendall, original_recv = socket.socket.sendall, socket.socket.recv
+def sendall(self, data, *args):
+    spy.seen.extend(bytes(data))
+    return original_sendall(self, data, *args)
+def recv(self, *args):
+    data = original_recv(self, *args)
+    spy.seen.extend(data)
+    return data
+socket.socket.sendall, socket.socket.recv = sendall, recv
+channel.send("spying")
+"""
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_what_the_via_host_sees(
+    tls: bool, servers: Callable[..., Server], makegw: MakeGateway, pki: PKI
+) -> None:
+    server = tls_server(servers, pki) if tls else servers()
+    hop = makegw("popen")
+    assert hop.remote_exec(SPY).receive(TIMEOUT) == "spying"
+    keys = f"//tls_ca={pki.ca}" if tls else ""
+    gw = makegw(f"socket={server.address}{keys}//via={hop.id}", via=hop)
+    there, back = os.urandom(8).hex().encode(), os.urandom(8).hex().encode()
+    echo = gw.remote_exec(
+        "channel.send(channel.receive() + b'|' + BACK)".replace("BACK", repr(back))
+    )
+    echo.send(there)
+    assert echo.receive(TIMEOUT) == there + b"|" + back
+    seen = hop.remote_exec("import sys; channel.send(bytes(sys.modules['relay_spy'].seen))")
+    relayed = seen.receive(TIMEOUT)
+    assert len(relayed) > 10000  # the bootstrap (with the bundle) went through the spy
+    if tls:  # ciphertext only, both ways
+        assert there not in relayed
+        assert back not in relayed
+        assert b"execnet" not in relayed  # not even the bundle's sources
+    else:  # the control: without TLS the hop reads everything
+        assert there in relayed
+        assert back in relayed
