@@ -92,6 +92,19 @@ def process_ended(pid: int, timeout: float = 30.0) -> bool:
     return False
 
 
+@pytest.fixture(autouse=True)
+def _plugin_metadata_is_current(request: pytest.FixtureRequest) -> None:
+    """An environment made before an entry point was added to tests/transport-plugin
+    keeps the old metadata (hatch does not re-install a workspace member whose
+    pyproject changed): say how to refresh it instead of failing obscurely."""
+    if "io_plugin" in request.node.name and "sockpair" not in _entry_points():
+        pytest.fail(
+            "the test plug-in's installed metadata predates its sockpair entry point: "
+            "refresh the environment (hatch env prune, or uv pip install --python "
+            "<env>/bin/python -e tests/transport-plugin --no-deps)"
+        )
+
+
 def test_an_io_plugin_is_discovered() -> None:
     assert known_transports()["sockpair"] == "execnet_test_transport:SOCKPAIR"
     assert "sockpair" in _entry_points()  # installed by the workspace, not by this test
