@@ -183,8 +183,11 @@ def end_child() -> None:
     """
     import atexit
     import sys
-    import threading
 
+    # Only threading's own threads are waited for: where threading was never imported
+    # (a child that ran no such code) there are none, and importing it now would cost
+    # the child most of its exit.
+    threading = sys.modules.get("threading")
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is not None:
         shutdown()
