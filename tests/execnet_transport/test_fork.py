@@ -131,14 +131,29 @@ def test_spec_chdir_and_nice(makegw: MakeGateway, tmp_path: Path) -> None:
     _gone_servers.extend(server_pids())
 
 
-def test_python_command_that_sets_the_environment(makegw: MakeGateway) -> None:
-    """What the interpreter command line itself changes (env NAME=value python) reaches
-    every forked child, over the caller's environment."""
-    gw = makegw(f"popen//fork//python=env EXECNET_FORK_CMD=yes {sys.executable}")
-    found = facts(gw)
+def test_python_command_that_sets_the_environment(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the interpreter command line itself changes (env -u NAME NAME=value python)
+    reaches every forked child, over the caller's environment as of each call."""
+    monkeypatch.setenv("EXECNET_FORK_CMD", "caller")
+    monkeypatch.setenv("EXECNET_FORK_UNSET", "caller")
+    spec = f"popen//fork//python=env -u EXECNET_FORK_UNSET EXECNET_FORK_CMD=yes {sys.executable}"
+    found = facts(makegw(spec))
     assert found["env"]["EXECNET_FORK_CMD"] == "yes"
+    assert "EXECNET_FORK_UNSET" not in found["env"]
     assert found["ppid"] != os.getpid()
     _gone_servers.append(found["ppid"])
+    # The caller changes them after the server started: the command line still wins,
+    # as for `env -u ... NAME=value python` started now; its other changes arrive.
+    monkeypatch.setenv("EXECNET_FORK_CMD", "later")
+    monkeypatch.setenv("EXECNET_FORK_UNSET", "later")
+    monkeypatch.setenv("EXECNET_FORK_OTHER", "later")
+    again = facts(makegw(spec))
+    assert again["ppid"] == found["ppid"]
+    assert again["env"]["EXECNET_FORK_CMD"] == "yes"
+    assert "EXECNET_FORK_UNSET" not in again["env"]
+    assert again["env"]["EXECNET_FORK_OTHER"] == "later"
 
 
 @pytest.mark.parametrize("model", ["thread", "main_thread_only", "gevent", "eventlet"])
