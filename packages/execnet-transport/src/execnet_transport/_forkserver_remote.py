@@ -22,7 +22,6 @@ Standard library only, and nothing newer than CPython 3.8 and PyPy3 offer; no ty
 
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
 import select
@@ -175,9 +174,7 @@ class _Server:
                     os.close(extra)
                 continue  # not a request of our opener's making
             try:
-                link.sendmsg(
-                    [b"T"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_array(fds[3:]))]
-                )
+                link.sendmsg([b"T"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_array(fds[3:]))])
             except OSError:
                 os._exit(1)  # the server is gone: nobody could report this child's end
             os.close(fds[3])
