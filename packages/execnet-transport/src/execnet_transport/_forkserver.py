@@ -3,7 +3,8 @@
 The first fork gateway of an interpreter command line (python=, -B) starts a server: a
 fresh interpreter of that command, bootstrapped like any popen child, that has imported
 only the travelling packages and holds no thread (its code: _forkserver_remote.py). Each
-gateway is then a child forked from it: it takes the caller's cwd, umask and
+gateway is then a child forked from it (a spare forked ahead takes the request from the
+control socket itself and becomes the child): it takes the caller's cwd, umask and
 environment as of the makegateway call, then the spec's env:, nice and chdir, and
 speaks the protocol over pipes of its own, whose ends reach the server as SCM_RIGHTS
 over the control socket (a socket pair, never bound to a path: no other user, no other

@@ -10,6 +10,11 @@ SCM_RIGHTS, four descriptors: the child's stdin, stdout and stderr pipe ends and
 *line*, a socket pair of its own over which the server reports the child's pid and,
 later, its exit status.
 
+The request is read not by the server but by its *spare*: a child forked ahead of time
+that waits on the control socket, hands the request's line to the server over a link of
+its own (so the server reports that child's pid and status) and becomes the gateway's
+child, while the server forks the next spare (see `_Server`).
+
 The server is the forked children's parent, so only it can reap them; it reaps a child
 only after the opener has read its status and closed the line (``waitid`` with
 ``WNOWAIT`` peeks at the status first). Until then the pid cannot be reused, so the
