@@ -51,12 +51,10 @@ __all__ = [
     "ForkServer",
     "ForkedChild",
     "fork_gateway",
-    "fork_wanted",
     "report_fallback",
     "running_servers",
 ]
 
-ENV_SWITCH = "EXECNET_FORK"
 # What a server's interpreter took from its environment at its start, beyond PYTHON*:
 # a caller whose values differ gets another server.
 _STARTUP_VARIABLES = ("LANG", "LC_ALL", "LC_CTYPE", "EXECNET_DEBUG")
@@ -78,11 +76,6 @@ class ServerGone(Exception):
     def __init__(self, reason: str, crashed: bool) -> None:
         super().__init__(reason)
         self.crashed = crashed
-
-
-def fork_wanted(spec: XSpec) -> bool:
-    """True when a popen spec asks for a forked child: the `fork` key or EXECNET_FORK=1."""
-    return bool(spec.fork) or os.environ.get(ENV_SWITCH, "").strip() == "1"
 
 
 def running_servers() -> Dict[ServerKey, int]:
