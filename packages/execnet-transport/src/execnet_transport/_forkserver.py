@@ -161,22 +161,29 @@ class ForkedChild(PipedChild):
             self._take_pid(timeout)
         return self._pid
 
-    def _take_pid(self, timeout: Optional[float]) -> None:
-        if self._pid is not None or self._lost:
-            return
+    def _read_line(self, timeout: Optional[float]) -> Tuple[Optional[int], bool]:
+        """(the next number on the line: pid, then status, or None if nothing came
+        within `timeout`; whether the line ended: the server is gone)."""
         try:
             ready = _readable(self._line.fileno(), timeout)
             data = self._line.recv(_STATUS.size) if ready else None
         except OSError:
             data = b""
         if data is None:
-            return
+            return None, False
         if len(data) != _STATUS.size:
-            self._lost = True
-            trace("fork request: the fork server ended before it forked")
+            return None, True
+        number: int = _STATUS.unpack(data)[0]
+        return number, False
+
+    def _take_pid(self, timeout: Optional[float]) -> None:
+        if self._pid is not None or self._lost:
             return
-        self._pid = _STATUS.unpack(data)[0]
-        self._pidfd = self._open_pidfd(self._pid)
+        self._pid, self._lost = self._read_line(timeout)
+        if self._pid is not None:
+            self._pidfd = self._open_pidfd(self._pid)
+        elif self._lost:
+            trace("fork request: the fork server ended before it forked")
 
     @property
     def never_forked(self) -> bool:
@@ -218,18 +225,11 @@ class ForkedChild(PipedChild):
         self._take_pid(timeout)
         if self._pid is None:
             return
-        try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = _readable(self._line.fileno(), remaining)
-            data = self._line.recv(_STATUS.size) if ready else None
-        except OSError:
-            data = b""
-        if data is None:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._status, self._lost = self._read_line(remaining)
+        if self._status is None and not self._lost:
             return
-        if len(data) == _STATUS.size:
-            self._status = _STATUS.unpack(data)[0]
-        else:
-            self._lost = True
+        if self._lost:
             trace(f"forked child {self._pid}: its fork server ended before its status")
         self._line.close()  # the server may reap it now
 
