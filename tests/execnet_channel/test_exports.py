@@ -28,6 +28,7 @@ EXPECTED = {
     "BaseGateway",
     "RemoteStatus",
     "serve",
+    "preload",
     "RemoteError",
     "TimeoutError",
     "ChannelClosedError",

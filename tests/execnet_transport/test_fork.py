@@ -9,13 +9,14 @@ import os
 import shutil
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import parts
 import pytest
-from procs import alive, wait_gone
+from procs import alive, children, wait_gone
 
 from execnet_transport import Gateway, XSpec, _forkserver, make_gateway
 
@@ -131,14 +132,29 @@ def test_spec_chdir_and_nice(makegw: MakeGateway, tmp_path: Path) -> None:
     _gone_servers.extend(server_pids())
 
 
-def test_python_command_that_sets_the_environment(makegw: MakeGateway) -> None:
-    """What the interpreter command line itself changes (env NAME=value python) reaches
-    every forked child, over the caller's environment."""
-    gw = makegw(f"popen//fork//python=env EXECNET_FORK_CMD=yes {sys.executable}")
-    found = facts(gw)
+def test_python_command_that_sets_the_environment(
+    makegw: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the interpreter command line itself changes (env -u NAME NAME=value python)
+    reaches every forked child, over the caller's environment as of each call."""
+    monkeypatch.setenv("EXECNET_FORK_CMD", "caller")
+    monkeypatch.setenv("EXECNET_FORK_UNSET", "caller")
+    spec = f"popen//fork//python=env -u EXECNET_FORK_UNSET EXECNET_FORK_CMD=yes {sys.executable}"
+    found = facts(makegw(spec))
     assert found["env"]["EXECNET_FORK_CMD"] == "yes"
+    assert "EXECNET_FORK_UNSET" not in found["env"]
     assert found["ppid"] != os.getpid()
     _gone_servers.append(found["ppid"])
+    # The caller changes them after the server started: the command line still wins,
+    # as for `env -u ... NAME=value python` started now; its other changes arrive.
+    monkeypatch.setenv("EXECNET_FORK_CMD", "later")
+    monkeypatch.setenv("EXECNET_FORK_UNSET", "later")
+    monkeypatch.setenv("EXECNET_FORK_OTHER", "later")
+    again = facts(makegw(spec))
+    assert again["ppid"] == found["ppid"]
+    assert again["env"]["EXECNET_FORK_CMD"] == "yes"
+    assert "EXECNET_FORK_UNSET" not in again["env"]
+    assert again["env"]["EXECNET_FORK_OTHER"] == "later"
 
 
 @pytest.mark.parametrize("model", ["thread", "main_thread_only", "gevent", "eventlet"])
@@ -220,6 +236,65 @@ def test_the_server_goes_away_with_the_last_gateway(makegw: MakeGateway) -> None
     third = facts(makegw("popen//fork"))
     assert third["ppid"] not in (server, os.getpid())
     _gone_servers.append(third["ppid"])
+
+
+def _spares(server: int, *gateways: Gateway) -> set[int]:
+    """The server's children that are no gateway's: its spare, forked ahead (the server
+    forks it once the last one took its request: waited for here, up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = children(server) - {gw.child_pid for gw in gateways}
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
+def test_a_spare_waits_and_becomes_the_next_child(makegw: MakeGateway) -> None:
+    first = makegw("popen//fork")
+    (server,) = server_pids()
+    (spare,) = _spares(server, first)  # forked ahead, waiting for the next request
+    second = makegw("popen//fork")
+    assert second.child_pid == spare
+    assert facts(second)["pid"] == spare
+    (next_spare,) = _spares(server, first, second)
+    assert next_spare not in (spare, first.child_pid)
+    for gw in (first, second):
+        gw.exit()
+        gw.join(10)
+        assert gw.wait_child(20) == 0
+    # the last gateway ended: the spare reads the end of the control socket and exits
+    assert wait_gone([server, next_spare, spare]) == []
+
+
+def test_a_killed_spare_is_replaced(makegw: MakeGateway) -> None:
+    first = makegw("popen//fork")
+    (server,) = server_pids()
+    (spare,) = _spares(server, first)
+    os.kill(spare, signal.SIGKILL)
+    assert wait_gone([spare]) == []
+    deadline = time.monotonic() + 10
+    while _spares(server, first) in ({spare}, set()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (replacement,) = _spares(server, first)
+    assert replacement != spare
+    second = makegw("popen//fork")
+    assert facts(second)["pid"] == replacement
+    assert facts(second)["ppid"] == server
+
+
+def test_the_spare_of_a_dead_server_exits(makegw: MakeGateway) -> None:
+    gw = makegw("popen//fork")
+    (server,) = server_pids()
+    (spare,) = _spares(server, gw)
+    os.kill(server, signal.SIGKILL)
+    assert wait_gone([server, spare]) == []  # its link to the server ended
+    assert gw.remote_exec("channel.send(6 * 7)").receive(30) == 42
+    pid = gw.child_pid
+    gw.exit()
+    gw.join(10)
+    assert gw.wait_child(20) is not None
+    assert pid is not None
+    assert wait_gone([pid]) == []
 
 
 def test_death_of_a_forked_child_is_reported(makegw: MakeGateway) -> None:

@@ -7,7 +7,6 @@ the packages live only in a temporary directory on this process's sys.path.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import parts
 import pytest
 from socketservers import Server
 from sshd import SshServer
+from syspath import on_sys_path
 
 from execnet_channel import RemoteError
 from execnet_transport import Gateway, XSpec, make_gateway
@@ -94,13 +94,8 @@ def packages(tmp_path: Path) -> Iterator[Path]:
         path = root / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip("\n"))
-    sys.path.insert(0, str(root))
-    importlib.invalidate_caches()
-    try:
+    with on_sys_path(root):
         yield root
-    finally:
-        sys.path.remove(str(root))
-        importlib.invalidate_caches()
 
 
 IMPORT_SHOP = """

@@ -8,7 +8,6 @@ sizes and the compressed bytes before it uses them.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
+from syspath import on_sys_path
 
 from execnet_channel import RemoteError
 from execnet_transport import Gateway, XSpec, make_gateway
@@ -57,13 +57,8 @@ def tree(tmp_path: Path) -> Iterator[Path]:
     os.symlink(tmp_path / "outside.txt", package / "evil.py")
     os.symlink(tmp_path, package / "up")
     os.mkfifo(package / "fifo.txt")
-    sys.path.insert(0, str(root))
-    importlib.invalidate_caches()
-    try:
+    with on_sys_path(root):
         yield root
-    finally:
-        sys.path.remove(str(root))
-        importlib.invalidate_caches()
 
 
 ASK = """

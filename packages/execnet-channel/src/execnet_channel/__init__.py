@@ -40,7 +40,7 @@ from ._execmodels import EXECMODEL_NAMES, ExecModel, get_execmodel
 from ._frames import DEFAULT_MAX_FRAME, MAX_PAYLOAD, MIN_MAX_FRAME, FrameError, FrameTooLarge
 from ._gateway import BaseGateway, RemoteStatus
 from ._io import FdIO, SocketIO, StdioIO
-from ._serve import serve
+from ._serve import preload, serve
 from ._startup import TYPE_CHECKING
 from ._tls import TLSConnection, TLSSocketIO
 from ._trace import trace
@@ -73,6 +73,7 @@ __all__ = [
     "MIN_MAX_FRAME",
     "MAX_PAYLOAD",
     "serve",
+    "preload",
     # errors
     "RemoteError",
     "TimeoutError",

@@ -282,6 +282,25 @@ def _start_exit_watchdog() -> None:
     _thread.start_new_thread(watchdog, ())
 
 
+def preload(execmodel: str = "thread") -> None:
+    """Import now what ``serve`` with `execmodel` would import on its first use.
+
+    The thread models' task queue lives in an extension module that an interpreter
+    which only serves a gateway need not import at start. A fork server (execnet-
+    transport's ``popen//fork``) calls this once before it forks: each forked child then
+    finds it imported, instead of importing it itself, which would load a shared library
+    and copy hundreds of the memory pages the child shares with its server.
+
+    >>> preload("thread")
+    >>> import sys
+    >>> "_queue" in sys.modules or "queue" in sys.modules
+    True
+    """
+    from ._execmodels import get_execmodel
+
+    get_execmodel(execmodel)._queue()
+
+
 def serve(io: IO, id: str, *, exit_process: bool = True, max_frame: Optional[int] = None) -> None:
     """Serve the opener over ``io``: run what it sends until it terminates or goes away.
 

@@ -54,7 +54,7 @@ class TerminateReport:
     >>> report = Group(["popen", "popen"]).terminate(timeout=30)
     >>> report.exited, report.killed
     (['gw0', 'gw1'], [])
-    >>> bool(report)        # True when no gateway is unresponsive
+    >>> bool(report)  # True when no gateway is unresponsive
     True
     >>> print(report)
     terminated: exited ['gw0', 'gw1']
@@ -115,32 +115,41 @@ def _depth(gateway: Terminable) -> int:
     return depth
 
 
-def _bounded(what: str, func: Callable[[], object], deadline: float | None) -> None:
-    """Call func, but stop waiting for it at `deadline` (it goes on in the background).
+def _bounded(calls: Sequence[Tuple[str, Callable[[], object]]], deadline: float | None) -> None:
+    """Make each (what, func) call, side by side, but stop waiting for them at
+    `deadline` (one still blocked then goes on in the background).
 
     Exit and kill should not block, but a send stuck on a full pipe or a kill that
-    hangs must not hold up terminate. Where no thread can be started any more (at
-    interpreter exit on Python 3.12+), func is called directly.
+    hangs must not hold up terminate, nor the calls for the other gateways: each runs
+    in a thread of its own, all started before any is waited for. Where no thread can
+    be started any more (at interpreter exit on Python 3.12+), func is called directly.
     """
 
-    def call() -> None:
+    def call(what: str, func: Callable[[], object]) -> None:
         try:
             func()
         except Exception as exc:  # a stream that is already gone, a process reaped
             trace(f"terminate: {what} raised {exc!r}")
 
     if deadline is None:
-        call()
+        for what, func in calls:
+            call(what, func)
         return
-    thread = threading.Thread(target=call, name=f"execnet-terminate-{what}", daemon=True)
-    try:
-        thread.start()
-    except RuntimeError:  # interpreter shutdown
-        call()
-        return
-    thread.join(max(0.0, deadline - time.monotonic()))
-    if thread.is_alive():
-        trace(f"terminate: {what} still blocked at the deadline; giving up on it")
+    started: List[Tuple[str, threading.Thread]] = []
+    for what, func in calls:
+        thread = threading.Thread(
+            target=call, args=(what, func), name=f"execnet-terminate-{what}", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutdown
+            call(what, func)
+            continue
+        started.append((what, thread))
+    for what, thread in started:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            trace(f"terminate: {what} still blocked at the deadline; giving up on it")
 
 
 def _left(deadline: float | None) -> float | None:
@@ -194,22 +203,23 @@ def terminate_gateways(gateways: Sequence[Terminable], timeout: float | None) ->
     levels = sorted({_depth(gw) for gw in gateways}, reverse=True)
     for level in levels:
         here = [state for state in states if _depth(state.gateway) == level]
-        for state in here:
-            _bounded(f"exit of {state.gateway.id}", state.gateway.exit, clean_deadline)
+        _bounded([(f"exit of {s.gateway.id}", s.gateway.exit) for s in here], clean_deadline)
         for state in here:
             state.wait(clean_deadline)
     outcomes = {id(state): EXITED for state in states if state.ended}
     stuck = [state for state in states if not state.ended]
+    ends: List[Tuple[str, Callable[[], object]]] = []
     for state in stuck:
         gateway = state.gateway
         if state.pid is not None:
             trace(
                 f"terminate: {gateway.id} still running after {timeout}s; killing pid {state.pid}"
             )
-            _bounded(f"kill of {gateway.id}", gateway.kill_child, hard_deadline)
+            ends.append((f"kill of {gateway.id}", gateway.kill_child))
         else:  # socket or via: no process of ours to kill; cut the connection instead
             trace(f"terminate: {gateway.id} still running after {timeout}s; cutting its connection")
-            _bounded(f"cut of {gateway.id}", gateway.cut_connection, hard_deadline)
+            ends.append((f"cut of {gateway.id}", gateway.cut_connection))
+    _bounded(ends, hard_deadline)
     for state in stuck:
         if not state.wait(hard_deadline):
             outcomes[id(state)] = UNRESPONSIVE

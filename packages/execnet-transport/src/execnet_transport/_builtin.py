@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from ._commands import is_this_interpreter, popen_args, python_args, vagrant_args
 from ._errors import BootstrapError
-from ._forkserver import fork_io, fork_wanted, report_fallback
 from ._process import ProcessIO
 from ._transports import Command, Connection, Started, StartRequest, sudo_args, sudo_failure
 from ._xspec import SOCKET_KEYS, XSpec
 
-__all__ = ["POPEN", "SOCKET", "VAGRANT_SSH", "classify_local_failure"]
+__all__ = ["FORK_SWITCH", "POPEN", "SOCKET", "VAGRANT_SSH", "classify_local_failure", "fork_wanted"]
+
+# The environment variable that forks every local popen gateway from a fork server.
+FORK_SWITCH = "EXECNET_FORK"
+
+
+def fork_wanted(spec: XSpec) -> bool:
+    """True when a popen spec asks for a forked child: the `fork` key or EXECNET_FORK=1.
+
+    Asked at every popen start: the fork server's module is imported only when it is.
+    """
+    return bool(spec.fork) or os.environ.get(FORK_SWITCH, "").strip() == "1"
 
 
 def classify_local_failure(
@@ -57,6 +68,8 @@ class PopenTransport:
         )
         if request.via is not None or sudo or not fork_wanted(spec):
             return command
+        from ._forkserver import fork_io, report_fallback
+
         forked = fork_io(
             spec,
             request.execmodel,

@@ -3,7 +3,8 @@
 The first fork gateway of an interpreter command line (python=, -B) starts a server: a
 fresh interpreter of that command, bootstrapped like any popen child, that has imported
 only the travelling packages and holds no thread (its code: _forkserver_remote.py). Each
-gateway is then a child forked from it: it takes the caller's cwd, umask and
+gateway is then a child forked from it (a spare forked ahead takes the request from the
+control socket itself and becomes the child): it takes the caller's cwd, umask and
 environment as of the makegateway call, then the spec's env:, nice and chdir, and
 speaks the protocol over pipes of its own, whose ends reach the server as SCM_RIGHTS
 over the control socket (a socket pair, never bound to a path: no other user, no other
@@ -34,7 +35,7 @@ import struct
 import threading
 import time
 import warnings
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from execnet_channel import ExecModel, trace
@@ -49,16 +50,16 @@ __all__ = [
     "ForkServer",
     "ForkedChild",
     "fork_io",
-    "fork_wanted",
     "report_fallback",
     "running_servers",
 ]
 
-ENV_SWITCH = "EXECNET_FORK"
 # What a server's interpreter took from its environment at its start, beyond PYTHON*:
 # a caller whose values differ gets another server.
 _STARTUP_VARIABLES = ("LANG", "LC_ALL", "LC_CTYPE", "EXECNET_DEBUG")
 _STATUS = struct.Struct(">q")
+# How long ``ForkedChild.pid`` waits for the server to tell it, if it was not read yet.
+_PID_WAIT = 30.0
 # The returncode a forked child reports when its server died before it could tell.
 UNKNOWN_STATUS = 255
 
@@ -74,11 +75,6 @@ class ServerGone(Exception):
     def __init__(self, reason: str, crashed: bool) -> None:
         super().__init__(reason)
         self.crashed = crashed
-
-
-def fork_wanted(spec: XSpec) -> bool:
-    """True when a popen spec asks for a forked child: the `fork` key or EXECNET_FORK=1."""
-    return bool(spec.fork) or os.environ.get(ENV_SWITCH, "").strip() == "1"
 
 
 def running_servers() -> Dict[ServerKey, int]:
@@ -139,33 +135,68 @@ def _server_key(args: List[str]) -> ServerKey:
 
 class ForkedChild(PipedChild):
     """A gateway's process, forked by a server: pid, exit status (reported by the
-    server over the child's line) and kill, as ChildProcess offers them."""
+    server over the child's line) and kill, as ChildProcess offers them.
 
-    def __init__(
-        self,
-        server: ForkServer,
-        pipes: Tuple[int, int, int],
-        line: Any,
-        pid: int,
-    ) -> None:
+    The line carries the pid once the server forked, then the exit status. The pid is
+    read when first needed (after the child's ready marker, normally): until the
+    server answered, ``pid`` waits for it.
+    """
+
+    def __init__(self, server: ForkServer, pipes: Tuple[int, int, int], line: Any) -> None:
         super().__init__(*pipes)
         self._server = server
         self._line = line
-        self._pid = pid
+        self._pid: Optional[int] = None
         self._status: Optional[int] = None
-        self._lost = False  # the server ended before it told the status
+        self._lost = False  # the server ended before it told the pid or the status
         self._released = False
         self._lock = threading.Lock()
-        self._pidfd = self._open_pidfd()
+        self._pidfd: Optional[int] = None
 
-    def _open_pidfd(self) -> Optional[int]:
+    def take_pid(self, timeout: Optional[float]) -> Optional[int]:
+        """The pid, waiting up to `timeout` seconds for the server to tell it; None
+        when the server ended (or crashed) before it forked the child."""
+        with self._lock:
+            self._take_pid(timeout)
+        return self._pid
+
+    def _read_line(self, timeout: Optional[float]) -> Tuple[Optional[int], bool]:
+        """(the next number on the line: pid, then status, or None if nothing came
+        within `timeout`; whether the line ended: the server is gone)."""
+        try:
+            ready = _readable(self._line.fileno(), timeout)
+            data = self._line.recv(_STATUS.size) if ready else None
+        except OSError:
+            data = b""
+        if data is None:
+            return None, False
+        if len(data) != _STATUS.size:
+            return None, True
+        number: int = _STATUS.unpack(data)[0]
+        return number, False
+
+    def _take_pid(self, timeout: Optional[float]) -> None:
+        if self._pid is not None or self._lost:
+            return
+        self._pid, self._lost = self._read_line(timeout)
+        if self._pid is not None:
+            self._pidfd = self._open_pidfd(self._pid)
+        elif self._lost:
+            trace("fork request: the fork server ended before it forked")
+
+    @property
+    def never_forked(self) -> bool:
+        """The server ended before it told a pid (it crashed, or was shutting down)."""
+        return self._pid is None and self._lost
+
+    def _open_pidfd(self, pid: int) -> Optional[int]:
         # The server reaps a child only once we closed its line (or the server ended):
         # while the line is open the pid is this child's. Checked after the open.
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is None:
             return None
         try:
-            pidfd: int = pidfd_open(self._pid)
+            pidfd: int = pidfd_open(pid)
         except OSError:
             return None
         try:
@@ -181,28 +212,31 @@ class ForkedChild(PipedChild):
 
     @property
     def pid(self) -> int:
-        return self._pid
+        if self._pid is None:
+            self.take_pid(_PID_WAIT)
+        return -1 if self._pid is None else self._pid
 
     def _take_status(self, timeout: Optional[float]) -> None:
         """Read the status from the line, waiting up to `timeout` (lock held)."""
         if self._status is not None or self._lost:
             return
-        try:
-            ready = _readable(self._line.fileno(), timeout)
-            data = self._line.recv(_STATUS.size) if ready else None
-        except OSError:
-            data = b""
-        if data is None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._take_pid(timeout)
+        if self._pid is None:
             return
-        if len(data) == _STATUS.size:
-            self._status = _STATUS.unpack(data)[0]
-        else:
-            self._lost = True
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._status, self._lost = self._read_line(remaining)
+        if self._status is None and not self._lost:
+            return
+        if self._lost:
             trace(f"forked child {self._pid}: its fork server ended before its status")
         self._line.close()  # the server may reap it now
 
     def _wait_lost(self, deadline: Optional[float]) -> None:
         """The server is gone: wait for the process itself, by its pidfd or its pid."""
+        if self._pid is None:  # never forked: nothing to wait for
+            self._status = UNKNOWN_STATUS
+            return
         while True:
             if self._pidfd is not None:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -241,6 +275,14 @@ class ForkedChild(PipedChild):
         """SIGKILL the child; never blocks."""
         if self._status is not None:
             return
+        if self._pid is None and self._lock.acquire(False):
+            try:
+                self._take_pid(0)  # it is on the line by now, unless the fork is not done
+            finally:
+                self._lock.release()
+        if self._pid is None:
+            trace("fork request: not killed, no pid yet (the child ends at its pipes' end)")
+            return
         with contextlib.suppress(OSError):
             if self._pidfd is not None:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
@@ -273,10 +315,14 @@ class ForkedChild(PipedChild):
 class ForkServer:
     """One fork server process and the control socket to it (see the module docstring)."""
 
-    def __init__(self, key: ServerKey, process: ChildProcess, control: Any) -> None:
+    def __init__(
+        self, key: ServerKey, process: ChildProcess, control: Any, start_env: Dict[str, str]
+    ) -> None:
         self.key = key
         self.process = process
         self.control = control
+        # The environment the server was started with: requests carry changes to it.
+        self.start_env = start_env
         self._lock = threading.Lock()  # one request at a time on the control socket
         self._children = 0  # forked and not yet released
         self._closing = False
@@ -293,6 +339,7 @@ class ForkServer:
         from ._transports import Command
 
         ours, theirs = _socketpair()
+        start_env = dict(os.environ)
         try:
             process = bootstrap_child(
                 spec,
@@ -305,7 +352,7 @@ class ForkServer:
                     "fork_server": {
                         "control": theirs.fileno(),
                         "source": _server_source(),
-                        "start_env": dict(os.environ),
+                        "start_env": start_env,
                     },
                     # the gateways' settings come with their requests, not the server's
                     "env": {},
@@ -321,14 +368,15 @@ class ForkServer:
             theirs.close()
         process.close_fds()  # the bootstrap pipes: the server reads /dev/null now
         trace(f"fork server {process.pid} started for {args}")
-        return cls(key, process, ours)
+        return cls(key, process, ours, start_env)
 
     def crashed_report(self) -> str:
         """How the server ended, for the warning."""
         return self.process.postmortem(wait=2.0)
 
-    def fork(self, request: Dict[str, Any], deadline: float) -> ForkedChild:
-        """A child forked with `request`'s settings; ServerGone if the server cannot."""
+    def fork(self, request: Dict[str, Any]) -> ForkedChild:
+        """Have a child forked with `request`'s settings; ServerGone if the request
+        cannot be sent. Whether the server forked it, the child's pid tells."""
         child_stdin, stdin_fd = os.pipe()
         stdout_fd, child_stdout = os.pipe()
         stderr_read, stderr_write = os.pipe()
@@ -358,21 +406,9 @@ class ForkServer:
             for fd in theirs[:3]:
                 os.close(fd)
             their_line.close()
-        try:
-            remaining = deadline - time.monotonic()
-            if not _readable(line.fileno(), remaining):
-                raise ServerGone("the fork server did not answer", crashed=True)
-            answer = line.recv(_STATUS.size)
-            if len(answer) != _STATUS.size:
-                raise ServerGone("the fork server ended before it forked", crashed=True)
-        except BaseException:
-            line.close()
-            for fd in ours:
-                os.close(fd)
-            self.release()
-            raise
-        pid = _STATUS.unpack(answer)[0]
-        return ForkedChild(self, (stdin_fd, stdout_fd, stderr_read), line, pid)
+        # The pid follows on the line once the server forked; nobody waits for it here:
+        # the child's ready marker comes at about the same time (see ForkedChild.pid).
+        return ForkedChild(self, (stdin_fd, stdout_fd, stderr_read), line)
 
     def release(self) -> None:
         """One child fewer; the last one shuts the server down."""
@@ -452,12 +488,11 @@ def fork_io(
         return ""
     spec_env = {str(k): str(v) for k, v in spec.env.items()}
     marker = _bootstrap.new_marker()
-    request = {
+    request: Dict[str, Any] = {
         "id": str(spec.id),
         "execmodel": spec.execmodel or "thread",
         "nice": str(spec.nice) if spec.nice is not None else "",
         "chdir": str(spec.chdir) if spec.chdir else "",
-        "env": dict(os.environ),
         "spec_env": spec_env,
         "cwd": cwd,
         "umask": _umask(),
@@ -465,36 +500,50 @@ def fork_io(
         "max_frame": max_frame_of(spec),
     }
     deadline = time.monotonic() + timeout
+    command = Command(args, classify=classify_local_failure)
     while True:
         try:
             server = _server_for(spec, args, same)
         except BootstrapError as exc:
             return f"the fork server for {args[0]!r} did not start ({exc})"
+        request["env_set"], request["env_unset"] = _environment_changes(server.start_env)
         try:
-            child = server.fork(request, deadline)
-            break
+            child = server.fork(request)
         except ServerGone as exc:
             if not exc.crashed:
                 if "too large" in str(exc):
                     trace(f"gateway {spec.id}: no fork ({exc}); plain popen start")
                     return ""
                 continue  # it shut down just now: start another
-            report = server.crashed_report()
-            server.abandon()
-            return f"the fork server (pid {server.pid}) is gone: {exc}; {report}"
-    try:
+            return _crashed(server, str(exc))
 
-        def read_some(numbytes: int) -> bytes:
-            return child.read_some(numbytes, deadline)
+        try:
+            handshake(spec, partial(child.read_some, deadline=deadline), marker, child, command)
+            if child.take_pid(max(0.0, deadline - time.monotonic())) is None:
+                raise ServerGone("the fork server ended before it told the pid", crashed=True)
+        except BaseException as exc:
+            child.kill()
+            child.close_fds()
+            child.wait(5)
+            child.release()
+            if child.never_forked or isinstance(exc, ServerGone):
+                return _crashed(server, "the fork server ended before it forked")
+            raise
+        return ForkIO(child, model)
 
-        handshake(spec, read_some, marker, child, Command(args, classify=classify_local_failure))
-    except BaseException:
-        child.kill()
-        child.close_fds()
-        child.wait(5)
-        child.release()
-        raise
-    return ForkIO(child, model)
+
+def _environment_changes(start_env: Dict[str, str]) -> Tuple[Dict[str, str], List[str]]:
+    """This process's environment as changes to `start_env`: (set, removed)."""
+    current = os.environ
+    changed = {name: value for name, value in current.items() if start_env.get(name) != value}
+    return changed, [name for name in start_env if name not in current]
+
+
+def _crashed(server: ForkServer, what: str) -> str:
+    """Forget a server that is gone; what to report."""
+    report = server.crashed_report()
+    server.abandon()
+    return f"the fork server (pid {server.pid}) is gone: {what}; {report}"
 
 
 def report_fallback(what: str, spec: XSpec) -> None:

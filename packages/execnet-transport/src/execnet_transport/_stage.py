@@ -119,9 +119,14 @@ def serve_fork_server(
     function that ends the child once served), having made the child what the request
     says: its pipes, the caller's umask, cwd and environment.
     """
+    import execnet_channel
+
     server = config["fork_server"]
     namespace: Dict[str, Any] = {"__name__": "execnet_forkserver"}
     exec(server["source"], namespace)
+    # What every child's serve() imports on first use is imported here, once: in a
+    # forked child the import would copy hundreds of pages shared with the server.
+    execnet_channel.preload("thread")
     write_all(ready_answer(config, compiled, stage_code))
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
