@@ -132,3 +132,48 @@ def test_unknown_inner_host(sshd_hosts: SshHosts, makegw: MakeGateway) -> None:
     assert type(info.value) is HostNotFound
     assert "'" in info.value.reason  # a line of ssh's, quoted
     assert info.value.returncode == 255
+
+
+# -- ssh from a via host -------------------------------------------------------------
+
+
+def test_ssh_from_a_via_host(sshd_hosts: SshHosts, makegw: MakeGateway) -> None:
+    # The via host (a popen child here) runs the ssh client; the gateway's IO is proxied.
+    hop = makegw("popen//id=local")
+    gw = makegw(_spec(sshd_hosts, "a"), via=hop)
+    assert gw.child_pid is None and gw.via_gateway is hop
+    assert _where(gw)[0] == "a"
+    through = makegw(_spec(sshd_hosts, "c", "//ssh_jump=a,b"), via=hop)  # and through jumps
+    assert _where(through)[0] == "c"
+
+
+def test_ssh_from_a_host_inside_the_inner_network(
+    sshd_hosts: SshHosts, makegw: MakeGateway
+) -> None:
+    # a's sessions live in network 1, where b listens: an ssh client started there
+    # reaches b directly (no jump), and c through b, which this process cannot.
+    on_a = makegw(_spec(sshd_hosts, "a"))
+    gw = makegw(_spec(sshd_hosts, "b"), via=on_a)
+    landed, connection = _where(gw)
+    assert landed == "b"
+    assert gw._rinfo().pid != on_a._rinfo().pid
+    deeper = makegw(_spec(sshd_hosts, "c", "//ssh_jump=b"), via=on_a)
+    assert _where(deeper)[0] == "c"
+    further = makegw("popen//id=deepest", via=deeper)  # and a popen child on c
+    ch = further.remote_exec(
+        "import os; channel.send((os.environ.get('EXECNET_HOST'), os.getppid()))"
+    )
+    assert ch.receive(30) == ("c", deeper._rinfo().pid)  # c's interpreter started it
+
+
+def test_ssh_errors_from_a_via_host(sshd_hosts: SshHosts, makegw: MakeGateway) -> None:
+    hop = makegw("popen//id=local")
+    with pytest.raises(HostNotFound) as info:
+        makegw(_spec(sshd_hosts, "b", "//ssh_timeout=10"), via=hop)  # b: not from here
+    assert "Connection refused" in info.value.reason
+    b, c = sshd_hosts["b"], sshd_hosts["c"]
+    spec = f"//ssh_port={b.port}//ssh_jump=a//ssh_identity={c.identity}"
+    with pytest.raises(SshAuthenticationError) as refused:
+        makegw(_spec(sshd_hosts, b.address, spec), via=hop)
+    assert "Permission denied" in refused.value.reason
+    assert hop.remote_exec("channel.send(1)").receive(30) == 1  # the hop lives on
