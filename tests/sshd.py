@@ -19,6 +19,7 @@ one the test reaches directly, and two inner hosts in networks of their own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -95,7 +96,11 @@ def keygen(*keys: Path) -> None:
             raise RuntimeError(f"ssh-keygen failed: {process.args}")
 
 
-def _write_configs(directory: Path, port: int) -> tuple[Path, Path, Path]:
+def _write_configs(
+    directory: Path, port: int, home: Optional[Path] = None
+) -> tuple[Path, Path, Path]:
+    """sshd_config, ssh_config and the client key for a server on 127.0.0.1:port; with
+    `home`, sessions get HOME=home (see `running_hosts`)."""
     host_key = directory / "ssh_host_ed25519_key"
     client_key = directory / "id_ed25519"
     keygen(host_key, client_key)
@@ -118,6 +123,7 @@ UsePAM no
 AcceptEnv LANG LC_*
 Subsystem sftp internal-sftp
 LogLevel ERROR
+{f"SetEnv HOME={home}" if home is not None else ""}
 """
     )
     ssh_config = directory / "ssh_config"
@@ -252,7 +258,7 @@ class SshHosts:
         return self.hosts[name]
 
 
-def _hosts_configs(directory: Path) -> Dict[str, SshHost]:
+def _hosts_configs(directory: Path, home: Optional[Path]) -> Dict[str, SshHost]:
     keys = []
     for name in HOSTS:
         (directory / name).mkdir()
@@ -273,7 +279,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin yes
 StrictModes no
 UsePAM no
-SetEnv EXECNET_HOST={name}
+SetEnv EXECNET_HOST={name}{f" HOME={home}" if home is not None else ""}
 LogLevel VERBOSE
 """
         )
@@ -311,21 +317,41 @@ def _start_inetd(
         process.wait(10)
         error = process.stderr.read().decode(errors="replace") if process.stderr else ""
         if "Operation not permitted" in error:
-            parts.missing(f"network namespaces are not allowed here: {error.strip()[-200:]}")
+            raise PartMissing(f"network namespaces are not allowed here: {error.strip()[-200:]}")
         raise RuntimeError(f"sshd_inetd.py for host {host.name} failed: {error}")
     return process, int(line.split()[1])
+
+
+class PartMissing(Exception):
+    """What `running_hosts` needs is not on this machine (the text says what)."""
 
 
 @pytest.fixture(scope="session")
 def sshd_hosts() -> Iterator[SshHosts]:
     """Three real sshd hosts, a jump host and two behind it (session-wide): `SshHosts`."""
+    try:
+        with running_hosts() as hosts:
+            yield hosts
+    except PartMissing as missing:
+        parts.missing(str(missing))
+
+
+@contextlib.contextmanager
+def running_hosts(home: Optional[Path] = None) -> Iterator[SshHosts]:
+    """`SshHosts`, running until the block ends (the fixture's, and the benchmarks').
+
+    `home`: a directory sshd gives every session as HOME (`SetEnv`) instead of the
+    account's own, so the login shell reads no rc file of this machine's account.
+    """
     if not os.path.exists(SSHD) or shutil.which("ssh") is None:
-        parts.missing("OpenSSH is not installed (apt-get install openssh-server openssh-client)")
+        raise PartMissing(
+            "OpenSSH is not installed (apt-get install openssh-server openssh-client)"
+        )
     if sys.platform != "linux":
-        parts.missing("the inner hosts live in Linux network namespaces")
+        raise PartMissing("the inner hosts live in Linux network namespaces")
     os.makedirs("/run/sshd", exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="execnet-sshd-hosts-"))
-    hosts = _hosts_configs(directory)
+    hosts = _hosts_configs(directory, home)
     # Free ports on this machine's loopback; the inner hosts' stay bound here (never
     # listening), so a direct connection to them is refused whatever else runs here.
     held = []

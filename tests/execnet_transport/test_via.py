@@ -112,7 +112,8 @@ def test_a_chain_of_four(makegw: MakeGateway) -> None:
     ch = deepest.remote_exec("channel.send(channel.receive() * 2)")
     ch.send(b"y" * 2_000_000)  # big items cross every hop
     assert len(ch.receive(60)) == 4_000_000
-    assert deepest.via_gateway is chain[2] and chain[2].via_gateway is chain[1]
+    assert deepest.via_gateway is chain[2]
+    assert chain[2].via_gateway is chain[1]
 
 
 def test_exiting_a_chain_leaves_no_process(makegw: MakeGateway) -> None:
