@@ -144,6 +144,11 @@ def test_gateways_to_one_host_share_a_connection(sshd: SshServer, makegw: MakeGa
     first, second, third = makegw(spec), makegw(spec), makegw(spec)
     seen = {gw.remote_exec(CONNECTION).receive(10) for gw in (first, second, third)}
     assert len(seen) == 1  # one TCP connection: the same client port for all three
+    # The first gateway's own ssh became the master; the others are sessions over it.
+    assert first._child is not None
+    assert "ControlMaster=yes" in first._child.args
+    assert second._child is not None
+    assert "ControlMaster=no" in second._child.args
     directory = shares.directory
     assert directory is not None
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
@@ -153,7 +158,8 @@ def test_gateways_to_one_host_share_a_connection(sshd: SshServer, makegw: MakeGa
     assert alone.remote_exec(CONNECTION).receive(10) not in seen
     for gw in (first, second):
         _ended(gw)
-    assert os.path.isdir(directory)  # the third still uses it
+    assert os.path.isdir(directory)  # the third still uses it, after the first's end:
+    assert len(os.listdir(directory)) == 1  # the master went on in the background
     assert third.remote_exec("channel.send(3)").receive(10) == 3
     _ended(third)
     assert not os.path.exists(directory)  # the last gateway's end removed it
