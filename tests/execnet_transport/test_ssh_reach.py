@@ -209,3 +209,36 @@ def gw_code(bootstrap: object, ssh_args: Callable[..., list[str]], spec: str) ->
     xspec = XSpec(spec)
     command = shell_command(xspec, bootstrap.first_stage("stdio"))  # type: ignore[attr-defined]
     return bootstrap._compiled.get(tuple(ssh_args(xspec, command)))  # type: ignore[attr-defined]
+
+
+def test_side_by_side_gateways_to_a_host_refusing_the_key(
+    sshd: SshServer, makegw: MakeGateway, tmp_path: Path
+) -> None:
+    import threading
+
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    spec = (
+        f"ssh={NO_KNOWN_HOSTS} 127.0.0.1//ssh_port={sshd.port}//ssh_identity={stranger}"
+        "//ssh_strict=no"
+    )
+    before = shares.directory
+    errors: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            makegw(spec)
+        except BaseException as exc:
+            errors.append(exc)
+
+    # The first one's ssh is to be the master; when it fails the next one tries, and
+    # so on: each fails with its own ssh's words, none waits for a socket that never comes.
+    threads = [threading.Thread(target=make) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(errors) == 3
+    assert all(isinstance(error, SshAuthenticationError) for error in errors), errors
+    assert all("Permission denied" in error.reason for error in errors)  # type: ignore[attr-defined]
+    assert shares.directory == before

@@ -360,7 +360,12 @@ class SshTransport:
         release: Optional[Callable[[], None]] = None
         if path is not None:
             release = _releaser(path, master)
-        command = request.remote_command()
+        try:
+            command = request.remote_command()
+        except BaseException:
+            if release is not None:  # waiters go on, the count stays right
+                release()
+            raise
         return Command(
             ssh_args(spec, command, path, master),
             remoteaddress=str(spec.ssh),
