@@ -36,6 +36,14 @@ import pytest
 
 SSHD = "/usr/sbin/sshd"  # sshd refuses to start unless run by its absolute path
 ALIAS = "execnet-sshd"
+# What every test server allows: keys only, root (the test user) included; no PAM.
+SSHD_COMMON = """\
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin yes
+StrictModes no
+UsePAM no"""
 
 
 @dataclass
@@ -114,12 +122,7 @@ Port {port}
 HostKey {host_key}
 PidFile {directory / "sshd.pid"}
 AuthorizedKeysFile {authorized}
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin yes
-StrictModes no
-UsePAM no
+{SSHD_COMMON}
 AcceptEnv LANG LC_*
 Subsystem sftp internal-sftp
 LogLevel ERROR
@@ -273,12 +276,7 @@ def _hosts_configs(directory: Path, home: Optional[Path]) -> Dict[str, SshHost]:
 HostKey {home / "ssh_host_ed25519_key"}
 PidFile none
 AuthorizedKeysFile {home / "authorized_keys"}
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin yes
-StrictModes no
-UsePAM no
+{SSHD_COMMON}
 SetEnv EXECNET_HOST={name}{f" HOME={home}" if home is not None else ""}
 LogLevel VERBOSE
 """
