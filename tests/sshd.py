@@ -388,7 +388,6 @@ Host *
     UserKnownHostsFile {known_hosts}
     GlobalKnownHostsFile /dev/null
     BatchMode yes
-    LogLevel ERROR
 """
         )
         _wait_listening(hosts["a"].address, hosts["a"].port, running[0], timeout=30)

@@ -5,13 +5,16 @@ connections per host, errors through a jump; against tests/sshd.py's `sshd_hosts
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Callable, Tuple
 
 import pytest
 from sshd import SshHosts
 
-from execnet_transport import Gateway, HostNotFound, SshAuthenticationError
+from execnet_transport import Gateway, HostKeyMismatch, HostNotFound, SshAuthenticationError
 from execnet_transport._ssh import shares
 
 MakeGateway = Callable[..., Gateway]
@@ -131,7 +134,15 @@ def test_unknown_inner_host(sshd_hosts: SshHosts, makegw: MakeGateway) -> None:
     with pytest.raises(HostNotFound) as info:
         makegw(_spec(sshd_hosts, "no-such-host.invalid", "//ssh_jump=a//ssh_timeout=10"))
     assert type(info.value) is HostNotFound
-    assert "'" in info.value.reason  # a line of ssh's, quoted
+    # The first gateway's ssh was to be the shared master: ssh sent the jump host's
+    # words to /dev/null, and the error says so.
+    assert "ssh_share=no shows them" in info.value.reason
+    spec = _spec(sshd_hosts, "no-such-host.invalid", "//ssh_jump=a//ssh_share=no")
+    with pytest.raises(HostNotFound) as unshared:
+        makegw(spec)
+    # The jump host could not resolve it (its network has no DNS: "Temporary failure in
+    # name resolution" here): its own line, quoted.
+    assert "open failed: connect failed: " in unshared.value.reason
     assert info.value.returncode == 255
 
 
@@ -178,3 +189,40 @@ def test_ssh_errors_from_a_via_host(sshd_hosts: SshHosts, makegw: MakeGateway) -
         makegw(_spec(sshd_hosts, b.address, spec), via=hop)
     assert "Permission denied" in refused.value.reason
     assert hop.remote_exec("channel.send(1)").receive(30) == 1  # the hop lives on
+
+
+def test_inner_host_key_mismatch(sshd_hosts: SshHosts, makegw: MakeGateway, tmp_path: Path) -> None:
+    # Known hosts that give b c's host key: the jump host checks out, b does not.
+    a, b, c = sshd_hosts["a"], sshd_hosts["b"], sshd_hosts["c"]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(
+        f"[{a.address}]:{a.port} {Path(f'{a.host_key}.pub').read_text()}"
+        f"[{b.address}]:{b.port} {Path(f'{c.host_key}.pub').read_text()}"
+    )
+    with pytest.raises(HostKeyMismatch) as info:
+        makegw(_spec(sshd_hosts, f"-o UserKnownHostsFile={wrong} b", "//ssh_jump=a"))
+    assert "Host key verification failed." in info.value.reason
+
+
+def test_a_dead_master_wakes_every_gateway_on_it(sshd_hosts: SshHosts, makegw: MakeGateway) -> None:
+    spec = _spec(sshd_hosts, "b", "//ssh_jump=a")
+    gateways = [makegw(spec) for _ in range(3)]
+    waiters = [gw.remote_exec("channel.receive()") for gw in gateways]
+    assert gateways[0]._child is not None
+    path = next(
+        arg.split("=", 1)[1] for arg in gateways[0]._child.args if arg.startswith("ControlPath=")
+    )
+    check = subprocess.run(
+        ["ssh", "-o", f"ControlPath={path}", "-O", "check", "b"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    master = int(check.stderr.split("pid=")[1].split(")")[0])  # "Master running (pid=N)"
+    os.kill(master, signal.SIGKILL)
+    for gw, waiter in zip(gateways, waiters):
+        with pytest.raises(EOFError) as info:
+            waiter.receive(30)
+        assert f"gateway {gw.id!r}" in str(info.value)
+        assert "the remote process ended" in str(info.value)

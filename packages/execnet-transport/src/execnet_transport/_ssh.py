@@ -63,13 +63,14 @@ _SOCKET_POLL = 0.005
 # A unix socket's path holds 107 bytes; ssh binds a temporary name 17 bytes longer first.
 _MAX_CONTROL_PATH = 90
 
-# ssh's own words, by cause; the first line that matches is quoted in the error.
+# ssh's own words, by cause, the plainest first: the first line holding the first
+# of them that occurs is quoted in the error (not the "@ WARNING ... @" banner).
 _AUTH = ("permission denied", "too many authentication failures", "no more authentication")
 _HOST_KEY = (
     "host key verification failed",
-    "remote host identification has changed",
     "no matching host key",
     "host key for",
+    "remote host identification has changed",
 )
 _TIMEOUT = ("timed out", "timeout")
 _UNREACHABLE = (
@@ -298,9 +299,11 @@ atexit.register(shares.release_all)
 
 
 def _first_line(stderr: str, words: tuple[str, ...]) -> Optional[str]:
-    for line in stderr.splitlines():
-        if any(word in line.lower() for word in words):
-            return line.strip()
+    lines = stderr.splitlines()
+    for word in words:
+        for line in lines:
+            if word in line.lower():
+                return line.strip()
     return None
 
 
@@ -343,6 +346,26 @@ def classify_ssh_failure(
     return SshError(spec, reason, stderr, status)
 
 
+# How ssh names the peer of a connection made through a ProxyJump/ProxyCommand.
+_THROUGH_A_PROXY = "unknown port 65535"
+
+
+def classify_master_failure(
+    spec: XSpec, reason: str, stderr: str, status: Optional[int]
+) -> BootstrapError:
+    """classify_ssh_failure for the gateway whose ssh was to be the shared master: with
+    ``ControlPersist`` ssh sends a jump host's own stderr to /dev/null, so a connection
+    a jump host ended says where its words are."""
+    error = classify_ssh_failure(spec, reason, stderr, status)
+    if type(error) is HostNotFound and _THROUGH_A_PROXY in stderr.lower():
+        hint = (
+            " (through a jump host, which ended the connection; ssh drops the jump "
+            "host's own words for a shared connection: ssh_share=no shows them)"
+        )
+        return HostNotFound(spec, error.reason + hint, stderr, status)
+    return error
+
+
 class SshTransport:
     """``ssh=ARGS``: a python on another host, through OpenSSH."""
 
@@ -371,7 +394,7 @@ class SshTransport:
             remoteaddress=str(spec.ssh),
             cache_key=tuple(ssh_args(spec, command)),  # the same with or without a share
             release=release,
-            classify=classify_ssh_failure,
+            classify=classify_master_failure if master else classify_ssh_failure,
         )
 
 
