@@ -32,6 +32,11 @@ def _where(gw: Gateway) -> Tuple[str, str]:
     return landed, connection
 
 
+def _control_path(gw: Gateway) -> str:
+    assert gw._child is not None
+    return next(a.split("=", 1)[1] for a in gw._child.args if a.startswith("ControlPath="))
+
+
 def _connections(hosts: SshHosts, name: str) -> int:
     """How many ssh connections host `name` accepted so far (its sshd's log)."""
     log = hosts[name].log
@@ -208,10 +213,7 @@ def test_a_dead_master_wakes_every_gateway_on_it(sshd_hosts: SshHosts, makegw: M
     spec = _spec(sshd_hosts, "b", "//ssh_jump=a")
     gateways = [makegw(spec) for _ in range(3)]
     waiters = [gw.remote_exec("channel.receive()") for gw in gateways]
-    assert gateways[0]._child is not None
-    path = next(
-        arg.split("=", 1)[1] for arg in gateways[0]._child.args if arg.startswith("ControlPath=")
-    )
+    path = _control_path(gateways[0])
     check = subprocess.run(
         ["ssh", "-o", f"ControlPath={path}", "-O", "check", "b"],
         capture_output=True,
@@ -226,3 +228,21 @@ def test_a_dead_master_wakes_every_gateway_on_it(sshd_hosts: SshHosts, makegw: M
             waiter.receive(30)
         assert f"gateway {gw.id!r}" in str(info.value)
         assert "the remote process ended" in str(info.value)
+
+
+def test_a_new_master_after_the_last_gateway_to_a_host_ended(
+    sshd_hosts: SshHosts, makegw: MakeGateway
+) -> None:
+    on_a = makegw(_spec(sshd_hosts, "a"))  # keeps the control directory in use
+    first = makegw(_spec(sshd_hosts, "b", "//ssh_jump=a"))
+    old = _control_path(first)
+    first.exit()
+    first.join(30)
+    first.wait_child(30)
+    # b's master is told to exit: a later gateway to b starts a master of its own on a
+    # new control path instead of joining the one that is going away.
+    again = makegw(_spec(sshd_hosts, "b", "//ssh_jump=a"))
+    assert _control_path(again) != old
+    assert os.path.dirname(_control_path(again)) == os.path.dirname(old)
+    assert _where(again)[0] == "b"
+    assert _where(on_a)[0] == "a"

@@ -205,6 +205,11 @@ class _Shares:
         # per path: the start of the gateway whose ssh is becoming the master; set when
         # that gateway is released (its start failed, or it ended)
         self._leading: Dict[str, threading.Event] = {}
+        # destination -> the control path its gateways use now. A master whose last
+        # gateway ended is being stopped: a later gateway gets a new path (a new master)
+        # rather than a session over one that is going away.
+        self._current: Dict[str, str] = {}
+        self._masters = 0
 
     @property
     def directory(self) -> Optional[str]:
@@ -223,9 +228,13 @@ class _Shares:
             if self._directory is None:
                 self._directory = tempfile.mkdtemp(prefix="execnet-ssh-")  # mode 0700
                 os.chmod(self._directory, 0o700)
-            path = os.path.join(self._directory, name)
-            if len(path) > _MAX_CONTROL_PATH:  # ssh could not bind it: no sharing
-                return None
+            path = self._current.get(name, "")
+            if not path:
+                self._masters += 1
+                path = os.path.join(self._directory, f"{name}-{self._masters}")
+                if len(path) > _MAX_CONTROL_PATH:  # ssh could not bind it: no sharing
+                    return None
+                self._current[name] = path
             self._users[path] = self._users.get(path, 0) + 1
             self._exit_args[path] = ["ssh", "-o", f"ControlPath={path}", "-O", "exit", *where]
         deadline = time.monotonic() + int(spec.ssh_timeout or DEFAULT_SSH_TIMEOUT) + 30
@@ -258,6 +267,7 @@ class _Shares:
                 self._users[path] = count
                 return
             self._users.pop(path, None)
+            self._current.pop(os.path.basename(path).rpartition("-")[0], None)
             exit_args = self._exit_args.pop(path, None)
             directory = self._directory if not self._users else None
             if directory is not None:
@@ -273,6 +283,7 @@ class _Shares:
             masters = list(self._exit_args.items())
             self._users.clear()
             self._exit_args.clear()
+            self._current.clear()
             directory, self._directory = self._directory, None
         for path, exit_args in masters:
             if os.path.exists(path):
