@@ -231,8 +231,9 @@ def test_side_by_side_gateways_to_a_host_refusing_the_key(
         except BaseException as exc:
             errors.append(exc)
 
-    # The first one's ssh is to be the master; when it fails the next one tries, and
-    # so on: each fails with its own ssh's words, none waits for a socket that never comes.
+    # The first one's ssh is to be the master; when it fails the others go on with
+    # connections of their own: each fails with its own ssh's words, none waits for a
+    # socket that never comes.
     threads = [threading.Thread(target=make) for _ in range(3)]
     for thread in threads:
         thread.start()
@@ -242,3 +243,27 @@ def test_side_by_side_gateways_to_a_host_refusing_the_key(
     assert all(isinstance(error, SshAuthenticationError) for error in errors), errors
     assert all("Permission denied" in error.reason for error in errors)  # type: ignore[attr-defined]
     assert shares.directory == before
+
+
+def test_side_by_side_gateways_to_a_silent_host_each_time_out(makegw: MakeGateway) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    with socket.socket() as silent:  # accepts (the kernel's backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        spec = f"ssh=127.0.0.1//ssh_port={silent.getsockname()[1]}//ssh_timeout=2"
+
+        def make() -> None:
+            try:
+                makegw(spec)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=make) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert len(errors) == 3
+    assert all(isinstance(error, SshTimeout) for error in errors), errors

@@ -11,14 +11,14 @@ listens on its control socket, moves the connection to a background process of i
 own (its stdio on /dev/null) and goes on as that gateway's session over it, so the
 first gateway pays for no extra ssh process and its session overlaps what is left of
 the master's start. Gateways made side by side wait for the control socket to appear
-(or for the first one to fail, and then one of them tries) rather than each opening a
-connection of their own; every later gateway's ssh is a session over the control
-socket (``ControlMaster=no``), which lives in a private directory (mode 0700, made by
-``tempfile.mkdtemp``) of this process. A master that cannot start (a refused key, no
-such host) fails that gateway with ssh's own words. When the last gateway using it
-ends, the master is told to exit (``ssh -O exit``) and, once no share is left, the
-directory is removed (also at interpreter exit). ``ssh_share=no`` gives a gateway its
-own connection.
+rather than each opening a connection of their own (if the first one fails, they go on
+with connections of their own, side by side); every later gateway's ssh is a session
+over the control socket (``ControlMaster=no``), which lives in a private directory
+(mode 0700, made by ``tempfile.mkdtemp``) of this process. A master that cannot start
+(a refused key, no such host) fails that gateway with ssh's own words. When the last
+gateway using it ends, the master is told to exit (``ssh -O exit``) and, once no share
+is left, the directory is removed (also at interpreter exit). ``ssh_share=no`` gives a
+gateway its own connection.
 """
 
 from __future__ import annotations
@@ -247,9 +247,11 @@ class _Shares:
                     self._leading[path] = threading.Event()
                     return path, True
             # Another gateway's ssh is becoming the master: its socket appears once it
-            # authenticated; if that start fails, its release wakes us and one of us
-            # tries next (and fails the same way, with its own ssh's words).
-            if leading.wait(_SOCKET_POLL) is False and time.monotonic() > deadline:
+            # authenticated. If that start fails, its release wakes us: we go on with
+            # connections of our own, side by side (each ssh then says why it fails,
+            # or works), not one master attempt after another.
+            failed = leading.wait(_SOCKET_POLL)
+            if (failed and not os.path.exists(path)) or time.monotonic() > deadline:
                 self.release(path, leader=False)
                 return None
 
