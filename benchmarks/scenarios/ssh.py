@@ -5,6 +5,14 @@ a temporary directory, started before the clock). The remote interpreter is this
 environment's base CPython, reached as `ssh=<alias>//ssh_config=<file>//python=<path>`,
 so the bootstrap ships the travelling code over ssh as it would to another host. One
 untimed gateway first warms up this side. Lower is better.
+
+Every session gets HOME set to an empty directory (sshd's `SetEnv`), as on a host
+whose account has no shell rc of its own: Debian's bash reads ~/.bashrc for every
+command run over ssh, and this machine's root ~/.bashrc runs `pyenv init` (about a
+hundred processes, 70 ms idle and several times that under load) in every session, on
+both sides alike. `EXECNET_BENCH_SSH_HOME=account` keeps the account's own home.
+
+The jump_hosts case needs tests/sshd.py's `running_hosts` (network namespaces: root).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ def _sshd_helpers() -> Any:
         raise Skip(f"tests/sshd.py cannot be imported here: {exc}") from None
     finally:
         sys.path.remove(str(TESTS))
-    needed = ("SSHD", "ALIAS", "_free_port", "_write_configs", "_wait_listening")
+    needed = ("SSHD", "ALIAS", "_free_port", "_write_configs", "_wait_listening", "running_hosts")
     absent = [name for name in needed if not hasattr(sshd, name)]
     if absent:
         raise Skip(f"tests/sshd.py no longer offers {', '.join(absent)}")
@@ -51,7 +59,7 @@ def _server() -> Iterator[Tuple[str, Path, int]]:
     os.makedirs("/run/sshd", exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="bench-sshd-"))
     port = helpers._free_port()
-    sshd_config, ssh_config, _ = helpers._write_configs(directory, port)
+    sshd_config, ssh_config, _ = helpers._write_configs(directory, port, _home(directory))
     process = subprocess.Popen(
         [helpers.SSHD, "-D", "-e", "-f", str(sshd_config)],
         stdin=subprocess.DEVNULL,
@@ -67,6 +75,15 @@ def _server() -> Iterator[Tuple[str, Path, int]]:
         if process.stderr is not None:
             process.stderr.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _home(directory: Path) -> Any:
+    """An empty HOME for the sessions (None: the account's own); see the docstring."""
+    if os.environ.get("EXECNET_BENCH_SSH_HOME") == "account":
+        return None
+    home = directory / "home"
+    home.mkdir(exist_ok=True)
+    return home
 
 
 def _python() -> str:
@@ -113,14 +130,18 @@ def _first_and_second(which: int) -> Measure:
     with _server() as (alias, ssh_config, _):
         spec = f"ssh={alias}//ssh_config={ssh_config}//python={_python()}"
         time_gateway_cycle(spec)  # warm up
+        popen = f"popen//python={_python()}"
+        gateway_cycle_times(popen)  # warm up
         start = time.perf_counter()
         first = execnet.makegateway(spec)
         first.remote_exec("channel.send(1)").receive()
         first_s = time.perf_counter() - start
         second_s = gateway_cycle_times(spec)[0]  # while the first is open
+        popen_s = gateway_cycle_times(popen)[0]  # the same, for a popen gateway
         first.exit()
         first.join()
-        return Measure(first_s if which == 1 else second_s, "gateway")
+        extra = {"popen_s": popen_s, "second_to_popen": second_s / popen_s}
+        return Measure(first_s if which == 1 else second_s, "gateway", 1, extra)
 
 
 def first_gateway() -> Measure:
@@ -131,6 +152,37 @@ def first_gateway() -> Measure:
 def second_gateway() -> Measure:
     """A second gateway to the host while the first is open: ready + one exec answered."""
     return _first_and_second(2)
+
+
+def popen_gateway() -> Measure:
+    """For scale: a popen gateway to the same interpreter, ready + one exec answered (as
+    second_gateway measures; with --interleave they take turns)."""
+    spec = f"popen//python={_python()}"
+    gateway_cycle_times(spec)  # warm up
+    return Measure(gateway_cycle_times(spec)[0], "gateway")
+
+
+def jump_hosts() -> Measure:
+    """A gateway through a real jump host: tests/sshd.py's hosts, `ssh=-J a b`, where b
+    is reachable only through a (ready + one exec + exit)."""
+    helpers = _sshd_helpers()
+    directory = Path(tempfile.mkdtemp(prefix="bench-home-"))
+    try:
+        home = _home(directory)
+        try:
+            hosts_context = helpers.running_hosts(home)
+            hosts = hosts_context.__enter__()
+        except helpers.PartMissing as missing:
+            raise Skip(str(missing)) from None
+        try:
+            # -J in ssh=, as both sides understand it (ours' ssh_jump=a is the same -J a)
+            spec = f"ssh=-J a b//ssh_config={hosts.ssh_config}//python={_python()}"
+            time_gateway_cycle(spec)  # warm up
+            return Measure(time_gateway_cycle(spec), "gateway")
+        finally:
+            hosts_context.__exit__(None, None, None)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def jump() -> Measure:
@@ -150,7 +202,9 @@ CASES = {
     "group_8_unshared": group_8_unshared,
     "first_gateway": first_gateway,
     "second_gateway": second_gateway,
+    "popen_gateway": popen_gateway,
     "jump": jump,
+    "jump_hosts": jump_hosts,
 }
 
 if __name__ == "__main__":

@@ -144,6 +144,11 @@ def test_gateways_to_one_host_share_a_connection(sshd: SshServer, makegw: MakeGa
     first, second, third = makegw(spec), makegw(spec), makegw(spec)
     seen = {gw.remote_exec(CONNECTION).receive(10) for gw in (first, second, third)}
     assert len(seen) == 1  # one TCP connection: the same client port for all three
+    # The first gateway's own ssh became the master; the others are sessions over it.
+    assert first._child is not None
+    assert "ControlMaster=yes" in first._child.args
+    assert second._child is not None
+    assert "ControlMaster=no" in second._child.args
     directory = shares.directory
     assert directory is not None
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
@@ -153,7 +158,8 @@ def test_gateways_to_one_host_share_a_connection(sshd: SshServer, makegw: MakeGa
     assert alone.remote_exec(CONNECTION).receive(10) not in seen
     for gw in (first, second):
         _ended(gw)
-    assert os.path.isdir(directory)  # the third still uses it
+    assert os.path.isdir(directory)  # the third still uses it, after the first's end:
+    assert len(os.listdir(directory)) == 1  # the master went on in the background
     assert third.remote_exec("channel.send(3)").receive(10) == 3
     _ended(third)
     assert not os.path.exists(directory)  # the last gateway's end removed it
@@ -203,3 +209,53 @@ def gw_code(bootstrap: object, ssh_args: Callable[..., list[str]], spec: str) ->
     xspec = XSpec(spec)
     command = shell_command(xspec, bootstrap.first_stage("stdio"))  # type: ignore[attr-defined]
     return bootstrap._compiled.get(tuple(ssh_args(xspec, command)))  # type: ignore[attr-defined]
+
+
+def _failures_side_by_side(makegw: MakeGateway, spec: str, count: int = 3) -> list[Exception]:
+    """Make `count` gateways for `spec` at once (threads); what each raised."""
+    import threading
+
+    errors: list[Exception] = []
+
+    def make() -> None:
+        try:
+            makegw(spec)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=make) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return errors
+
+
+def test_side_by_side_gateways_to_a_host_refusing_the_key(
+    sshd: SshServer, makegw: MakeGateway, tmp_path: Path
+) -> None:
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    spec = (
+        f"ssh={NO_KNOWN_HOSTS} 127.0.0.1//ssh_port={sshd.port}//ssh_identity={stranger}"
+        "//ssh_strict=no"
+    )
+    before = shares.directory
+    # The first one's ssh is to be the master; when it fails the others go on with
+    # connections of their own: each fails with its own ssh's words, none waits for a
+    # socket that never comes.
+    errors = _failures_side_by_side(makegw, spec)
+    assert len(errors) == 3
+    assert all(isinstance(error, SshAuthenticationError) for error in errors), errors
+    assert all("Permission denied" in str(error) for error in errors)
+    assert shares.directory == before
+
+
+def test_side_by_side_gateways_to_a_silent_host_each_time_out(makegw: MakeGateway) -> None:
+    with socket.socket() as silent:  # accepts (the kernel's backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        spec = f"ssh=127.0.0.1//ssh_port={silent.getsockname()[1]}//ssh_timeout=2"
+        errors = _failures_side_by_side(makegw, spec)
+    assert len(errors) == 3
+    assert all(isinstance(error, SshTimeout) for error in errors), errors

@@ -5,17 +5,20 @@ ARGS <remote command>``. Batch mode is always on: ssh never asks for a password 
 passphrase, so a host that wants one fails at once.
 
 Shared connections: gateways of one process to the same destination (the same ssh
-options) share one ssh connection through OpenSSH's multiplexing. The first gateway
-starts the master (``ssh -M -N -f``, ``ControlPersist``: it authenticates, listens on
-its control socket, then goes to the background with its stdio on /dev/null; gateways
-made side by side wait for it rather than each opening a connection of their own);
-every gateway's ssh is a session over the control socket (``ControlMaster=no``), which
-lives in a private directory (mode 0700, made by ``tempfile.mkdtemp``) of this
-process. A master that cannot start (a refused key, no such host) leaves the gateway
-to its own connection, whose ssh then says why. When the last gateway using it ends,
-the master is told to exit (``ssh -O exit``) and, once no share is left, the directory
-is removed (also at interpreter exit). ``ssh_share=no`` gives a gateway its own
-connection.
+options) share one ssh connection through OpenSSH's multiplexing. The first gateway's
+own ssh is the master (``ControlMaster=yes``, ``ControlPersist``): it authenticates,
+listens on its control socket, moves the connection to a background process of its
+own (its stdio on /dev/null) and goes on as that gateway's session over it, so the
+first gateway pays for no extra ssh process and its session overlaps what is left of
+the master's start. Gateways made side by side wait for the control socket to appear
+rather than each opening a connection of their own (if the first one fails, they go on
+with connections of their own, side by side); every later gateway's ssh is a session
+over the control socket (``ControlMaster=no``), which lives in a private directory
+(mode 0700, made by ``tempfile.mkdtemp``) of this process. A master that cannot start
+(a refused key, no such host) fails that gateway with ssh's own words. When the last
+gateway using it ends, the master is told to exit (``ssh -O exit``) and, once no share
+is left, the directory is removed (also at interpreter exit). ``ssh_share=no`` gives a
+gateway its own connection.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
+import time
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
 from ._errors import (
     BootstrapError,
@@ -53,14 +57,20 @@ STRICT_VALUES = ("yes", "no", "accept-new")
 # How long a master outlives its last session if nobody tells it to exit (this process
 # was killed): a safety net, not the normal end.
 CONTROL_PERSIST = 60
+# How often a gateway waiting for another's master looks for its control socket (ssh
+# tells nobody when it is there; the first session ends the wait at once if it fails).
+_SOCKET_POLL = 0.005
+# A unix socket's path holds 107 bytes; ssh binds a temporary name 17 bytes longer first.
+_MAX_CONTROL_PATH = 90
 
-# ssh's own words, by cause; the first line that matches is quoted in the error.
+# ssh's own words, by cause, the plainest first: the first line holding the first
+# of them that occurs is quoted in the error (not the "@ WARNING ... @" banner).
 _AUTH = ("permission denied", "too many authentication failures", "no more authentication")
 _HOST_KEY = (
     "host key verification failed",
-    "remote host identification has changed",
     "no matching host key",
     "host key for",
+    "remote host identification has changed",
 )
 _TIMEOUT = ("timed out", "timeout")
 _UNREACHABLE = (
@@ -158,10 +168,17 @@ def ssh_options(spec: XSpec) -> List[str]:
     return args
 
 
-def ssh_args(spec: XSpec, command: str, control_path: Optional[str] = None) -> List[str]:
-    """``ssh -C [-F cfg] <our options> [control options] <ssh= split> <command>``."""
+def ssh_args(
+    spec: XSpec, command: str, control_path: Optional[str] = None, master: bool = False
+) -> List[str]:
+    """``ssh -C [-F cfg] <our options> [control options] <ssh= split> <command>``: with a
+    control path, a session over the running master's connection, or (`master`) the
+    master itself, which stays in the background after this session."""
     args = ["ssh", "-C", *_config_args(spec), *ssh_options(spec)]
-    if control_path is not None:  # a session over the running master's connection
+    if control_path is not None and master:
+        args += ["-o", "ControlMaster=yes", "-o", f"ControlPersist={CONTROL_PERSIST}"]
+        args += ["-o", f"ControlPath={control_path}"]
+    elif control_path is not None:
         args += ["-o", "ControlMaster=no", "-o", f"ControlPath={control_path}"]
     return [*args, *_destination(spec), command]
 
@@ -185,17 +202,25 @@ class _Shares:
         self._directory: Optional[str] = None
         self._users: Dict[str, int] = {}
         self._exit_args: Dict[str, List[str]] = {}
-        self._starting: Dict[str, threading.Lock] = {}  # one master start per path
+        # per path: the start of the gateway whose ssh is becoming the master; set when
+        # that gateway is released (its start failed, or it ended)
+        self._leading: Dict[str, threading.Event] = {}
+        # destination -> the control path its gateways use now. A master whose last
+        # gateway ended is being stopped: a later gateway gets a new path (a new master)
+        # rather than a session over one that is going away.
+        self._current: Dict[str, str] = {}
+        self._masters = 0
 
     @property
     def directory(self) -> Optional[str]:
         """The private control directory while a share exists, else None."""
         return self._directory
 
-    def acquire(self, spec: XSpec) -> Optional[str]:
-        """The control path of a running master for the spec's destination (started
-        here if there is none: gateways made side by side wait for it), counted once
-        more; None when no master could be started (the gateway's own ssh then says why).
+    def acquire(self, spec: XSpec) -> Optional[Tuple[str, bool]]:
+        """The control path for the spec's destination, counted once more, and whether
+        this gateway's ssh is to be the master (no master runs and nobody is starting
+        one); gateways made while another's ssh becomes the master wait for its control
+        socket. None when waiting took longer than a connection may (its own ssh then).
         """
         where = [*_config_args(spec), *ssh_options(spec), *_destination(spec)]
         name = hashlib.sha256("\0".join(where).encode()).hexdigest()[:20]
@@ -203,26 +228,48 @@ class _Shares:
             if self._directory is None:
                 self._directory = tempfile.mkdtemp(prefix="execnet-ssh-")  # mode 0700
                 os.chmod(self._directory, 0o700)
-            path = os.path.join(self._directory, name)
+            path = self._current.get(name, "")
+            if not path:
+                self._masters += 1
+                path = os.path.join(self._directory, f"{name}-{self._masters}")
+                if len(path) > _MAX_CONTROL_PATH:  # ssh could not bind it: no sharing
+                    return None
+                self._current[name] = path
             self._users[path] = self._users.get(path, 0) + 1
             self._exit_args[path] = ["ssh", "-o", f"ControlPath={path}", "-O", "exit", *where]
-            starting = self._starting.setdefault(path, threading.Lock())
-        with starting:
-            if not os.path.exists(path) and not _start_master(spec, path, where):
-                self.release(path)
+        deadline = time.monotonic() + int(spec.ssh_timeout or DEFAULT_SSH_TIMEOUT) + 30
+        while True:
+            with self._lock:
+                if os.path.exists(path):
+                    return path, False
+                leading = self._leading.get(path)
+                if leading is None:
+                    self._leading[path] = threading.Event()
+                    return path, True
+            # Another gateway's ssh is becoming the master: its socket appears once it
+            # authenticated. If that start fails, its release wakes us: we go on with
+            # connections of our own, side by side (each ssh then says why it fails,
+            # or works), not one master attempt after another.
+            failed = leading.wait(_SOCKET_POLL)
+            if (failed and not os.path.exists(path)) or time.monotonic() > deadline:
+                self.release(path, leader=False)
                 return None
-        return path
 
-    def release(self, path: str) -> None:
-        """One user less; the last one stops the master and, if it was the last share,
-        removes the directory."""
+    def release(self, path: str, leader: bool = False) -> None:
+        """One user less (`leader`: the one whose ssh was to be the master, whose
+        waiters may go on now); the last one stops the master and, if it was the last
+        share, removes the directory."""
         with self._lock:
+            if leader:
+                leading = self._leading.pop(path, None)
+                if leading is not None:
+                    leading.set()
             count = self._users.get(path, 0) - 1
             if count > 0:
                 self._users[path] = count
                 return
             self._users.pop(path, None)
-            self._starting.pop(path, None)
+            self._current.pop(os.path.basename(path).rpartition("-")[0], None)
             exit_args = self._exit_args.pop(path, None)
             directory = self._directory if not self._users else None
             if directory is not None:
@@ -238,32 +285,13 @@ class _Shares:
             masters = list(self._exit_args.items())
             self._users.clear()
             self._exit_args.clear()
+            self._current.clear()
             directory, self._directory = self._directory, None
         for path, exit_args in masters:
             if os.path.exists(path):
                 _stop_master(exit_args)
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
-
-
-def _start_master(spec: XSpec, path: str, where: List[str]) -> bool:
-    """Start the master connection: ssh authenticates, listens on `path`, then goes to
-    the background (``-f``; its stdio on /dev/null), so it is ready when this returns."""
-    timeout = int(spec.ssh_timeout or DEFAULT_SSH_TIMEOUT) + 30
-    args = ["ssh", "-C", "-M", "-N", "-f", "-o", f"ControlPath={path}"]
-    args += ["-o", f"ControlPersist={CONTROL_PERSIST}", *where]
-    try:
-        done = subprocess.run(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0 and os.path.exists(path)
 
 
 def _stop_master(exit_args: List[str]) -> None:
@@ -284,9 +312,11 @@ atexit.register(shares.release_all)
 
 
 def _first_line(stderr: str, words: tuple[str, ...]) -> Optional[str]:
-    for line in stderr.splitlines():
-        if any(word in line.lower() for word in words):
-            return line.strip()
+    lines = stderr.splitlines()
+    for word in words:
+        for line in lines:
+            if word in line.lower():
+                return line.strip()
     return None
 
 
@@ -329,6 +359,26 @@ def classify_ssh_failure(
     return SshError(spec, reason, stderr, status)
 
 
+# How ssh names the peer of a connection made through a ProxyJump/ProxyCommand.
+_THROUGH_A_PROXY = "unknown port 65535"
+
+
+def classify_master_failure(
+    spec: XSpec, reason: str, stderr: str, status: Optional[int]
+) -> BootstrapError:
+    """classify_ssh_failure for the gateway whose ssh was to be the shared master: with
+    ``ControlPersist`` ssh sends a jump host's own stderr to /dev/null, so a connection
+    a jump host ended says where its words are."""
+    error = classify_ssh_failure(spec, reason, stderr, status)
+    if type(error) is HostNotFound and _THROUGH_A_PROXY in stderr.lower():
+        hint = (
+            " (through a jump host, which ended the connection; ssh drops the jump "
+            "host's own words for a shared connection: ssh_share=no shows them)"
+        )
+        return HostNotFound(spec, error.reason + hint, stderr, status)
+    return error
+
+
 class SshTransport:
     """``ssh=ARGS``: a python on another host, through OpenSSH."""
 
@@ -341,26 +391,32 @@ class SshTransport:
         spec = request.spec
         # A via host runs the command: a control path here means nothing there.
         share = _flag(spec, "ssh_share", True) and request.via is None
-        path = shares.acquire(spec) if share else None
+        shared = shares.acquire(spec) if share else None
+        path, master = shared if shared is not None else (None, False)
         release: Optional[Callable[[], None]] = None
         if path is not None:
-            release = _releaser(path)
-        command = request.remote_command()
+            release = _releaser(path, master)
+        try:
+            command = request.remote_command()
+        except BaseException:
+            if release is not None:  # waiters go on, the count stays right
+                release()
+            raise
         return Command(
-            ssh_args(spec, command, path),
+            ssh_args(spec, command, path, master),
             remoteaddress=str(spec.ssh),
             cache_key=tuple(ssh_args(spec, command)),  # the same with or without a share
             release=release,
-            classify=classify_ssh_failure,
+            classify=classify_master_failure if master else classify_ssh_failure,
         )
 
 
-def _releaser(path: str) -> Callable[[], None]:
+def _releaser(path: str, leader: bool) -> Callable[[], None]:
     done = threading.Lock()
 
     def release() -> None:
         if done.acquire(blocking=False):  # once, whoever calls first
-            shares.release(path)
+            shares.release(path, leader)
 
     return release
 

@@ -113,6 +113,8 @@ class ViaIO:
         # bytes per item towards the child: what the via gateway's frames can carry
         self._piece = channel.gateway.max_frame - _ITEM_OVERHEAD
         self._draining = threading.Lock()
+        self._via_id = channel.gateway.id
+        self._hop_lost = False  # the via gateway's own connection ended, not the child
 
     pid = None
 
@@ -125,7 +127,9 @@ class ViaIO:
             raise
         except EOFError as exc:
             if self.status is None and not self._error:
-                self._error = f"the connection through the via gateway ended ({exc})"
+                # A hop of a chain: its own post-mortem names the hops above it.
+                self._error = f"its via gateway {self._via_id!r} was lost ({exc})"
+                self._hop_lost = True
             self._ended.set()
             raise EOFError(self.describe_end()) from None
         if isinstance(item, bytes):
@@ -262,7 +266,9 @@ class ViaIO:
 
     def postmortem(self, wait: float = 1.0) -> str:
         self._ended.wait(wait)
-        text = self.describe_end() + " (on the via gateway's host)"
+        text = self.describe_end()
+        if not self._hop_lost:
+            text += f" (on the host of via gateway {self._via_id!r})"
         tail = self.stderr_tail()
         if tail.strip():
             text += "; last lines of its stderr:\n" + tail
