@@ -296,6 +296,8 @@ def preload(execmodel: str = "thread") -> None:
     >>> "_queue" in sys.modules or "queue" in sys.modules
     True
     """
+    import mmap  # noqa: F401  (the receive buffer is an anonymous mmap where it is imported)
+
     from ._execmodels import get_execmodel
 
     get_execmodel(execmodel)._queue()
