@@ -286,7 +286,8 @@ def preload(execmodel: str = "thread") -> None:
     """Import now what ``serve`` with `execmodel` would import on its first use.
 
     The thread models' task queue lives in an extension module that an interpreter
-    which only serves a gateway need not import at start. A fork server (execnet-
+    which only serves a gateway need not import at start; ``mmap`` makes the receive
+    buffer an anonymous mapping (untouched pages until data arrives). A fork server (execnet-
     transport's ``popen//fork``) calls this once before it forks: each forked child then
     finds it imported, instead of importing it itself, which would load a shared library
     and copy hundreds of the memory pages the child shares with its server.
