@@ -6,46 +6,6 @@ from typing import Any, Dict, Tuple
 
 __all__ = ["XSpec"]
 
-# Every key API.md documents; they read as None when the spec does not give them.
-KNOWN_KEYS: Tuple[str, ...] = (
-    "popen",
-    "ssh",
-    "socket",
-    "vagrant_ssh",
-    "via",
-    "id",
-    "python",
-    "chdir",
-    "nice",
-    "execmodel",
-    "dont_write_bytecode",
-    "ssh_config",
-    "installvia",
-    "fork",
-    "forward_output",
-    "forward_logging",
-    "imports",
-)
-
-# The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
-SOCKET_KEYS = ("secret_file", "tls", "tls_ca", "tls_cert", "tls_key", "tls_hostname")
-# The keys ssh= gateways take besides ssh_config (see _ssh.py).
-SSH_KEYS = ("ssh_port", "ssh_identity", "ssh_jump", "ssh_timeout", "ssh_strict", "ssh_share")
-# The container transports' keys (see _containers.py).
-CONTAINER_KEYS = ("container_user", "container_workdir")
-KUBECTL_KEYS = ("kubectl_namespace", "kubectl_container", "kubectl_context")
-KNOWN_KEYS += (
-    *SOCKET_KEYS,
-    *SSH_KEYS,
-    "docker",
-    "podman",
-    "kubectl",
-    "sudo",
-    "max_frame",
-    *CONTAINER_KEYS,
-    *KUBECTL_KEYS,
-)
-
 # The keys every transport takes (the bootstrap applies them on the remote).
 COMMON_KEYS = (
     "id",
@@ -60,6 +20,33 @@ COMMON_KEYS = (
     "forward_output",  # the forwarding and the import server run over the gateway's
     "forward_logging",  # own stream, whatever transport made it
     "imports",
+)
+# The keys only socket= gateways take (a shared secret, TLS: see _socket.py).
+SOCKET_KEYS = ("secret_file", "tls", "tls_ca", "tls_cert", "tls_key", "tls_hostname")
+# The keys ssh= gateways take besides ssh_config (see _ssh.py).
+SSH_KEYS = ("ssh_port", "ssh_identity", "ssh_jump", "ssh_timeout", "ssh_strict", "ssh_share")
+# The container transports' keys (see _containers.py).
+CONTAINER_KEYS = ("container_user", "container_workdir")
+KUBECTL_KEYS = ("kubectl_namespace", "kubectl_container", "kubectl_context")
+
+# Every key API.md documents; they read as None when the spec does not give them: the
+# built-in transports' own keys, the common ones, and what some transports read.
+KNOWN_KEYS: Tuple[str, ...] = (
+    "popen",
+    "ssh",
+    "socket",
+    "vagrant_ssh",
+    "docker",
+    "podman",
+    "kubectl",
+    *COMMON_KEYS,
+    "ssh_config",
+    "fork",
+    "sudo",
+    *SOCKET_KEYS,
+    *SSH_KEYS,
+    *CONTAINER_KEYS,
+    *KUBECTL_KEYS,
 )
 
 
