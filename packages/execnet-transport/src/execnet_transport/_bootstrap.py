@@ -49,6 +49,8 @@ __all__ = [
     "read_code_answer",
     "read_exactly",
     "read_until_marker",
+    "serving_settings",
+    "spec_environment",
     "stage_entry",
     "stage_source",
 ]
@@ -232,6 +234,30 @@ def _travelling_paths() -> List[str]:
     return paths
 
 
+def spec_environment(spec: XSpec) -> Dict[str, str]:
+    """The spec's ``env:NAME=value`` keys as a dict of strings."""
+    return {str(name): str(value) for name, value in spec.env.items()}
+
+
+def serving_settings(spec: XSpec, marker: bytes) -> Dict[str, Any]:
+    """What ``_stage.start`` applies in every child before it serves, from the spec:
+    its id, execution model, nice, chdir, ready marker and frame limit. Part of a new
+    remote's config (`make_config`) and of a fork server's request for a child.
+
+    >>> from execnet_transport import XSpec
+    >>> serving_settings(XSpec("popen//id=gw0//nice=3"), b"M")["nice"]
+    '3'
+    """
+    return {
+        "id": str(spec.id),
+        "execmodel": spec.execmodel or "thread",
+        "nice": str(spec.nice) if spec.nice is not None else "",
+        "chdir": str(spec.chdir) if spec.chdir else "",
+        "marker": marker,
+        "max_frame": max_frame_of(spec),  # the remote holds our frames to it too
+    }
+
+
 def make_config(
     spec: XSpec,
     marker: bytes,
@@ -244,21 +270,14 @@ def make_config(
     `command`: the command line that started the child (its compiled code is kept per
     command line); `same_interpreter`: the child imports the installed packages.
     """
-    env = {str(k): str(v) for k, v in spec.env.items()}
+    env = spec_environment(spec)
     debug = os.environ.get("EXECNET_DEBUG")
     if debug and "EXECNET_DEBUG" not in env:
         env["EXECNET_DEBUG"] = debug  # reaches ssh, socket and via remotes too
-    config: Dict[str, Any] = {
-        "id": str(spec.id),
-        "execmodel": spec.execmodel or "thread",
-        "nice": str(spec.nice) if spec.nice is not None else "",
-        "chdir": str(spec.chdir) if spec.chdir else "",
-        "env": env,
-        "marker": marker,
-        "path": _travelling_paths() if same_interpreter else [],
-        "stage": stage_entry(command, same_interpreter),
-        "max_frame": max_frame_of(spec),  # the remote holds our frames to it too
-    }
+    config = serving_settings(spec, marker)
+    config["env"] = env
+    config["path"] = _travelling_paths() if same_interpreter else []
+    config["stage"] = stage_entry(command, same_interpreter)
     if command is not None and not same_interpreter:
         compiled = _compiled.get(command)
         config["code"] = (compiled.magic, compiled.modules) if compiled else None

@@ -42,7 +42,6 @@ from execnet_channel import ExecModel, trace
 
 from . import _bootstrap
 from ._errors import BootstrapError
-from ._max_frame import max_frame_of
 from ._process import ChildProcess, PipedChild, ProcessIO, describe_status
 from ._xspec import XSpec
 
@@ -486,19 +485,11 @@ def fork_io(
     except OSError as exc:  # a removed cwd: a plain child inherits it, a fork cannot
         trace(f"gateway {spec.id}: no fork ({exc}); plain popen start")
         return ""
-    spec_env = {str(k): str(v) for k, v in spec.env.items()}
     marker = _bootstrap.new_marker()
-    request: Dict[str, Any] = {
-        "id": str(spec.id),
-        "execmodel": spec.execmodel or "thread",
-        "nice": str(spec.nice) if spec.nice is not None else "",
-        "chdir": str(spec.chdir) if spec.chdir else "",
-        "spec_env": spec_env,
-        "cwd": cwd,
-        "umask": _umask(),
-        "marker": marker,
-        "max_frame": max_frame_of(spec),
-    }
+    request = _bootstrap.serving_settings(spec, marker)
+    request["spec_env"] = _bootstrap.spec_environment(spec)
+    request["cwd"] = cwd
+    request["umask"] = _umask()
     deadline = time.monotonic() + timeout
     command = Command(args, classify=classify_local_failure)
     while True:
