@@ -1,4 +1,4 @@
-"""The remote's first compile (`_startup.compile_source`): on CPython 3.12 exec() compiles
+"""The remote's first compile (`_startup.compile_source`): on CPython exec() compiles
 without creating the ast module's classes, and what it gives equals builtin
 compile(..., dont_inherit=True). Both ways are tested on every interpreter."""
 
