@@ -139,6 +139,23 @@ def test_sixteen_gateways_at_once(procs) -> None:  # type: ignore[no-untyped-def
     assert not [pid for pid in pids if procs.alive(pid)]
 
 
+def test_an_exit_that_blocks_does_not_hold_the_others(procs) -> None:  # type: ignore[no-untyped-def]
+    # The exits are made one after another until one blocks (a send stuck on a full
+    # pipe): then the rest go on without it, and its gateway is killed.
+    group = Group()
+    gateways = group.makegateways(["popen"] * 4)
+    pids = [gw.child_pid for gw in gateways]
+    blocker = threading.Event()
+    gateways[1].exit = lambda: blocker.wait()  # type: ignore[method-assign]
+    try:
+        report = group.terminate(timeout=3.0)
+    finally:
+        blocker.set()
+    assert report.killed == ["gw1"]
+    assert report.exited == ["gw0", "gw2", "gw3"]
+    assert not [pid for pid in pids if procs.alive(pid)]
+
+
 def test_terminate_twice(procs) -> None:  # type: ignore[no-untyped-def]
     group = Group()
     (pid,) = _start_hung(group, STOPPED)
