@@ -154,7 +154,7 @@ class BaseGateway(Receiving):
         # called (in the receiver) once it has ended: see _when_receiver_done
         self._done_callbacks: List[Callable[[], object]] = []
         self._buffered = _is_buffered(io)
-        self._init_receiving(self._buffered)
+        self._init_receiving(self._buffered, opener)
         self._start_receiver()
 
     def _start_receiver(self) -> None:

@@ -95,12 +95,16 @@ class Receiving:
         def _dispatch(self, kind: int, channel_id: int, payload: memoryview, at: int) -> bool: ...
         def _bad_item(self, channel: Channel, exc: Exception) -> None: ...
 
-    def _init_receiving(self, buffered: bool) -> None:
+    def _init_receiving(self, buffered: bool, opener: bool) -> None:
         model = self.execmodel
         # An anonymous mmap's pages are zero until first written, and only what arrives
-        # writes them; a bytearray is zeroed whole at once. Where mmap is imported
-        # already (a fork server preloads it) that saves a fresh child ~70 page faults.
+        # writes them; a bytearray is zeroed whole at once: ~70 page faults, 0.1 ms for
+        # each gateway an opener makes, and as much of a fresh child's start. The opener
+        # imports mmap; a remote uses it where it is imported already (a fork server
+        # preloads it), as the import would cost a plain child's start more than it saves.
         mmap = sys.modules.get("mmap")
+        if mmap is None and opener:
+            import mmap
         self._buf: Any = mmap.mmap(-1, _CHUNK) if mmap is not None else bytearray(_CHUNK)
         self._view = memoryview(self._buf)
         self._start = 0  # buffered frames are in _buf[_start:_end]
