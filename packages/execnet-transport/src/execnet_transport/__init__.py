@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .__about__ import __version__
+from ._builtin import starts_on_this_cpu
 from ._bundle import TRAVELLING_PACKAGES
 from ._connect import make_gateway
 from ._errors import (
@@ -74,6 +75,7 @@ __all__ = [
     "load_transport",
     "TRAVELLING_PACKAGES",
     "serve_socket",
+    "starts_on_this_cpu",
     "__version__",
 ]
 

@@ -25,6 +25,24 @@ def fork_wanted(spec: XSpec) -> bool:
     return bool(spec.fork) or os.environ.get(FORK_SWITCH, "").strip() == "1"
 
 
+def starts_on_this_cpu(spec: XSpec) -> bool:
+    """Whether making the gateway of `spec` is work for this machine's CPUs alone: a
+    popen child of this very interpreter, or one forked from a fork server (not via=,
+    not sudo=; `python=` names a program that may wait on anything, unless it forks).
+
+    Such starts gain nothing from running more of them at once than there are CPUs
+    (execnet_group's makegateways limits them so).
+
+    >>> starts_on_this_cpu(XSpec("popen")), starts_on_this_cpu(XSpec("popen//via=gw0"))
+    (True, False)
+    >>> starts_on_this_cpu(XSpec("popen//python=python3.12//fork"))
+    True
+    """
+    if not spec.popen or spec.via or spec.sudo:
+        return False
+    return fork_wanted(spec) or not spec.python or spec.python is True
+
+
 def classify_local_failure(
     spec: XSpec, reason: str, stderr: str, status: Optional[int]
 ) -> BootstrapError:
