@@ -11,6 +11,7 @@ from execnet_channel import ExecModel, get_execmodel, trace
 
 from . import _bootstrap
 from ._errors import BootstrapError
+from ._fd_table import grow_fd_table
 from ._forwarding import forwarding_of
 from ._gateway import Gateway
 from ._imports import imports_of
@@ -172,6 +173,7 @@ def make_gateway(
     if isinstance(spec, str):
         spec = XSpec(spec)
     transport = _validate(spec, via, installvia)
+    grow_fd_table()
     model = get_execmodel(execmodel)
     request = StartRequest(
         spec=spec,
