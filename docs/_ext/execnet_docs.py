@@ -169,6 +169,46 @@ def benchmarks_markdown(results: Dict[str, Any], made: List[Tuple[str, str]]) ->
     return "\n".join(text)
 
 
+PEER_COLUMNS = (
+    ("original", "execnet 2.1.2"),
+    ("ours", "ours"),
+    ("ours-fork", "ours (fork)"),
+    ("mitogen-local", "mitogen local"),
+    ("mitogen-fork", "mitogen fork"),
+    ("rpyc", "rpyc classic"),
+)
+
+
+def _figure(value: float) -> str:
+    """Three significant digits, whole numbers (with thousands separators) from 100."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def peers_markdown(results: Dict[str, Any]) -> str:
+    """The peer cases (medians of every side) as a markdown table, with their run."""
+    peers = results.get("peers") or []
+    if not peers:
+        return "No peer run in this results file.\n"
+    meta = results.get("peers_meta") or results["meta"]
+    head = "| case | figure | " + " | ".join(label for _, label in PEER_COLUMNS) + " |"
+    lines = [
+        f"Run of {meta['date']} ({meta['ours']}); medians of {meta['rounds']} fresh "
+        "processes per side, the sides taking turns.",
+        "",
+        head,
+        "|" + "---|" * (len(PEER_COLUMNS) + 2),
+    ]
+    for case in peers:
+        display = case["display"]
+        cells = []
+        for key, _ in PEER_COLUMNS:
+            median = case["sides"].get(key, {}).get("median")
+            cells.append("n/a" if median is None else _figure(median))
+        figure = f"{display['label']}, {display['better']} is better"
+        lines.append(f"| {case['case']} | {figure} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def generate(app: Sphinx) -> None:
     """Write docs/_generated/: the spec-key table, the benchmark charts and their page part."""
     outdir = Path(app.srcdir) / "_generated"
@@ -180,6 +220,7 @@ def generate(app: Sphinx) -> None:
     results = json.loads(RESULTS.read_text(encoding="utf-8"))
     made = draw_charts(results, outdir)
     _write(outdir / "benchmarks.md", benchmarks_markdown(results, made))
+    _write(outdir / "peers.md", peers_markdown(results))
 
 
 PACKAGES = (

@@ -118,6 +118,24 @@ def test_spec_key_table_names_every_key() -> None:
     assert XSpec("popen//max_frame=1M").max_frame == "1M"
 
 
+@pytest.mark.timeout(900)
+def test_performance_page_shows_the_peer_table(site: Path) -> None:
+    import json
+
+    results = json.loads(execnet_docs.RESULTS.read_text(encoding="utf-8"))
+    page = (site / "performance.html").read_text(encoding="utf-8")
+    for _, label in execnet_docs.PEER_COLUMNS:
+        assert label in page
+    for case in results["peers"]:
+        assert f"<td><p>{case['case']}</p></td>" in page
+        fork = case["sides"]["ours-fork"]["median"]
+        assert execnet_docs._figure(fork) in page  # the figure of the file, as drawn
+
+
+def test_peer_table_says_so_when_a_results_file_has_no_peers() -> None:
+    assert "No peer run" in execnet_docs.peers_markdown({"meta": {}, "results": []})
+
+
 def test_layer_graph_follows_the_packages_dependencies() -> None:
     deps = execnet_docs.package_dependencies()
     assert deps["execnet-serial"] == []
