@@ -5,7 +5,7 @@ Linux starts a process with a table of 64 and doubles it when a descriptor above
 size is opened; in a process with more than one thread (a gateway's receiver is one)
 each doubling waits for an RCU grace period, milliseconds of nothing. A Group of 32
 gateways doubled it twice: 23 ms of a 67 ms start-and-end of 32 fork gateways
-(benchmarks/README.md). `grow_fd_table` grows it once, early, to 1024 (or the
+(benchmarks/RESULTS.md). `grow_fd_table` grows it once, early, to 1024 (or the
 descriptor limit): a process with 0-2 open but one thread does that without any wait,
 and the table costs 8 KiB. Nothing else changes: a new descriptor still gets the lowest
 free number, and no descriptor stays open.
