@@ -163,6 +163,8 @@ def test_status_and_exec_are_answered_while_the_remote_main_thread_reads(
     assert gw.remote_status().numexecuting == 1
     second = gw.remote_exec("channel.send(channel.gateway._lend_uses)")
     assert second.receive(TIMEOUT) > 0  # the remote main thread did read for itself
+    # its task counts as executing until it returns; the close comes after that
+    second.waitclose(TIMEOUT)
     assert gw.remote_status().numexecuting == 1
     busy.close()
     busy.waitclose(TIMEOUT)
