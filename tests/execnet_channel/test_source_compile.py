@@ -22,6 +22,8 @@ def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if by_exec and sys.implementation.name != "cpython":
         pytest.skip("the exec() way is for CPython")
     monkeypatch.setattr(_startup, "_BY_EXEC", by_exec)
+    if by_exec:  # a greenlet test run before may have imported it into this process
+        monkeypatch.delitem(sys.modules, "greenlet", raising=False)
     return str(request.param)
 
 
@@ -109,3 +111,25 @@ def test_compile_leaves_a_trace_function_in_place() -> None:
     finally:
         sys.settrace(None)
     assert code.co_filename == "<traced>"
+
+
+def test_where_greenlets_run_builtin_compile_is_used(
+    way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import types
+
+    calls: List[str] = []
+    real = builtins.compile
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(builtins, "compile", spy)
+    _compile("z = 2\n", "<plain>")
+    assert calls == ([] if way == "by-exec" else ["<plain>"])
+    monkeypatch.setitem(sys.modules, "greenlet", types.ModuleType("greenlet"))
+    code = _compile("z = 3\n", "<green>")
+    assert calls[-1] == "<green>"  # not exec() under a trace function
+    assert code.co_filename == "<green>"

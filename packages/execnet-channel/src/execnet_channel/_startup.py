@@ -180,14 +180,21 @@ def compile_source(text: str, filename: str) -> "types.CodeType":
 
     Where compile() would first build the ast classes (above), and while no trace or
     profile function is set, the code object exec() compiled is taken from its first
-    frame before any of it runs, and given the right file name.
+    frame before any of it runs, and given the right file name. Not where greenlets run
+    (gevent, eventlet: `greenlet` imported): they share their thread's trace function,
+    and one switched to while it is set would run under it.
 
     >>> code = compile_source("x = 6 * 7\\n", "<example>")
     >>> namespace = {}
     >>> exec(code, namespace); namespace["x"], code.co_filename
     (42, '<example>')
     """
-    if _BY_EXEC and sys.gettrace() is None and sys.getprofile() is None:
+    if (
+        _BY_EXEC
+        and sys.gettrace() is None
+        and sys.getprofile() is None
+        and "greenlet" not in sys.modules
+    ):
         code = _compiled_by_exec(text)
         if code is not None:
             import _imp
