@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Set, Tuple
 
 from execnet_channel import trace
 from execnet_transport import Terminable
@@ -144,12 +144,12 @@ def _bounded(calls: Sequence[Tuple[str, Callable[[], object]]], deadline: float 
         return
     done = threading.Condition()
     todo = list(range(len(calls)))  # the calls not started yet, by index
-    ended: List[int] = []
+    ended: Set[int] = set()  # the calls that returned
 
     def run(index: int) -> None:
         call(*calls[index])
         with done:
-            ended.append(index)
+            ended.add(index)
             done.notify()
 
     def next_call() -> Optional[int]:
